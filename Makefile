@@ -1,0 +1,72 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# emfs: top-level Makefile. Kbuild (the file next to this one) describes the
+# module for the kernel's build system; this file is the developer's entry
+# point. See README.md, or run 'make help'.
+
+SHELL := /bin/bash
+
+# Use an existing Rust-enabled kernel build instead of the cached dev kernel.
+ifdef KDIR
+export KDIR
+endif
+
+# make check SUITE=<kunit suite> / SCENARIO=<scenario name>
+SUITE ?=
+SCENARIO ?=
+# make vm-run SCRIPT=path/to/script.sh
+SCRIPT ?=
+
+.PHONY: all help setup kernel module run check vm-run vm-shell lint fmt \
+	clippy rustfmt checkpatch clean
+
+all: module
+
+help:
+	@echo 'emfs targets:'
+	@echo '  run              boot the VM and run the demonstration'
+	@echo '  check            build, lint and run every test; ends with "N passed, N failed"'
+	@echo '  check SUITE=s    only KUnit suite s;  check SCENARIO=n  only scenario n'
+	@echo '  module           build emfs.ko (set-up and dev kernel on first use)'
+	@echo '  vm-run SCRIPT=f  run script f as root in the VM, exit with its status'
+	@echo '  vm-shell         interactive shell in the VM'
+	@echo '  lint             rustfmt check, CLIPPY=1 build, checkpatch'
+	@echo '  fmt              format the Rust sources'
+	@echo '  setup, kernel    install the toolchain / build the cached dev kernel'
+	@echo '  clean            remove build products (the kernel cache stays)'
+	@echo 'Variables: KDIR=<kernel build> to use your own Rust-enabled kernel.'
+
+setup:
+	@tools/setup.sh
+
+kernel: setup
+ifdef KDIR
+	@tools/build.sh kdir >/dev/null && echo "using KDIR=$(KDIR)"
+else
+	@tools/kernel.sh
+endif
+
+module:
+	@tools/build.sh module
+
+run: module
+	@tools/vm/run tools/demo/demo.sh
+
+check:
+	@python3 tools/testing/check.py $(if $(SUITE),--suite $(SUITE)) \
+		$(if $(SCENARIO),--scenario $(SCENARIO))
+
+vm-run: module
+	@test -n "$(SCRIPT)" || { echo 'usage: make vm-run SCRIPT=path/to/script.sh'; exit 2; }
+	@tools/vm/run "$(SCRIPT)"
+
+vm-shell: module
+	@tools/vm/run --shell
+
+lint: rustfmt clippy checkpatch
+
+rustfmt clippy checkpatch fmt:
+	@tools/build.sh $@
+
+clean:
+	@tools/build.sh clean

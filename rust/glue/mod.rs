@@ -1,0 +1,10 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The project's kernel abstraction layer.
+//!
+//! Mainline Rust-for-Linux 7.3 lacks some of what emfs needs; this module
+//! provides it in the style of `rust/kernel`: small safe types over the C
+//! API, each `unsafe` block justified by a `// SAFETY:` comment. The rest of
+//! the crate uses these types and holds no `unsafe` code.
+
+pub(crate) mod trace;

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# tools/build.sh - build the emfs module and run its lint gates.
+#
+# Usage: tools/build.sh kdir|module|clippy|rustfmt|checkpatch|lint|clean
+#
+#   kdir        print the kernel build directory in use
+#   module      build emfs.ko (after set-up and the cached kernel if needed)
+#   clippy      rebuild the module with CLIPPY=1; any warning fails
+#   rustfmt     check the Rust sources against the kernel's rustfmt config
+#   checkpatch  run the kernel's checkpatch.pl on the C files
+#   lint        rustfmt, clippy and checkpatch
+#   clean       remove build products
+#
+# With KDIR set, that kernel build is used (it must have Rust enabled);
+# otherwise the development kernel from tools/kernel.sh, built on first use.
+
+set -euo pipefail
+
+. "$(dirname "$0")/lib.sh"
+
+export LIBCLANG_PATH=${LIBCLANG_PATH:-/usr/lib/llvm-19/lib}
+RUSTC=${RUSTC:-/usr/bin/rustc}
+CLIPPY_DRIVER=${CLIPPY_DRIVER:-/usr/bin/clippy-driver}
+BINDGEN=${BINDGEN:-$EMFS_CACHE/cargo/bin/bindgen}
+
+# resolve_kdir: set KDIR, building the development kernel if needed, and
+# refuse a kernel build that cannot build Rust modules.
+resolve_kdir() {
+	if [ -z "${KDIR:-}" ]; then
+		"$EMFS_TOP/tools/setup.sh" >/dev/null ||
+			die "set-up failed; run tools/setup.sh to see why"
+		KDIR=$("$EMFS_TOP/tools/kernel.sh" --print-kdir)
+		[ -f "$KDIR/.emfs-built" ] || "$EMFS_TOP/tools/kernel.sh"
+	fi
+	[ -f "$KDIR/.config" ] ||
+		die "KDIR=$KDIR is not a configured kernel build directory (no .config)"
+	grep -q '^CONFIG_RUST=y' "$KDIR/.config" ||
+		die "KDIR=$KDIR was built without Rust support (CONFIG_RUST is not set in its .config); emfs is a Rust module: use a kernel built with CONFIG_RUST=y, or leave KDIR unset to use the cached development kernel"
+	[ -f "$KDIR/rust/libkernel.rmeta" ] ||
+		die "KDIR=$KDIR has CONFIG_RUST=y but no built kernel crate (rust/libkernel.rmeta): build that kernel first"
+	grep -q '^CONFIG_KUNIT=y' "$KDIR/.config" ||
+		say "warning: KDIR=$KDIR has no built-in KUnit; the KUnit suites will not be compiled"
+	export KDIR
+}
+
+kbuild() {
+	make -C "$KDIR" M="$EMFS_TOP" RUSTC="$RUSTC" BINDGEN="$BINDGEN" \
+		CLIPPY_DRIVER="$CLIPPY_DRIVER" "$@"
+}
+
+cmd_module() {
+	resolve_kdir
+	kbuild -s modules
+	say "built $EMFS_TOP/emfs.ko against $KDIR"
+}
+
+cmd_clippy() {
+	resolve_kdir
+	local log
+	log=$(mktemp)
+	# Touch the crate root so every Rust object is rebuilt under clippy.
+	touch "$EMFS_TOP/rust/emfs_main.rs"
+	if ! kbuild -s CLIPPY=1 modules >"$log" 2>&1; then
+		cat "$log"
+		rm -f "$log"
+		die "CLIPPY=1 build failed"
+	fi
+	if grep -qE '^(warning|error)' "$log"; then
+		cat "$log"
+		rm -f "$log"
+		die "CLIPPY=1 build has warnings"
+	fi
+	rm -f "$log"
+	# Leave a module built without clippy's instrumentation.
+	touch "$EMFS_TOP/rust/emfs_main.rs"
+	kbuild -s modules
+	say "clippy: clean"
+}
+
+cmd_rustfmt() {
+	resolve_kdir
+	local files
+	files=$(cd "$EMFS_TOP" && git ls-files -co --exclude-standard -- '*.rs')
+	# shellcheck disable=SC2086
+	(cd "$EMFS_TOP" && /usr/bin/rustfmt --check --edition 2021 \
+		--config-path "$KDIR/source/.rustfmt.toml" $files) ||
+		die "rustfmt: the files above are not formatted (fix: make fmt)"
+	say "rustfmt: clean"
+}
+
+cmd_fmt() {
+	resolve_kdir
+	local files
+	files=$(cd "$EMFS_TOP" && git ls-files -co --exclude-standard -- '*.rs')
+	# shellcheck disable=SC2086
+	(cd "$EMFS_TOP" && /usr/bin/rustfmt --edition 2021 \
+		--config-path "$KDIR/source/.rustfmt.toml" $files)
+}
+
+cmd_checkpatch() {
+	resolve_kdir
+	local files
+	files=$(cd "$EMFS_TOP" && git ls-files -co --exclude-standard -- '*.c' '*.h' | grep -v '^out/' || true)
+	[ -n "$files" ] || { say "checkpatch: no C files"; return; }
+	# shellcheck disable=SC2086
+	(cd "$EMFS_TOP" && "$KDIR/source/scripts/checkpatch.pl" --no-tree --strict \
+		--quiet --show-types --ignore SPDX_LICENSE_TAG,FILE_PATH_CHANGES -f $files) ||
+		die "checkpatch: the C files above need fixing"
+	say "checkpatch: clean"
+}
+
+case "${1:-}" in
+kdir) resolve_kdir; echo "$KDIR" ;;
+module) cmd_module ;;
+clippy) cmd_clippy ;;
+rustfmt) cmd_rustfmt ;;
+fmt) cmd_fmt ;;
+checkpatch) cmd_checkpatch ;;
+lint) cmd_rustfmt; cmd_clippy; cmd_checkpatch ;;
+clean)
+	if KDIR=$("$EMFS_TOP/tools/kernel.sh" --print-kdir 2>/dev/null) && [ -d "$KDIR" ]; then
+		kbuild -s clean || true
+	fi
+	rm -rf "$EMFS_TOP/out"
+	;;
+*) sed -n '4,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
