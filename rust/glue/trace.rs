@@ -33,10 +33,11 @@ pub(crate) fn em_cache_miss_enabled() -> bool {
     unsafe { ffi::emfs_trace_em_cache_miss_enabled() }
 }
 
-#[kunit_tests(emfs_glue)]
+#[kernel::macros::kunit_tests(emfs_glue)]
 mod tests {
     use super::*;
     use core::ffi::c_void;
+    use kernel::prelude::*;
     use kernel::sync::atomic::{
         Atomic,
         Relaxed, //

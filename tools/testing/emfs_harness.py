@@ -165,7 +165,7 @@ def vm_exit_status(text):
     """Return the script exit status the guest reported, or None."""
     status = None
     for raw in text.splitlines():
-        m = re.match(r"^emfs-vm: exit status (\d+)$", strip(raw))
+        m = re.search(r"emfs-vm: exit status (\d+)", strip(raw))
         if m:
             status = int(m.group(1))
     return status
