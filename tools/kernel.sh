@@ -112,3 +112,8 @@ start=$(date +%s)
 run_step "kernel build" "${kmake[@]}" -s -j$(($(nproc) + 1))
 touch "$KDIR/.emfs-built"
 say "built in $(($(date +%s) - start)) s: $KDIR"
+
+# Older builds of this flavour (another fragment or rustc) are stale now.
+for old in "$EMFS_CACHE/kernel/linux-$KVER-$FLAVOUR-"*; do
+	[ "$old" = "$KDIR" ] || [ ! -d "$old" ] || { say "removing stale $old"; rm -rf "$old"; }
+done

@@ -49,10 +49,8 @@ mod tests {
         pub(super) type Probe = unsafe extern "C" fn(*mut c_void, u64, u64, u64);
 
         unsafe extern "C" {
-            pub(super) fn emfs_trace_em_cache_miss_register(
-                probe: Probe,
-                data: *mut c_void,
-            ) -> i32;
+            pub(super) fn emfs_trace_em_cache_miss_register(probe: Probe, data: *mut c_void)
+                -> i32;
             pub(super) fn emfs_trace_em_cache_miss_unregister(
                 probe: Probe,
                 data: *mut c_void,

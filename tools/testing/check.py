@@ -44,7 +44,8 @@ class Run:
         else:
             self.failed += 1
         tag = "PASS" if ok else "FAIL"
-        print(f"{tag}  {name}" + (f"  ({detail})" if detail else ""), flush=True)
+        show = detail and (not ok or detail.startswith("skipped"))
+        print(f"{tag}  {name}" + (f"  ({detail})" if show else ""), flush=True)
 
     def phase(self, name):
         run = self
