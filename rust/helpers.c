@@ -7,10 +7,24 @@
  * logic: every function is one call to what it wraps.
  */
 
+#include <linux/delay.h>
+#include <linux/fault-inject.h>
+#include <linux/lockdep.h>
+#include <linux/sched.h>
+#include <linux/sched/mm.h>
+#include <linux/spinlock.h>
+
 #include "helpers.h"
 
 #define CREATE_TRACE_POINTS
 #include "emfs_trace.h"
+
+/*
+ * Fault injection for the module's own allocations (extent maps and tree
+ * nodes), on top of failslab: a failure here is an allocation emfs asked
+ * for, whatever slab cache it comes from.
+ */
+static DECLARE_FAULT_ATTR(emfs_fail_alloc);
 
 void emfs_trace_em_cache_miss(u64 ino, u64 start, u64 len)
 {
@@ -37,4 +51,101 @@ int emfs_trace_em_cache_miss_unregister(emfs_em_cache_miss_probe_t probe,
 void emfs_tracepoint_synchronize_unregister(void)
 {
 	tracepoint_synchronize_unregister();
+}
+
+void emfs_rwlock_init(rwlock_t *lock, const char *name,
+		      struct lock_class_key *key)
+{
+#if defined(CONFIG_DEBUG_SPINLOCK) && !defined(CONFIG_PREEMPT_RT)
+	__rwlock_init(lock, name, key);
+#else
+	rwlock_init(lock);
+#endif
+}
+
+void emfs_read_lock(rwlock_t *lock)
+{
+	read_lock(lock);
+}
+
+void emfs_read_unlock(rwlock_t *lock)
+{
+	read_unlock(lock);
+}
+
+void emfs_write_lock(rwlock_t *lock)
+{
+	write_lock(lock);
+}
+
+int emfs_write_trylock(rwlock_t *lock)
+{
+	return write_trylock(lock);
+}
+
+int emfs_read_trylock(rwlock_t *lock)
+{
+	return read_trylock(lock);
+}
+
+void emfs_write_unlock(rwlock_t *lock)
+{
+	write_unlock(lock);
+}
+
+int emfs_rwlock_needbreak(rwlock_t *lock)
+{
+	return rwlock_needbreak(lock);
+}
+
+int emfs_cond_resched_rwlock_write(rwlock_t *lock)
+{
+	return cond_resched_rwlock_write(lock);
+}
+
+void emfs_lockdep_assert_held_write(rwlock_t *lock)
+{
+	lockdep_assert_held_write(lock);
+}
+
+void emfs_mdelay(unsigned int msecs)
+{
+	mdelay(msecs);
+}
+
+unsigned int emfs_num_online_cpus(void)
+{
+	return num_online_cpus();
+}
+
+unsigned int emfs_memalloc_nofs_save(void)
+{
+	return memalloc_nofs_save();
+}
+
+void emfs_memalloc_nofs_restore(unsigned int flags)
+{
+	memalloc_nofs_restore(flags);
+}
+
+bool emfs_should_fail_alloc(void)
+{
+	return should_fail(&emfs_fail_alloc, 1);
+}
+
+void emfs_fail_alloc_arm(unsigned long interval, int times)
+{
+#ifdef CONFIG_FAULT_INJECTION
+	emfs_fail_alloc.interval = interval;
+	atomic_set(&emfs_fail_alloc.times, times);
+	emfs_fail_alloc.verbose = 0;
+	WRITE_ONCE(emfs_fail_alloc.probability, 100);
+#endif
+}
+
+void emfs_fail_alloc_disarm(void)
+{
+#ifdef CONFIG_FAULT_INJECTION
+	WRITE_ONCE(emfs_fail_alloc.probability, 0);
+#endif
 }

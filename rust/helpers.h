@@ -10,6 +10,33 @@
 #define _EMFS_HELPERS_H
 
 #include <linux/types.h>
+#include <linux/spinlock_types.h>
+
+struct lock_class_key;
+
+/* rwlock_t: rust/glue/rwlock.rs */
+void emfs_rwlock_init(rwlock_t *lock, const char *name,
+		      struct lock_class_key *key);
+void emfs_read_lock(rwlock_t *lock);
+void emfs_read_unlock(rwlock_t *lock);
+void emfs_write_lock(rwlock_t *lock);
+int emfs_write_trylock(rwlock_t *lock);
+int emfs_read_trylock(rwlock_t *lock);
+void emfs_write_unlock(rwlock_t *lock);
+int emfs_rwlock_needbreak(rwlock_t *lock);
+int emfs_cond_resched_rwlock_write(rwlock_t *lock);
+void emfs_lockdep_assert_held_write(rwlock_t *lock);
+
+/* Allocation scopes and fault injection: rust/glue/alloc.rs */
+bool emfs_should_fail_alloc(void);
+void emfs_fail_alloc_arm(unsigned long interval, int times);
+void emfs_fail_alloc_disarm(void);
+unsigned int emfs_memalloc_nofs_save(void);
+void emfs_memalloc_nofs_restore(unsigned int flags);
+
+/* Scheduler and delays: rust/glue/sched.rs */
+void emfs_mdelay(unsigned int msecs);
+unsigned int emfs_num_online_cpus(void);
 
 typedef void (*emfs_em_cache_miss_probe_t)(void *data, u64 ino, u64 start,
 					   u64 len);

@@ -7,4 +7,9 @@
 //! API, each `unsafe` block justified by a `// SAFETY:` comment. The rest of
 //! the crate uses these types and holds no `unsafe` code.
 
+pub(crate) mod alloc;
+pub(crate) mod list;
+pub(crate) mod rwlock;
+pub(crate) mod sched;
 pub(crate) mod trace;
+pub(crate) mod workqueue;

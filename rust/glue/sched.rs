@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Scheduler queries and delays the kernel crate does not wrap.
+
+mod ffi {
+    unsafe extern "C" {
+        pub(super) fn emfs_mdelay(msecs: u32);
+        pub(super) fn emfs_num_online_cpus() -> u32;
+    }
+}
+
+/// Busy-waits for `msecs` milliseconds (`mdelay()`). Does not sleep, so it
+/// may be used with spinlocks held; meant for tests.
+pub(crate) fn mdelay(msecs: u32) {
+    // SAFETY: `mdelay` only spins; callable from any context.
+    unsafe { ffi::emfs_mdelay(msecs) }
+}
+
+/// Returns the number of online CPUs.
+pub(crate) fn num_online_cpus() -> u32 {
+    // SAFETY: Reads a global counter; always allowed.
+    unsafe { ffi::emfs_num_online_cpus() }
+}
