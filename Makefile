@@ -16,9 +16,11 @@ SUITE ?=
 SCENARIO ?=
 # make vm-run SCRIPT=path/to/script.sh
 SCRIPT ?=
+# make bench SIZES=1000,100000
+SIZES ?= 1000,100000,1000000
 
-.PHONY: all help setup kernel module run check vm-run vm-shell lint fmt \
-	clippy rustfmt checkpatch clean
+.PHONY: all help setup kernel module run check vm-run vm-shell bench lint \
+	fmt clippy rustfmt checkpatch clean
 
 all: module
 
@@ -30,6 +32,7 @@ help:
 	@echo '  module           build emfs.ko (set-up and dev kernel on first use)'
 	@echo '  vm-run SCRIPT=f  run script f as root in the VM, exit with its status'
 	@echo '  vm-shell         interactive shell in the VM'
+	@echo '  bench            extent map benchmark (SIZES=1000,100000,1000000)'
 	@echo '  lint             rustfmt check, CLIPPY=1 build, checkpatch'
 	@echo '  fmt              format the Rust sources'
 	@echo '  setup, kernel    install the toolchain / build the cached dev kernel'
@@ -62,6 +65,10 @@ vm-run: module
 
 vm-shell: module
 	@tools/vm/run --shell
+
+bench: module
+	@EMFS_VM_CMDLINE="kmemleak=off emfs_bench_sizes=$(SIZES)" tools/vm/run --timeout 1800 \
+		tools/bench/extent-map.sh
 
 lint: rustfmt clippy checkpatch
 

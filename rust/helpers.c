@@ -10,6 +10,8 @@
 #include <linux/delay.h>
 #include <linux/fault-inject.h>
 #include <linux/lockdep.h>
+#include <linux/mm.h>
+#include <linux/vmstat.h>
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
 #include <linux/spinlock.h>
@@ -108,6 +110,11 @@ void emfs_lockdep_assert_held_write(rwlock_t *lock)
 	lockdep_assert_held_write(lock);
 }
 
+void emfs_cond_resched(void)
+{
+	cond_resched();
+}
+
 void emfs_mdelay(unsigned int msecs)
 {
 	mdelay(msecs);
@@ -148,4 +155,10 @@ void emfs_fail_alloc_disarm(void)
 #ifdef CONFIG_FAULT_INJECTION
 	WRITE_ONCE(emfs_fail_alloc.probability, 0);
 #endif
+}
+
+u64 emfs_slab_bytes(void)
+{
+	return (global_node_page_state_pages(NR_SLAB_UNRECLAIMABLE_B) +
+		global_node_page_state_pages(NR_SLAB_RECLAIMABLE_B)) * PAGE_SIZE;
 }

@@ -35,6 +35,7 @@ unsigned int emfs_memalloc_nofs_save(void);
 void emfs_memalloc_nofs_restore(unsigned int flags);
 
 /* Scheduler and delays: rust/glue/sched.rs */
+void emfs_cond_resched(void);
 void emfs_mdelay(unsigned int msecs);
 unsigned int emfs_num_online_cpus(void);
 
@@ -48,5 +49,17 @@ int emfs_trace_em_cache_miss_register(emfs_em_cache_miss_probe_t probe,
 int emfs_trace_em_cache_miss_unregister(emfs_em_cache_miss_probe_t probe,
 					void *data);
 void emfs_tracepoint_synchronize_unregister(void);
+
+/* Memory accounting: rust/glue/mm.rs */
+u64 emfs_slab_bytes(void);
+
+/* The C floor of the benchmark: rust/bench_floor.c, rust/glue/bench_floor.rs */
+struct emfs_floor_tree;
+struct emfs_floor_tree *emfs_floor_create(void);
+void emfs_floor_destroy(struct emfs_floor_tree *tree);
+int emfs_floor_insert(struct emfs_floor_tree *tree, u64 start, u64 len,
+		      u64 disk_bytenr);
+u64 emfs_floor_lookup_all(struct emfs_floor_tree *tree, const u64 *offsets,
+			  size_t nr);
 
 #endif /* _EMFS_HELPERS_H */

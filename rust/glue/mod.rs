@@ -8,7 +8,9 @@
 //! the crate uses these types and holds no `unsafe` code.
 
 pub(crate) mod alloc;
+pub(crate) mod bench_floor;
 pub(crate) mod list;
+pub(crate) mod mm;
 pub(crate) mod rwlock;
 pub(crate) mod sched;
 pub(crate) mod trace;

@@ -4,9 +4,19 @@
 
 mod ffi {
     unsafe extern "C" {
+        pub(super) fn emfs_cond_resched();
         pub(super) fn emfs_mdelay(msecs: u32);
         pub(super) fn emfs_num_online_cpus() -> u32;
     }
+}
+
+/// Yields the CPU if a reschedule is due (`cond_resched()`).
+///
+/// Must be called from process context with no spinlock held; it may sleep.
+pub(crate) fn cond_resched() {
+    // SAFETY: The caller is in sleepable context, as documented above;
+    // with CONFIG_DEBUG_ATOMIC_SLEEP a violation is reported, not undefined.
+    unsafe { ffi::emfs_cond_resched() }
 }
 
 /// Busy-waits for `msecs` milliseconds (`mdelay()`). Does not sleep, so it

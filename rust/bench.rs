@@ -1,0 +1,314 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The extent map benchmark, run from debugfs.
+//!
+//! `echo "1000 100000 1000000" > /sys/kernel/debug/emfs/bench` runs it for
+//! each number of maps; reading the file prints the last results. For each
+//! size N it measures, side by side in the same run:
+//!
+//! - random lookups that hit, through [`ExtentMapTree`] (read lock, tree
+//!   walk, `Arc` clone, unlock, drop) and through the C floor
+//!   (`rust/bench_floor.c`: read_lock, rb-tree walk, refcount_inc,
+//!   read_unlock, the way btrfs does it);
+//! - inserting N maps that cannot merge, and N maps that all merge into one;
+//!   the C floor's insert for comparison;
+//! - dropping the N maps one `drop_range` at a time;
+//! - bytes per cached map, from the slab pages the allocator accounts
+//!   before and after the N maps are inserted (for both).
+//!
+//! Times are wall clock in the guest (`ktime`); only ratios between figures
+//! of one run are meaningful.
+
+use crate::{
+    extent_map::{
+        EmCounters,
+        ExtentMapInfo,
+        ExtentMapTree,
+        PreparedMap, //
+    },
+    glue::{
+        bench_floor::FloorTree,
+        mm::slab_bytes,
+        sched::cond_resched, //
+    },
+};
+use core::fmt;
+use kernel::{
+    prelude::*,
+    time::{
+        Instant,
+        Monotonic, //
+    },
+};
+
+const BLOCK: u64 = 4096;
+/// Lookups timed per size, whatever the size.
+const LOOKUPS: usize = 200_000;
+/// The largest size accepted.
+pub(crate) const MAX_MAPS: u64 = 4_000_000;
+
+/// One size's figures. Times are in tenths of nanoseconds per operation.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct BenchRow {
+    maps: u64,
+    lookup: u64,
+    c_lookup: u64,
+    insert: u64,
+    insert_merge: u64,
+    c_insert: u64,
+    drop_range: u64,
+    bytes: u64,
+    c_bytes: u64,
+}
+
+/// The results of the last run.
+pub(crate) struct BenchResults {
+    rows: KVec<BenchRow>,
+}
+
+impl BenchResults {
+    /// No results yet.
+    pub(crate) fn new() -> Self {
+        Self { rows: KVec::new() }
+    }
+
+    /// Runs the benchmark for each size in `sizes` and keeps the results.
+    pub(crate) fn run(&mut self, sizes: &[u64]) -> Result {
+        let mut rows = KVec::with_capacity(sizes.len(), GFP_KERNEL)?;
+        for &n in sizes {
+            if n == 0 || n > MAX_MAPS {
+                pr_err!("bench: {} maps is out of range (1 to {})\n", n, MAX_MAPS);
+                return Err(EINVAL);
+            }
+            let row = run_one(n)?;
+            pr_info!("bench: {}\n", format_args!("{}", RowLine(&row)));
+            rows.push(row, GFP_KERNEL)?;
+        }
+        self.rows = rows;
+        Ok(())
+    }
+}
+
+/// Tenths of nanoseconds per operation.
+fn per_op(ns: i64, ops: u64) -> u64 {
+    (ns.max(0) as u64).saturating_mul(10) / ops.max(1)
+}
+
+fn elapsed_ns(start: &Instant<Monotonic>) -> i64 {
+    start.elapsed().as_nanos()
+}
+
+/// A small, fast, reproducible random sequence (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+/// A map of the non-merging layout: 4K of data every 8K, so that no two
+/// maps are adjacent in the file.
+fn sparse(i: u64) -> ExtentMapInfo {
+    ExtentMapInfo::regular(i * 2 * BLOCK, BLOCK, i * 2 * BLOCK)
+}
+
+fn new_tree() -> Result<Pin<KBox<ExtentMapTree>>> {
+    KBox::pin_init(
+        ExtentMapTree::new(1, BLOCK as u32, EmCounters::new()?),
+        GFP_KERNEL,
+    )
+}
+
+fn run_one(n: u64) -> Result<BenchRow> {
+    let mut row = BenchRow {
+        maps: n,
+        ..BenchRow::default()
+    };
+
+    // Offsets inside the maps, in random order, shared by both trees.
+    let mut offsets = KVVec::with_capacity(LOOKUPS, GFP_KERNEL)?;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ n);
+    for _ in 0..LOOKUPS {
+        offsets.push((rng.next() % n) * 2 * BLOCK + 1024, GFP_KERNEL)?;
+    }
+
+    // Insert without merging; memory per map from the slab accounting.
+    let tree = new_tree()?;
+    let before = slab_bytes();
+    let start = Instant::<Monotonic>::now();
+    for i in 0..n {
+        tree.add(PreparedMap::new(sparse(i))?, false)?;
+        if i % 1024 == 0 {
+            cond_resched();
+        }
+    }
+    row.insert = per_op(elapsed_ns(&start), n);
+    row.bytes = slab_bytes().saturating_sub(before) / n;
+
+    let floor = FloorTree::new()?;
+    let before = slab_bytes();
+    let start = Instant::<Monotonic>::now();
+    for i in 0..n {
+        let info = sparse(i);
+        floor.insert(info.start, info.len, info.disk_bytenr)?;
+        if i % 1024 == 0 {
+            cond_resched();
+        }
+    }
+    row.c_insert = per_op(elapsed_ns(&start), n);
+    row.c_bytes = slab_bytes().saturating_sub(before) / n;
+
+    // Lookups, alternating the two trees twice; the best round counts.
+    row.lookup = u64::MAX;
+    row.c_lookup = u64::MAX;
+    for _ in 0..2 {
+        let start = Instant::<Monotonic>::now();
+        let mut hits = 0u64;
+        for (i, &offset) in offsets.iter().enumerate() {
+            let em = tree.read().lookup(offset, 1);
+            hits += u64::from(em.is_some());
+            drop(em);
+            if i % 4096 == 0 {
+                cond_resched();
+            }
+        }
+        row.lookup = row.lookup.min(per_op(elapsed_ns(&start), LOOKUPS as u64));
+        let start = Instant::<Monotonic>::now();
+        let c_hits = floor.lookup_all(&offsets);
+        row.c_lookup = row.c_lookup.min(per_op(elapsed_ns(&start), LOOKUPS as u64));
+        if hits != LOOKUPS as u64 || c_hits != LOOKUPS as u64 {
+            pr_err!(
+                "bench: lookups missed ({} and {} of {})\n",
+                hits,
+                c_hits,
+                LOOKUPS
+            );
+            return Err(EIO);
+        }
+        cond_resched();
+    }
+    drop(floor);
+
+    // Drop the maps one range at a time.
+    let start = Instant::<Monotonic>::now();
+    for i in 0..n {
+        let info = sparse(i);
+        tree.drop_range(info.start, info.end() - 1, false);
+        if i % 1024 == 0 {
+            cond_resched();
+        }
+    }
+    row.drop_range = per_op(elapsed_ns(&start), n);
+    if tree.read().nr_cached() != 0 {
+        pr_err!("bench: maps left after dropping every range\n");
+        return Err(EIO);
+    }
+    drop(tree);
+
+    // Insert with merging: every map extends the previous one.
+    let tree = new_tree()?;
+    let start = Instant::<Monotonic>::now();
+    for i in 0..n {
+        let info = ExtentMapInfo::regular(i * BLOCK, BLOCK, i * BLOCK);
+        tree.add(PreparedMap::new(info)?, false)?;
+        if i % 1024 == 0 {
+            cond_resched();
+        }
+    }
+    row.insert_merge = per_op(elapsed_ns(&start), n);
+    if tree.read().nr_cached() != 1 {
+        pr_err!(
+            "bench: {} maps left after merging\n",
+            tree.read().nr_cached()
+        );
+        return Err(EIO);
+    }
+    Ok(row)
+}
+
+struct RowLine<'a>(&'a BenchRow);
+
+impl fmt::Display for RowLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.0;
+        // Tenths as "x.y" in 10 columns; ratios as "x.yy" in 6.
+        let tenths = [
+            r.lookup,
+            r.c_lookup,
+            r.insert,
+            r.insert_merge,
+            r.c_insert,
+            r.drop_range,
+        ];
+        let ratio = |a: u64, b: u64| a.saturating_mul(100) / b.max(1);
+        let lookup_ratio = ratio(r.lookup, r.c_lookup);
+        let mem_ratio = ratio(r.bytes, r.c_bytes);
+        write!(f, "{:>8}", r.maps)?;
+        for (i, t) in tenths.iter().enumerate() {
+            write!(f, " {:>8}.{}", t / 10, t % 10)?;
+            if i == 1 {
+                write!(f, " {:>3}.{:02}", lookup_ratio / 100, lookup_ratio % 100)?;
+            }
+        }
+        write!(
+            f,
+            " {:>10} {:>10} {:>3}.{:02}",
+            r.bytes,
+            r.c_bytes,
+            mem_ratio / 100,
+            mem_ratio % 100
+        )
+    }
+}
+
+impl fmt::Display for BenchResults {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.rows.is_empty() {
+            return writeln!(
+                f,
+                "no results yet: echo \"1000 100000 1000000\" > /sys/kernel/debug/emfs/bench"
+            );
+        }
+        writeln!(
+            f,
+            "{:>8} {:>10} {:>10} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6}",
+            "maps",
+            "lookup_ns",
+            "c_lookup",
+            "ratio",
+            "insert_ns",
+            "ins_merge",
+            "c_insert",
+            "drop_ns",
+            "bytes/map",
+            "c_bytes",
+            "ratio"
+        )?;
+        for row in self.rows.iter() {
+            writeln!(f, "{}", RowLine(row))?;
+        }
+        Ok(())
+    }
+}
+
+/// Parses the sizes written to the debugfs file: up to 8 numbers separated
+/// by blanks.
+pub(crate) fn parse_sizes(input: &[u8], out: &mut [u64; 8]) -> Result<usize> {
+    let text = core::str::from_utf8(input).map_err(|_| EINVAL)?;
+    let mut n = 0;
+    for word in text.split_ascii_whitespace() {
+        if n == out.len() {
+            return Err(EINVAL);
+        }
+        out[n] = word.parse::<u64>().map_err(|_| EINVAL)?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err(EINVAL);
+    }
+    Ok(n)
+}
