@@ -7,7 +7,7 @@
 //! inline data, or delayed allocation, told by sentinel values of
 //! `disk_bytenr`). An [`ExtentMapTree`] caches the maps of one inode in a
 //! `kernel::rbtree::RBTree` keyed by `start`, under a reader-writer
-//! spinlock, with the list of modified extents that fsync has not logged
+//! spinlock, with the set of modified extents that fsync has not logged
 //! yet. Every operation of the C file is here, with the same semantics and
 //! return codes; the places where emfs differs are listed below.
 //!
@@ -46,11 +46,25 @@
 //!   with `ENOENT` (btrfs warns and carries on).
 //! - The internal consistency checks btrfs makes with `ASSERT` in
 //!   `split_extent_map()` return `EINVAL`.
-//! - Maps being logged are moved off the tree's modified list onto the
-//!   logger's own list ([`TreeInner::take_modified`]), as btrfs's fsync does;
-//!   their `LOGGING` flag is what keeps them from merging.
+//! - The list of modified extents is a second `RBTree` of the same maps,
+//!   keyed by start, instead of a `list_head` in every map (see "Memory"
+//!   below). Maps being logged move off it to the logger
+//!   ([`TreeInner::take_modified`]), as btrfs's fsync moves them to a local
+//!   list; their `LOGGING` flag keeps them from merging.
 //! - An `EXTENT_MAP_DELALLOC` sentinel is kept (btrfs dropped it in 6.x) for
 //!   dirty data that has no blocks yet.
+//!
+//! # Memory
+//!
+//! A cached map costs two allocations: the `Arc<ExtentMap>` and its
+//! `RBTree` node (btrfs embeds the `rb_node` in the map and allocates once
+//! from a kmem_cache; the kernel crate's `RBTree` owns its nodes). Both fit
+//! kmalloc-64, 128 bytes per map, because the map has nothing but its six
+//! range fields and one atomic word holding the flags, the generation (48
+//! bits) and whether the map is on the set of modified extents. Membership
+//! of that set costs a node only while a map is modified, that is between a
+//! write and the next fsync; [`PreparedMap::new_modified`] allocates it
+//! before the lock, and a map replaced by its splits hands its node on.
 //!
 //! # Accounting
 //!
@@ -75,11 +89,6 @@ use crate::glue::{
         should_fail_alloc,
         NoFsScope, //
     },
-    list::{
-        ListTag,
-        TaggedList,
-        TaggedListItem, //
-    },
     rwlock::{
         new_rwlock,
         RwLock,
@@ -97,17 +106,9 @@ use core::{
 };
 use kernel::{
     alloc::Flags,
-    list::{
-        impl_list_arc_safe,
-        impl_list_item,
-        AtomicTracker,
-        ListLinks,
-        TryNewListArc, //
-    },
     prelude::*,
     rbtree::{
         RBTree,
-        RBTreeNode,
         RBTreeNodeReservation, //
     },
     sync::{
@@ -465,12 +466,22 @@ impl Drop for LiveMap {
     }
 }
 
+/// The bits of [`ExtentMap`]'s state word: flags in the low 15 bits, then
+/// whether the map is on its tree's set of modified extents, then the
+/// generation.
+const STATE_FLAGS: u64 = (1 << 15) - 1;
+const STATE_LISTED: u64 = 1 << 15;
+const STATE_GENERATION_SHIFT: u32 = 16;
+
+/// The largest generation a map records; larger ones are clamped.
+pub(crate) const MAX_GENERATION: u64 = (1 << (64 - STATE_GENERATION_SHIFT)) - 1;
+
 /// One cached extent map (`struct extent_map`).
 ///
 /// The range and on-disk fields never change once the map exists (see the
-/// module documentation); the flags and the generation change only under the
-/// write lock of the tree holding the map.
-#[pin_data]
+/// module documentation). The flags, the generation and the membership of
+/// the set of modified extents share one atomic word, changed only under
+/// the write lock of the tree holding the map.
 pub(crate) struct ExtentMap {
     start: u64,
     len: u64,
@@ -478,54 +489,30 @@ pub(crate) struct ExtentMap {
     disk_num_bytes: u64,
     offset: u64,
     ram_bytes: u64,
-    generation: Atomic<u64>,
-    flags: Atomic<u32>,
-    #[pin]
-    links: ListLinks<0>,
-    #[pin]
-    list_track: AtomicTracker<0>,
-    list_tag: ListTag,
+    state: Atomic<u64>,
     _live: LiveMap,
 }
 
-impl_list_arc_safe! {
-    impl ListArcSafe<0> for ExtentMap {
-        tracked_by list_track: AtomicTracker<0>;
-    }
-}
-
-impl_list_item! {
-    impl ListItem<0> for ExtentMap {
-        using ListLinks { self.links };
-    }
-}
-
-impl TaggedListItem for ExtentMap {
-    fn list_tag(&self) -> &ListTag {
-        &self.list_tag
-    }
-}
-
 impl ExtentMap {
-    fn init(info: &ExtentMapInfo) -> impl PinInit<Self> + '_ {
-        pin_init!(Self {
+    fn new(info: &ExtentMapInfo) -> Self {
+        Self {
             start: info.start,
             len: info.len,
             disk_bytenr: info.disk_bytenr,
             disk_num_bytes: info.disk_num_bytes,
             offset: info.offset,
             ram_bytes: info.ram_bytes,
-            generation: Atomic::new(info.generation),
-            flags: Atomic::new(info.flags.bits()),
-            links <- ListLinks::new(),
-            list_track <- AtomicTracker::new(),
-            list_tag: ListTag::new(),
+            state: Atomic::new(
+                (info.generation.min(MAX_GENERATION) << STATE_GENERATION_SHIFT)
+                    | u64::from(info.flags.bits()),
+            ),
             _live: LiveMap::new(),
-        })
+        }
     }
 
     /// A snapshot of all the fields.
     pub(crate) fn info(&self) -> ExtentMapInfo {
+        let state = self.state.load(Relaxed);
         ExtentMapInfo {
             start: self.start,
             len: self.len,
@@ -533,8 +520,8 @@ impl ExtentMap {
             disk_num_bytes: self.disk_num_bytes,
             offset: self.offset,
             ram_bytes: self.ram_bytes,
-            generation: self.generation(),
-            flags: self.flags(),
+            generation: state >> STATE_GENERATION_SHIFT,
+            flags: EmFlags((state & STATE_FLAGS) as u32),
         }
     }
 
@@ -580,12 +567,12 @@ impl ExtentMap {
 
     /// The generation.
     pub(crate) fn generation(&self) -> u64 {
-        self.generation.load(Relaxed)
+        self.state.load(Relaxed) >> STATE_GENERATION_SHIFT
     }
 
     /// The flags.
     pub(crate) fn flags(&self) -> EmFlags {
-        EmFlags(self.flags.load(Relaxed))
+        EmFlags((self.state.load(Relaxed) & STATE_FLAGS) as u32)
     }
 
     /// Returns whether the map is pinned.
@@ -593,32 +580,80 @@ impl ExtentMap {
         self.flags().contains(EmFlags::PINNED)
     }
 
-    /// Returns whether the map is on a list of modified extents (the tree's,
-    /// or a logger's).
+    /// Returns whether the map is being logged.
+    pub(crate) fn is_logging(&self) -> bool {
+        self.flags().contains(EmFlags::LOGGING)
+    }
+
+    /// Returns whether the map is on its tree's set of modified extents.
     pub(crate) fn is_listed(&self) -> bool {
-        self.list_tag.is_listed()
+        self.state.load(Relaxed) & STATE_LISTED != 0
+    }
+
+    /// Returns whether fsync still has to log the map: it is on the set of
+    /// modified extents, or being logged (`!list_empty(&em->list)` in btrfs,
+    /// where a map being logged sits on the logger's list).
+    fn is_unlogged(&self) -> bool {
+        self.is_listed() || self.is_logging()
     }
 
     fn can_merge(&self) -> bool {
         can_merge(&self.info(), self.is_listed())
     }
 
-    // Flag and generation changes: only under the write lock of the tree
-    // holding the map (the `&mut TreeInner` of the callers proves it).
+    // State changes: only under the write lock of the tree holding the map
+    // (the `&mut TreeInner` of the callers proves it), so a plain
+    // load-modify-store cannot lose an update.
+
+    fn update_state(&self, f: impl FnOnce(u64) -> u64) {
+        self.state.store(f(self.state.load(Relaxed)), Relaxed);
+    }
+
     fn set_flags(&self, flags: EmFlags) {
-        self.flags.store(flags.bits(), Relaxed);
+        self.update_state(|s| (s & !STATE_FLAGS) | u64::from(flags.bits()));
     }
 
     fn set_generation(&self, generation: u64) {
-        self.generation.store(generation, Relaxed);
+        self.update_state(|s| {
+            (s & (STATE_FLAGS | STATE_LISTED))
+                | (generation.min(MAX_GENERATION) << STATE_GENERATION_SHIFT)
+        });
+    }
+
+    fn set_listed(&self, listed: bool) {
+        self.update_state(|s| {
+            if listed {
+                s | STATE_LISTED
+            } else {
+                s & !STATE_LISTED
+            }
+        });
     }
 }
+
+/// A node for an `RBTree<u64, Arc<ExtentMap>>`: the tree of maps or the set
+/// of modified extents.
+type Node = RBTreeNodeReservation<u64, Arc<ExtentMap>>;
 
 /// Memory for one map and its tree node, allocated before a tree lock is
 /// taken.
 pub(crate) struct MapSlot {
     map: UniqueArc<MaybeUninit<ExtentMap>>,
-    node: RBTreeNodeReservation<u64, Arc<ExtentMap>>,
+    node: Node,
+}
+
+/// Allocates a tree node, honouring the module's fault injection.
+fn new_node(gfp: Flags) -> Result<Node> {
+    if should_fail_alloc() {
+        return Err(ENOMEM);
+    }
+    RBTreeNodeReservation::new(gfp)
+}
+
+/// [`new_node`] with `GFP_NOFS` semantics (see [`MapSlot::nofs`]).
+fn new_node_nofs() -> Result<Node> {
+    let _scope = NoFsScope::enter();
+    new_node(GFP_KERNEL)
 }
 
 impl MapSlot {
@@ -643,15 +678,8 @@ impl MapSlot {
 
     /// Builds the map described by `info` in the slot. Never fails and
     /// never allocates, so it may run under a spinning lock.
-    fn fill(
-        self,
-        info: &ExtentMapInfo,
-    ) -> (Arc<ExtentMap>, RBTreeNodeReservation<u64, Arc<ExtentMap>>) {
-        let map = match self.map.pin_init_with(ExtentMap::init(info)) {
-            Ok(map) => map,
-            Err(infallible) => match infallible {},
-        };
-        (map.into(), self.node)
+    fn fill(self, info: &ExtentMapInfo) -> (Arc<ExtentMap>, Node) {
+        (self.map.write(ExtentMap::new(info)).into(), self.node)
     }
 }
 
@@ -664,6 +692,8 @@ pub(crate) struct PreparedMap {
     /// The fields of the map to add.
     pub(crate) info: ExtentMapInfo,
     slot: MapSlot,
+    /// Room in the set of modified extents, for a map added as modified.
+    list_node: Option<Node>,
 }
 
 impl PreparedMap {
@@ -673,7 +703,54 @@ impl PreparedMap {
         Ok(Self {
             info,
             slot: MapSlot::nofs()?,
+            list_node: None,
         })
+    }
+
+    /// Allocates room for a map described by `info` that will be added to
+    /// the set of modified extents (`modified` in [`TreeInner::add`]).
+    /// Fails with `ENOMEM`.
+    pub(crate) fn new_modified(info: ExtentMapInfo) -> Result<Self> {
+        Ok(Self {
+            info,
+            slot: MapSlot::nofs()?,
+            list_node: Some(new_node_nofs()?),
+        })
+    }
+
+    fn from_slot(info: ExtentMapInfo, slot: MapSlot) -> Self {
+        Self {
+            info,
+            slot,
+            list_node: None,
+        }
+    }
+}
+
+/// Maps taken off a tree's set of modified extents to be logged
+/// ([`TreeInner::take_modified`]), in file order.
+pub(crate) struct ModifiedMaps {
+    maps: RBTree<u64, Arc<ExtentMap>>,
+    len: usize,
+}
+
+impl ModifiedMaps {
+    /// Number of maps left.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Takes the first map off.
+    pub(crate) fn pop_first(&mut self) -> Option<Arc<ExtentMap>> {
+        let cursor = self.maps.cursor_front_mut()?;
+        let (_, node) = cursor.remove_current();
+        self.len -= 1;
+        Some(node.to_key_value().1)
+    }
+
+    /// The maps, in file order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<ExtentMap>> {
+        self.maps.values()
     }
 }
 
@@ -745,13 +822,26 @@ pub(crate) type EmWriteGuard<'a> = RwLockWriteGuard<'a, TreeInner>;
 
 /// The data of an [`ExtentMapTree`], reached through its lock.
 ///
+/// `maps` is keyed by the end of each map (exclusive, `u64::MAX` for a map
+/// reaching the end of the address space): maps never overlap, so ends
+/// order them as starts do, and a lookup finds its map in one descent.
+/// `modified` is keyed by start.
+///
 /// Methods taking `&mut self` are the operations btrfs runs with the tree's
 /// write lock held (`lockdep_assert_held_write()`).
+///
+/// # Invariants
+///
+/// A map is in `modified` if and only if it is in `maps` and its state says
+/// it is listed; `nr_*` count the maps of `maps` (and `nr_modified` those of
+/// `modified`), and the same counts are included in `counters`.
 pub(crate) struct TreeInner {
     maps: RBTree<u64, Arc<ExtentMap>>,
-    modified: TaggedList<ExtentMap>,
+    modified: RBTree<u64, Arc<ExtentMap>>,
     nr_cached: usize,
     nr_pinned: usize,
+    nr_logging: usize,
+    nr_modified: usize,
     full_sync: bool,
     ino: u64,
     blocksize: u64,
@@ -767,9 +857,11 @@ impl ExtentMapTree {
             lock <- new_rwlock!(
                 TreeInner {
                     maps: RBTree::new(),
-                    modified: TaggedList::new(),
+                    modified: RBTree::new(),
                     nr_cached: 0,
                     nr_pinned: 0,
+                    nr_logging: 0,
+                    nr_modified: 0,
                     full_sync: false,
                     ino,
                     blocksize: blocksize.max(1).next_power_of_two().into(),
@@ -818,8 +910,7 @@ impl ExtentMapTree {
     }
 
     /// Adds `pm`, merging it with its neighbours unless `modified`, in which
-    /// case it goes on the list of modified extents. `EEXIST` if it overlaps
-    /// a cached map.
+    /// case it goes on the set of modified extents (see [`TreeInner::add`]).
     pub(crate) fn add(&self, pm: PreparedMap, modified: bool) -> Result<Arc<ExtentMap>> {
         self.write().add(pm, modified)
     }
@@ -857,8 +948,8 @@ impl ExtentMapTree {
     /// splitting those that stick out of the range; pinned maps are kept if
     /// `skip_pinned` (`btrfs_drop_extent_map_range()`).
     ///
-    /// Never fails: if the two maps needed for splits cannot be allocated,
-    /// a map sticking out is dropped whole (it is reloaded on demand), and a
+    /// Never fails: if the maps needed for splits cannot be allocated, a map
+    /// sticking out is dropped whole (it is reloaded on demand), and a
     /// modified one marks the inode for a full fsync.
     pub(crate) fn drop_range(&self, start: u64, end: u64, skip_pinned: bool) {
         if end < start {
@@ -875,10 +966,19 @@ impl ExtentMapTree {
             return;
         }
         // The worst case needs two splits: the first map starts before the
-        // range and the last one ends after it.
-        let mut splits = [MapSlot::nofs().ok(), MapSlot::nofs().ok()];
+        // range and the last one ends after it. A modified map hands its
+        // place in the set of modified extents to its first split; a second
+        // one is needed only if there is anything left to log.
+        let mut spares = DropSpares {
+            splits: [MapSlot::nofs().ok(), MapSlot::nofs().ok()],
+            list_node: if self.read().has_unlogged() {
+                new_node_nofs().ok()
+            } else {
+                None
+            },
+        };
         self.write()
-            .drop_range(start, end, skip_pinned, &mut splits);
+            .drop_range(start, end, skip_pinned, &mut spares);
     }
 
     /// Replaces whatever the tree caches for the range of `pm` with `pm`
@@ -914,9 +1014,36 @@ impl ExtentMapTree {
             return Err(EINVAL);
         }
         let split_pre = MapSlot::nofs()?;
-        let split_mid = MapSlot::nofs()?;
+        // The second half needs its own place in the set of modified extents.
+        let split_mid = PreparedMap {
+            info: ExtentMapInfo::default(),
+            slot: MapSlot::nofs()?,
+            list_node: Some(new_node_nofs()?),
+        };
         self.write()
             .split(start, len, pre, new_logical, split_pre, split_mid)
+    }
+}
+
+/// What [`TreeInner::drop_range`] may use: two slots for boundary splits,
+/// and a node for a split that must go on the set of modified extents when
+/// the map it comes from cannot hand its own on.
+pub(crate) struct DropSpares {
+    splits: [Option<MapSlot>; 2],
+    list_node: Option<Node>,
+}
+
+impl DropSpares {
+    /// No spares: splits are not possible.
+    pub(crate) fn none() -> Self {
+        Self {
+            splits: [None, None],
+            list_node: None,
+        }
+    }
+
+    fn take_split(&mut self) -> Option<MapSlot> {
+        self.splits[0].take().or_else(|| self.splits[1].take())
     }
 }
 
@@ -925,21 +1052,12 @@ impl TreeInner {
 
     /// The map containing `offset`; otherwise the first map after it;
     /// otherwise the last map before it (`tree_search()`).
+    ///
+    /// Maps are keyed by their end: the map containing `offset`, or else the
+    /// first one after it, is the first map ending after `offset`, found in
+    /// one descent that reads only the tree's nodes, as btrfs's walk does.
     fn search_node(&self, offset: u64) -> Option<Arc<ExtentMap>> {
-        match self.maps.cursor_lower_bound(&offset) {
-            Some(cursor) => {
-                let (key, ge) = cursor.current();
-                if *key != offset {
-                    if let Some((_, lt)) = cursor.peek_prev() {
-                        if lt.end() > offset {
-                            return Some(lt.clone());
-                        }
-                    }
-                }
-                Some(ge.clone())
-            }
-            None => self.maps.cursor_back().map(|c| c.current().1.clone()),
-        }
+        self.first_ending_after(offset).or_else(|| self.last())
     }
 
     fn lookup_inner(&self, start: u64, len: u64, strict: bool) -> Option<Arc<ExtentMap>> {
@@ -963,10 +1081,20 @@ impl TreeInner {
         self.lookup_inner(start, len, false)
     }
 
+    /// Returns whether a map contains `offset`, without taking a reference.
+    pub(crate) fn covers(&self, offset: u64) -> bool {
+        let Some(key) = offset.checked_add(1) else {
+            return false;
+        };
+        self.maps
+            .cursor_lower_bound(&key)
+            .is_some_and(|c| c.current().1.start() <= offset)
+    }
+
     /// Returns whether `em` is in this tree.
     pub(crate) fn contains(&self, em: &ExtentMap) -> bool {
         self.maps
-            .get(&em.start())
+            .get(&em.end())
             .is_some_and(|cur| core::ptr::eq(&**cur, em))
     }
 
@@ -975,7 +1103,7 @@ impl TreeInner {
         if !self.contains(em) {
             return None;
         }
-        let cursor = self.maps.cursor_lower_bound(&em.start())?;
+        let cursor = self.maps.cursor_lower_bound(&em.end())?;
         cursor.peek_next().map(|(_, next)| next.clone())
     }
 
@@ -984,32 +1112,38 @@ impl TreeInner {
         if !self.contains(em) {
             return None;
         }
-        let cursor = self.maps.cursor_lower_bound(&em.start())?;
+        let cursor = self.maps.cursor_lower_bound(&em.end())?;
         cursor.peek_prev().map(|(_, prev)| prev.clone())
     }
 
-    /// The last map starting before `offset`.
-    fn map_before(&self, offset: u64) -> Option<Arc<ExtentMap>> {
-        match self.maps.cursor_lower_bound(&offset) {
-            Some(cursor) => cursor.peek_prev().map(|(_, prev)| prev.clone()),
-            None => self.maps.cursor_back().map(|c| c.current().1.clone()),
+    /// The first map ending after `offset`.
+    fn first_ending_after(&self, offset: u64) -> Option<Arc<ExtentMap>> {
+        let key = offset.checked_add(1)?;
+        self.maps
+            .cursor_lower_bound(&key)
+            .map(|c| c.current().1.clone())
+    }
+
+    /// The last map ending at or before `offset`.
+    fn last_ending_by(&self, offset: u64) -> Option<Arc<ExtentMap>> {
+        match offset
+            .checked_add(1)
+            .map(|key| self.maps.cursor_lower_bound(&key))
+        {
+            Some(Some(cursor)) => cursor.peek_prev().map(|(_, prev)| prev.clone()),
+            _ => self.last(),
         }
     }
 
-    /// The first map starting at or after `offset`.
-    fn map_from(&self, offset: u64) -> Option<Arc<ExtentMap>> {
-        self.maps
-            .cursor_lower_bound(&offset)
-            .map(|c| c.current().1.clone())
+    /// The last map.
+    fn last(&self) -> Option<Arc<ExtentMap>> {
+        self.maps.cursor_back().map(|c| c.current().1.clone())
     }
 
     /// Returns whether a map intersects `[start, end)`.
     fn overlaps(&self, start: u64, end: u64) -> bool {
-        if self.map_from(start).is_some_and(|next| next.start() < end) {
-            return true;
-        }
-        self.map_before(start)
-            .is_some_and(|prev| prev.end() > start)
+        self.first_ending_after(start)
+            .is_some_and(|next| next.start() < end)
     }
 
     /// The maps, in file order.
@@ -1037,21 +1171,24 @@ impl TreeInner {
         self.nr_cached - self.nr_pinned
     }
 
-    /// Number of maps on the list of modified extents.
+    /// Number of maps on the set of modified extents.
     pub(crate) fn nr_modified(&self) -> usize {
-        self.modified.len()
+        self.nr_modified
     }
 
-    /// Returns whether `em` is on this tree's list of modified extents.
+    /// Returns whether `em` is on this tree's set of modified extents.
     pub(crate) fn is_modified(&self, em: &ExtentMap) -> bool {
-        self.modified.contains(em)
+        em.is_listed() && self.contains(em)
     }
 
-    /// The maps on the list of modified extents, newest first.
-    pub(crate) fn modified_maps(
-        &self,
-    ) -> impl Iterator<Item = kernel::sync::ArcBorrow<'_, ExtentMap>> {
-        self.modified.iter()
+    /// The maps on the set of modified extents, in file order.
+    pub(crate) fn modified_maps(&self) -> impl Iterator<Item = &Arc<ExtentMap>> {
+        self.modified.values()
+    }
+
+    /// Returns whether any map of the tree has yet to be logged.
+    fn has_unlogged(&self) -> bool {
+        self.nr_modified > 0 || self.nr_logging > 0
     }
 
     /// Returns whether the inode must do a full fsync: a modified map was
@@ -1065,17 +1202,20 @@ impl TreeInner {
         self.ino
     }
 
-    // Accounting: every change of membership or of PINNED goes through
-    // these, so the counts stay exact.
+    // Accounting: every change of membership, of PINNED and of LOGGING goes
+    // through these, so the counts stay exact.
 
     fn count(&mut self, em: &ExtentMap, sign: i64) {
         let pinned = em.is_pinned();
+        let logging = em.is_logging();
         if sign > 0 {
             self.nr_cached += 1;
             self.nr_pinned += usize::from(pinned);
+            self.nr_logging += usize::from(logging);
         } else {
             self.nr_cached -= 1;
             self.nr_pinned -= usize::from(pinned);
+            self.nr_logging -= usize::from(logging);
         }
         self.counters.cached.add(sign, Relaxed);
         if pinned {
@@ -1096,55 +1236,64 @@ impl TreeInner {
         }
     }
 
-    fn list_add(&mut self, em: Arc<ExtentMap>) {
-        if self.modified.push_front(em).is_ok() {
-            self.counters.modified.add(1, Relaxed);
+    /// Puts `em`, which is in the tree, on the set of modified extents.
+    fn list_add(&mut self, em: Arc<ExtentMap>, node: Node) {
+        if em.is_listed() {
+            return;
         }
+        em.set_listed(true);
+        self.nr_modified += 1;
+        self.counters.modified.add(1, Relaxed);
+        let _ = self.modified.insert(node.into_node(em.start(), em));
     }
 
-    fn list_del(&mut self, em: &ExtentMap) {
-        if self.modified.remove(em).is_some() {
-            self.counters.modified.add(-1, Relaxed);
+    /// Takes `em` off the set of modified extents; returns its node.
+    fn list_del(&mut self, em: &ExtentMap) -> Option<Node> {
+        if !em.is_listed() {
+            return None;
         }
+        let node = self.modified.remove_node(&em.start())?;
+        em.set_listed(false);
+        self.nr_modified -= 1;
+        self.counters.modified.add(-1, Relaxed);
+        Some(node.into_reservation())
     }
 
-    /// Links a built map into the tree.
-    fn link(
-        &mut self,
-        em: Arc<ExtentMap>,
-        node: RBTreeNodeReservation<u64, Arc<ExtentMap>>,
-        modified: bool,
-    ) {
+    /// Links a built map into the tree, and into the set of modified
+    /// extents if given a node for it.
+    fn link(&mut self, em: Arc<ExtentMap>, node: Node, list_node: Option<Node>) {
         self.count(&em, 1);
-        if modified {
-            self.list_add(em.clone());
-        }
         // The caller checked that no map overlaps, so none has this key.
-        let _ = self.maps.insert(node.into_node(em.start(), em));
+        let _ = self.maps.insert(node.into_node(em.end(), em.clone()));
+        if let Some(list_node) = list_node {
+            self.list_add(em, list_node);
+        }
     }
 
-    /// Unlinks `em` (which must be in the tree) and takes it off the list of
-    /// modified extents (`remove_em()`); returns the tree's node.
-    fn unlink(&mut self, em: &ExtentMap) -> Option<RBTreeNode<u64, Arc<ExtentMap>>> {
+    /// Unlinks `em` (which must be in the tree) and takes it off the set of
+    /// modified extents (`remove_em()`); returns its nodes.
+    fn unlink(&mut self, em: &ExtentMap) -> Option<(Node, Option<Node>)> {
         if !self.contains(em) {
             return None;
         }
-        self.list_del(em);
+        let list_node = self.list_del(em);
         self.count(em, -1);
-        self.maps.remove_node(&em.start())
+        let node = self.maps.remove_node(&em.end())?;
+        Some((node.into_reservation(), list_node))
     }
 
     // Insertion.
 
-    /// Adds the map described by `info` in `slot`: refuses an overlap,
-    /// merges with the neighbours unless `modified`, links
-    /// (`add_extent_mapping()`, `tree_insert()`, `setup_extent_mapping()`).
+    /// Adds the map `pm` describes: refuses an overlap, merges with the
+    /// neighbours unless `modified`, links (`add_extent_mapping()`,
+    /// `tree_insert()`, `setup_extent_mapping()`). Gives `pm` back on
+    /// failure, having changed nothing.
     fn insert(
         &mut self,
-        mut info: ExtentMapInfo,
-        slot: MapSlot,
+        mut pm: PreparedMap,
         modified: bool,
-    ) -> core::result::Result<Arc<ExtentMap>, (Error, MapSlot)> {
+    ) -> core::result::Result<Arc<ExtentMap>, (Error, PreparedMap)> {
+        let info = &mut pm.info;
         if let Err(why) = info.validate(self.blocksize) {
             pr_err!(
                 "inode {}: invalid extent map: {}: start={} len={} disk_bytenr={} disk_num_bytes={} ram_bytes={} offset={} flags={:?}\n",
@@ -1158,16 +1307,21 @@ impl TreeInner {
                 info.offset,
                 info.flags
             );
-            return Err((EINVAL, slot));
+            return Err((EINVAL, pm));
+        }
+        if modified && pm.list_node.is_none() {
+            // Not prepared with `PreparedMap::new_modified`.
+            return Err((EINVAL, pm));
         }
         if self.overlaps(info.start, info.end()) {
-            return Err((EEXIST, slot));
+            return Err((EEXIST, pm));
         }
         if !modified {
-            self.merge_new(&mut info);
+            self.merge_new(&mut pm.info);
         }
-        let (em, node) = slot.fill(&info);
-        self.link(em.clone(), node, modified);
+        let (em, node) = pm.slot.fill(&pm.info);
+        let list_node = if modified { pm.list_node } else { None };
+        self.link(em.clone(), node, list_node);
         Ok(em)
     }
 
@@ -1178,7 +1332,7 @@ impl TreeInner {
             return;
         }
         if info.start != 0 {
-            if let Some(prev) = self.map_before(info.start) {
+            if let Some(prev) = self.last_ending_by(info.start) {
                 if prev.can_merge() && mergeable(&prev.info(), info) {
                     absorb_prev(info, &prev.info());
                     let _ = self.unlink(&prev);
@@ -1186,7 +1340,7 @@ impl TreeInner {
                 }
             }
         }
-        if let Some(next) = self.map_from(info.start) {
+        if let Some(next) = self.first_ending_after(info.start) {
             if next.can_merge() && mergeable(info, &next.info()) {
                 absorb_next(info, &next.info());
                 let _ = self.unlink(&next);
@@ -1220,20 +1374,19 @@ impl TreeInner {
             return None;
         }
         let slot = spare.take()?;
-        for (neighbour, is_prev) in [(&prev, true), (&next, false)] {
-            if let Some(n) = neighbour {
-                if is_prev {
-                    absorb_prev(&mut info, &n.info());
-                } else {
-                    absorb_next(&mut info, &n.info());
-                }
-                let _ = self.unlink(n);
-                self.counters.merges.add(1, Relaxed);
-            }
+        if let Some(prev) = &prev {
+            absorb_prev(&mut info, &prev.info());
+            let _ = self.unlink(prev);
+            self.counters.merges.add(1, Relaxed);
+        }
+        if let Some(next) = &next {
+            absorb_next(&mut info, &next.info());
+            let _ = self.unlink(next);
+            self.counters.merges.add(1, Relaxed);
         }
         let _ = self.unlink(em);
         let (merged, node) = slot.fill(&info);
-        self.link(merged.clone(), node, false);
+        self.link(merged.clone(), node, None);
         Some(merged)
     }
 
@@ -1243,18 +1396,17 @@ impl TreeInner {
         pm: PreparedMap,
         modified: bool,
     ) -> core::result::Result<Arc<ExtentMap>, (Error, PreparedMap)> {
-        let info = pm.info;
-        self.insert(info, pm.slot, modified)
-            .map_err(|(e, slot)| (e, PreparedMap { info, slot }))
+        self.insert(pm, modified)
     }
 
     /// Adds `pm` to the tree (`add_extent_mapping()`): merged with its
-    /// neighbours, or put on the list of modified extents if `modified`.
+    /// neighbours, or put on the set of modified extents if `modified`.
     /// Returns the map now in the tree that covers the range of `pm` (which
     /// may be larger after a merge), `EEXIST` if `pm` overlaps a cached map,
-    /// `EINVAL` if its fields are inconsistent.
+    /// `EINVAL` if its fields are inconsistent or it is `modified` but was not
+    /// prepared with [`PreparedMap::new_modified`].
     pub(crate) fn add(&mut self, pm: PreparedMap, modified: bool) -> Result<Arc<ExtentMap>> {
-        self.add_or_return(pm, modified).map_err(|(e, _)| e)
+        self.insert(pm, modified).map_err(|(e, _)| e)
     }
 
     /// Adds a map loaded for a read of `[start, start + len)`
@@ -1271,7 +1423,7 @@ impl TreeInner {
         if pm.info.disk_bytenr == EXTENT_MAP_INLINE && pm.info.start != 0 {
             return Err(EINVAL);
         }
-        let (e, pm) = match self.add_or_return(pm, false) {
+        let (e, pm) = match self.insert(pm, false) {
             Ok(em) => return Ok(em),
             Err(failed) => failed,
         };
@@ -1284,18 +1436,19 @@ impl TreeInner {
             return Ok(existing);
         }
         let orig = pm.info;
-        self.merge_extent_mapping(&existing, pm, start).inspect_err(|e| {
-            pr_warn!(
-                "inode {}: extent map merge error {:?}: existing [{}, {}) with em [{}, {}) start {}\n",
-                self.ino,
-                e,
-                existing.start(),
-                existing.end(),
-                orig.start,
-                orig.end(),
-                start
-            );
-        })
+        self.merge_extent_mapping(&existing, pm, start)
+            .inspect_err(|e| {
+                pr_warn!(
+                    "inode {}: extent map merge error {:?}: existing [{}, {}) with em [{}, {}) start {}\n",
+                    self.ino,
+                    e,
+                    existing.start(),
+                    existing.end(),
+                    orig.start,
+                    orig.end(),
+                    start
+                );
+            })
     }
 
     /// Trims `pm` to the gap between the maps around `existing`, the cached
@@ -1347,7 +1500,8 @@ impl TreeInner {
 
     /// Puts `pm` in the place of `cur` (`replace_extent_mapping()`). `cur`
     /// must be in the tree and not pinned, and `pm` must not overlap any
-    /// other map.
+    /// other map. If `cur` was modified, `pm` takes its place in the set of
+    /// modified extents.
     pub(crate) fn replace(
         &mut self,
         cur: &ExtentMap,
@@ -1360,31 +1514,37 @@ impl TreeInner {
         if cur.is_pinned() {
             return Err(EBUSY);
         }
-        self.replace_slot(cur, pm.info, pm.slot, modified)
-            .map_err(|(e, _)| e)
+        self.replace_inner(cur, pm, modified).map_err(|(e, _)| e)
     }
 
-    fn replace_slot(
+    fn replace_inner(
         &mut self,
         cur: &ExtentMap,
-        info: ExtentMapInfo,
-        slot: MapSlot,
+        mut pm: PreparedMap,
         modified: bool,
-    ) -> core::result::Result<Arc<ExtentMap>, (Error, MapSlot)> {
-        let Some(cur_arc) = self.maps.get(&cur.start()).cloned() else {
-            return Err((ENOENT, slot));
+    ) -> core::result::Result<Arc<ExtentMap>, (Error, PreparedMap)> {
+        let Some(cur_arc) = self.maps.get(&cur.end()).cloned() else {
+            return Err((ENOENT, pm));
         };
-        let was_listed = self.modified.contains(cur);
-        let Some(node) = self.unlink(cur) else {
-            return Err((ENOENT, slot));
+        let Some((node, cur_list_node)) = self.unlink(cur) else {
+            return Err((ENOENT, pm));
         };
-        match self.insert(info, slot, modified) {
+        let was_listed = cur_list_node.is_some();
+        if pm.list_node.is_none() {
+            pm.list_node = cur_list_node;
+        }
+        match self.insert(pm, modified) {
             Ok(em) => Ok(em),
-            Err(failed) => {
+            Err((e, mut pm)) => {
                 // `insert` fails before changing anything: put `cur` back,
-                // in its own node.
-                self.link(cur_arc, node.into_reservation(), was_listed);
-                Err(failed)
+                // in its own nodes.
+                let list_node = if was_listed {
+                    pm.list_node.take()
+                } else {
+                    None
+                };
+                self.link(cur_arc, node, list_node);
+                Err((e, pm))
             }
         }
     }
@@ -1433,17 +1593,19 @@ impl TreeInner {
         self.merge_published(em, spare);
     }
 
-    /// Moves every map on the list of modified extents to a list of the
-    /// caller's and sets `LOGGING` on each, as fsync does before it logs
-    /// them (`btrfs_log_changed_extents()`). The caller clears the flag with
-    /// [`ExtentMapTree::clear_logging`] once each is logged.
-    pub(crate) fn take_modified(&mut self) -> TaggedList<ExtentMap> {
-        let taken = self.modified.take_all();
-        self.counters.modified.add(-(taken.len() as i64), Relaxed);
-        for em in taken.iter() {
-            em.set_flags(em.flags().with(EmFlags::LOGGING));
+    /// Takes every map off the set of modified extents and sets `LOGGING` on
+    /// each, as fsync does before it logs them (`btrfs_log_changed_extents()`
+    /// moving them to its local list). The caller logs each map, then clears
+    /// the flag with [`ExtentMapTree::clear_logging`].
+    pub(crate) fn take_modified(&mut self) -> ModifiedMaps {
+        let maps = core::mem::take(&mut self.modified);
+        let len = core::mem::take(&mut self.nr_modified);
+        self.counters.modified.add(-(len as i64), Relaxed);
+        for em in maps.values() {
+            em.set_listed(false);
+            self.set_flags(em, em.flags().with(EmFlags::LOGGING));
         }
-        taken
+        ModifiedMaps { maps, len }
     }
 
     /// Marks the inode for a full fsync (`btrfs_set_inode_full_sync()`).
@@ -1473,14 +1635,14 @@ impl TreeInner {
         true
     }
 
-    /// The write-locked part of [`ExtentMapTree::drop_range`]; `splits` is
-    /// room for up to two boundary splits.
+    /// The write-locked part of [`ExtentMapTree::drop_range`]; `spares` is
+    /// room for the boundary splits.
     pub(crate) fn drop_range(
         &mut self,
         start: u64,
         end: u64,
         skip_pinned: bool,
-        splits: &mut [Option<MapSlot>; 2],
+        spares: &mut DropSpares,
     ) {
         let mut start = start;
         // `end` becomes exclusive; a range to the end of the file stays
@@ -1490,7 +1652,6 @@ impl TreeInner {
         } else {
             (end - start + 1, end + 1)
         };
-        let mut take_split = || splits[0].take().or_else(|| splits[1].take());
         let mut cur = self.lookup(start, len);
 
         while let Some(em) = cur {
@@ -1510,55 +1671,49 @@ impl TreeInner {
             // Splits keep everything but LOGGING (PINNED included).
             let flags = em.flags().without(EmFlags::LOGGING);
             self.set_flags(&em, em.flags().without(EmFlags::PINNED));
-            let modified = em.is_listed();
-            let generation = em.generation();
+            let modified = em.is_unlogged();
             let old = em.info();
-            let mut dropped_whole = false;
+            // A part outside the range is not kept (or not as modified).
+            let mut lost = false;
+            let mut no_slot = false;
 
-            if em.start() < start {
-                match take_split() {
+            let split = |start: u64, len: u64, offset: u64| {
+                let mut split = ExtentMapInfo {
+                    start,
+                    len,
+                    disk_bytenr: old.disk_bytenr,
+                    generation: old.generation,
+                    flags,
+                    ..ExtentMapInfo::default()
+                };
+                if old.on_disk() {
+                    split.disk_num_bytes = old.disk_num_bytes;
+                    split.offset = offset;
+                    split.ram_bytes = old.ram_bytes;
+                } else {
+                    split.ram_bytes = len;
+                }
+                split
+            };
+            if old.start < start {
+                match spares.take_split() {
                     Some(slot) => {
-                        let mut split = ExtentMapInfo {
-                            start: old.start,
-                            len: start - old.start,
-                            disk_bytenr: old.disk_bytenr,
-                            generation,
-                            flags,
-                            ..ExtentMapInfo::default()
-                        };
-                        if old.on_disk() {
-                            split.disk_num_bytes = old.disk_num_bytes;
-                            split.offset = old.offset;
-                            split.ram_bytes = old.ram_bytes;
-                        } else {
-                            split.ram_bytes = split.len;
-                        }
-                        self.replace_or_add_split(&em, split, slot, modified);
+                        let info = split(old.start, start - old.start, old.offset);
+                        lost |= !self.place_split(&em, info, slot, modified, spares);
                     }
-                    None => dropped_whole = true,
+                    None => {
+                        lost = true;
+                        no_slot = true;
+                    }
                 }
             }
-            if em_end > end && !dropped_whole {
-                match take_split() {
+            if em_end > end && !no_slot {
+                match spares.take_split() {
                     Some(slot) => {
-                        let mut split = ExtentMapInfo {
-                            start: end,
-                            len: em_end - end,
-                            disk_bytenr: old.disk_bytenr,
-                            generation,
-                            flags,
-                            ..ExtentMapInfo::default()
-                        };
-                        if old.on_disk() {
-                            split.disk_num_bytes = old.disk_num_bytes;
-                            split.offset = old.offset + end - old.start;
-                            split.ram_bytes = old.ram_bytes;
-                        } else {
-                            split.ram_bytes = split.len;
-                        }
-                        self.replace_or_add_split(&em, split, slot, modified);
+                        let info = split(end, em_end - end, old.offset + end - old.start);
+                        lost |= !self.place_split(&em, info, slot, modified, spares);
                     }
-                    None => dropped_whole = true,
+                    None => lost = true,
                 }
             }
 
@@ -1568,7 +1723,7 @@ impl TreeInner {
             // miss it. (btrfs only marks the inode when the map itself is
             // still in the tree, which misses a lost back part after a
             // successful front split.)
-            if dropped_whole && modified {
+            if lost && modified {
                 self.set_full_sync();
             }
             let _ = self.unlink(&em);
@@ -1577,33 +1732,45 @@ impl TreeInner {
     }
 
     /// Puts a boundary split of `em` in the tree: in place of `em` if it is
-    /// still there, next to the other split otherwise.
-    fn replace_or_add_split(
+    /// still there (taking over its place in the set of modified extents),
+    /// next to the other split otherwise. Returns false if the split could
+    /// not be kept as modified, or at all.
+    fn place_split(
         &mut self,
         em: &ExtentMap,
-        split: ExtentMapInfo,
+        info: ExtentMapInfo,
         slot: MapSlot,
         modified: bool,
-    ) {
-        let res = if self.contains(em) {
-            self.replace_slot(em, split, slot, modified)
+        spares: &mut DropSpares,
+    ) -> bool {
+        let mut pm = PreparedMap::from_slot(info, slot);
+        let in_tree = self.contains(em);
+        if modified && !(in_tree && em.is_listed()) {
+            pm.list_node = spares.list_node.take();
+        }
+        // Without a node for the set of modified extents, the split goes in
+        // unlisted, and the caller marks the inode for a full fsync.
+        let listed = modified && (pm.list_node.is_some() || (in_tree && em.is_listed()));
+        let res = if in_tree {
+            self.replace_inner(em, pm, listed)
         } else {
-            self.insert(split, slot, modified)
+            self.insert(pm, listed)
         };
-        if let Err((e, _)) = res {
-            // A logic error (the split lies inside `em`); do what btrfs
-            // does: carry on, and make fsync find what was lost.
-            pr_err!(
-                "inode {}: cannot insert split [{}, {}) of [{}, {}): {:?}\n",
-                self.ino,
-                split.start,
-                split.end(),
-                em.start(),
-                em.end(),
-                e
-            );
-            if modified {
-                self.set_full_sync();
+        match res {
+            Ok(_) => listed == modified,
+            Err((e, _)) => {
+                // A logic error (the split lies inside `em`); carry on as
+                // btrfs does, and let fsync find what was lost.
+                pr_err!(
+                    "inode {}: cannot insert split [{}, {}) of [{}, {}): {:?}\n",
+                    self.ino,
+                    info.start,
+                    info.end(),
+                    em.start(),
+                    em.end(),
+                    e
+                );
+                false
             }
         }
     }
@@ -1616,7 +1783,7 @@ impl TreeInner {
         pre: u64,
         new_logical: u64,
         split_pre: MapSlot,
-        split_mid: MapSlot,
+        mut split_mid: PreparedMap,
     ) -> Result {
         let em = self.lookup(start, len).ok_or(EIO)?;
         let info = em.info();
@@ -1625,12 +1792,11 @@ impl TreeInner {
             || !info.on_disk()
             || !info.flags.contains(EmFlags::PINNED)
             || info.flags.contains(EmFlags::LOGGING)
-            || !self.modified.contains(&em)
+            || !self.is_modified(&em)
         {
             return Err(EINVAL);
         }
         let flags = info.flags;
-        self.set_flags(&em, flags.without(EmFlags::PINNED));
 
         let pre_info = ExtentMapInfo {
             start: info.start,
@@ -1642,7 +1808,7 @@ impl TreeInner {
             generation: info.generation,
             flags,
         };
-        let mid_info = ExtentMapInfo {
+        split_mid.info = ExtentMapInfo {
             start: info.start + pre,
             len: info.len - pre,
             disk_bytenr: info.block_start() + pre,
@@ -1656,20 +1822,19 @@ impl TreeInner {
         // as it was.
         if let Err(why) = pre_info
             .validate(self.blocksize)
-            .and_then(|()| mid_info.validate(self.blocksize))
+            .and_then(|()| split_mid.info.validate(self.blocksize))
         {
-            self.set_flags(&em, flags);
             pr_err!("inode {}: cannot split extent map: {}\n", self.ino, why);
             return Err(EINVAL);
         }
-        if let Err((e, _)) = self.replace_slot(&em, pre_info, split_pre, true) {
+        self.set_flags(&em, flags.without(EmFlags::PINNED));
+        let pm = PreparedMap::from_slot(pre_info, split_pre);
+        if let Err((e, _)) = self.replace_inner(&em, pm, true) {
             self.set_flags(&em, flags);
             return Err(e);
         }
-        // The range of `mid_info` was part of `em`, now gone: no overlap.
-        self.insert(mid_info, split_mid, true)
-            .map(|_| ())
-            .map_err(|(e, _)| e)
+        // The range of `split_mid` was part of `em`, now gone: no overlap.
+        self.insert(split_mid, true).map(|_| ()).map_err(|(e, _)| e)
     }
 }
 

@@ -85,7 +85,12 @@ mod cases {
 
         /// Adds a map with `add` (no -EEXIST handling).
         fn add_plain(&self, info: ExtentMapInfo, modified: bool) -> Result<Arc<ExtentMap>> {
-            self.tree.add(PreparedMap::new(info)?, modified)
+            let pm = if modified {
+                PreparedMap::new_modified(info)?
+            } else {
+                PreparedMap::new(info)?
+            };
+            self.tree.add(pm, modified)
         }
 
         /// A snapshot of every map, in order. The room is reserved before the
@@ -539,6 +544,10 @@ mod cases {
         for info in bad {
             assert_eq!(f.add(info).err(), Some(EINVAL));
         }
+        // Added as modified, but prepared without room in the set of
+        // modified extents.
+        let pm = PreparedMap::new(regular(0, K4, 0))?;
+        assert_eq!(f.tree.add(pm, true).err(), Some(EINVAL));
         f.expect(&[])?;
         f.finish()
     }
@@ -646,7 +655,7 @@ mod cases {
     fn replace_and_its_errors() -> Result {
         let f = Fixture::new()?;
         let cur = f.add(compressed(0, K8, 0))?;
-        let pm = PreparedMap::new(regular(0, K8, K32))?;
+        let pm = PreparedMap::new_modified(regular(0, K8, K32))?;
         let new = f.tree.write().replace(&cur, pm, true)?;
         assert_eq!(new.disk_bytenr(), K32);
         assert!(f.tree.read().is_modified(&new));
@@ -748,7 +757,7 @@ mod cases {
         assert_eq!(f.tree.read().nr_modified(), 0);
         assert_eq!(f.counters.modified(), 0);
         let mut ems = KVec::new();
-        while let Some(em) = logged.pop_front() {
+        while let Some(em) = logged.pop_first() {
             assert!(em.flags().contains(EmFlags::LOGGING));
             ems.push(em, GFP_KERNEL)?;
         }
@@ -994,7 +1003,7 @@ mod cases {
         f.add(compressed(K16, K8, K8))?;
         let em = f
             .tree
-            .replace_range(PreparedMap::new(regular(K4, K16, K64))?, true)?;
+            .replace_range(PreparedMap::new_modified(regular(K4, K16, K64))?, true)?;
         assert_eq!((em.start(), em.len(), em.disk_bytenr()), (K4, K16, K64));
         f.expect(&[(0, K4), (K4, K16), (K16 + K4, K4)])?;
         assert!(f.tree.read().is_modified(&em));
@@ -1337,8 +1346,15 @@ mod cases {
         fn run(this: Arc<Writer>) {
             for round in 0..ROUNDS {
                 let slot = round % 64;
-                if let Ok(pm) = PreparedMap::new(compressed(slot * K16, K16, slot * K64)) {
-                    let _ = this.tree.add(pm, round % 2 == 0);
+                let info = compressed(slot * K16, K16, slot * K64);
+                let modified = round % 2 == 0;
+                let pm = if modified {
+                    PreparedMap::new_modified(info)
+                } else {
+                    PreparedMap::new(info)
+                };
+                if let Ok(pm) = pm {
+                    let _ = this.tree.add(pm, modified);
                 }
                 if round % 3 == 0 {
                     this.tree

@@ -9,7 +9,6 @@
 
 pub(crate) mod alloc;
 pub(crate) mod bench_floor;
-pub(crate) mod list;
 pub(crate) mod mm;
 pub(crate) mod rwlock;
 pub(crate) mod sched;
