@@ -95,6 +95,7 @@ use crate::glue::{
         RwLockReadGuard,
         RwLockWriteGuard, //
     },
+    trace,
 };
 use core::{
     cmp::{
@@ -1325,6 +1326,17 @@ impl TreeInner {
         Ok(em)
     }
 
+    /// Counts and traces a merge of `absorbed` into `info`.
+    fn merged(&self, info: &ExtentMapInfo, absorbed: &ExtentMap) {
+        self.counters.merges.add(1, Relaxed);
+        trace::em_merge(
+            self.ino,
+            info.start,
+            info.len,
+            (absorbed.start(), absorbed.len()),
+        );
+    }
+
     /// Merges a map that is about to be linked with its neighbours, on its
     /// description (the first form of copy on merge).
     fn merge_new(&mut self, info: &mut ExtentMapInfo) {
@@ -1336,7 +1348,7 @@ impl TreeInner {
                 if prev.can_merge() && mergeable(&prev.info(), info) {
                     absorb_prev(info, &prev.info());
                     let _ = self.unlink(&prev);
-                    self.counters.merges.add(1, Relaxed);
+                    self.merged(info, &prev);
                 }
             }
         }
@@ -1344,7 +1356,7 @@ impl TreeInner {
             if next.can_merge() && mergeable(info, &next.info()) {
                 absorb_next(info, &next.info());
                 let _ = self.unlink(&next);
-                self.counters.merges.add(1, Relaxed);
+                self.merged(info, &next);
             }
         }
     }
@@ -1377,12 +1389,12 @@ impl TreeInner {
         if let Some(prev) = &prev {
             absorb_prev(&mut info, &prev.info());
             let _ = self.unlink(prev);
-            self.counters.merges.add(1, Relaxed);
+            self.merged(&info, prev);
         }
         if let Some(next) = &next {
             absorb_next(&mut info, &next.info());
             let _ = self.unlink(next);
-            self.counters.merges.add(1, Relaxed);
+            self.merged(&info, next);
         }
         let _ = self.unlink(em);
         let (merged, node) = slot.fill(&info);
@@ -1432,6 +1444,13 @@ impl TreeInner {
         }
         // There is a map in the way, so the search finds one.
         let existing = self.search(start, len).ok_or(EEXIST)?;
+        trace::em_handle_exist(
+            self.ino,
+            (existing.start(), existing.len()),
+            (pm.info.start, pm.info.len),
+            start,
+            len,
+        );
         if start >= existing.start() && start < existing.end() {
             return Ok(existing);
         }

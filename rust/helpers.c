@@ -11,6 +11,9 @@
 #include <linux/fault-inject.h>
 #include <linux/lockdep.h>
 #include <linux/mm.h>
+#include <linux/proc_fs.h>
+#include <linux/seq_file.h>
+#include <linux/shrinker.h>
 #include <linux/vmstat.h>
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
@@ -53,6 +56,34 @@ int emfs_trace_em_cache_miss_unregister(emfs_em_cache_miss_probe_t probe,
 void emfs_tracepoint_synchronize_unregister(void)
 {
 	tracepoint_synchronize_unregister();
+}
+
+void emfs_trace_em_shrinker_scan_enter(u64 owner, u64 nr_to_scan, s64 evictable)
+{
+	trace_em_shrinker_scan_enter(owner, nr_to_scan, evictable);
+}
+
+void emfs_trace_em_shrinker_scan_exit(u64 owner, u64 dropped, s64 evictable)
+{
+	trace_em_shrinker_scan_exit(owner, dropped, evictable);
+}
+
+void emfs_trace_em_shrinker_remove_em(u64 ino, u64 start, u64 len, u32 flags)
+{
+	trace_em_shrinker_remove_em(ino, start, len, flags);
+}
+
+void emfs_trace_em_handle_exist(u64 ino, u64 existing_start, u64 existing_len,
+				u64 em_start, u64 em_len, u64 start, u64 len)
+{
+	trace_em_handle_exist(ino, existing_start, existing_len, em_start,
+			      em_len, start, len);
+}
+
+void emfs_trace_em_merge(u64 ino, u64 start, u64 len, u64 absorbed_start,
+			 u64 absorbed_len)
+{
+	trace_em_merge(ino, start, len, absorbed_start, absorbed_len);
 }
 
 void emfs_rwlock_init(rwlock_t *lock, const char *name,
@@ -115,6 +146,11 @@ void emfs_cond_resched(void)
 	cond_resched();
 }
 
+bool emfs_need_resched(void)
+{
+	return need_resched();
+}
+
 void emfs_mdelay(unsigned int msecs)
 {
 	mdelay(msecs);
@@ -161,4 +197,43 @@ u64 emfs_slab_bytes(void)
 {
 	return (global_node_page_state_pages(NR_SLAB_UNRECLAIMABLE_B) +
 		global_node_page_state_pages(NR_SLAB_RECLAIMABLE_B)) * PAGE_SIZE;
+}
+
+struct shrinker *emfs_shrinker_alloc(const char *name)
+{
+	return shrinker_alloc(0, "%s", name);
+}
+
+bool emfs_gfp_allows_fs(gfp_t gfp)
+{
+	return gfp & __GFP_FS;
+}
+
+bool emfs_gfp_allows_io(gfp_t gfp)
+{
+	return gfp & __GFP_IO;
+}
+
+struct proc_dir_entry *emfs_proc_mkdir(const char *name,
+				       struct proc_dir_entry *parent)
+{
+	return proc_mkdir(name, parent);
+}
+
+struct proc_dir_entry *
+emfs_proc_create_single_data(const char *name, struct proc_dir_entry *parent,
+			     int (*show)(struct seq_file *, void *),
+			     void *data)
+{
+	return proc_create_single_data(name, 0444, parent, show, data);
+}
+
+void emfs_proc_remove(struct proc_dir_entry *entry)
+{
+	proc_remove(entry);
+}
+
+void *emfs_seq_private(struct seq_file *m)
+{
+	return m->private;
 }

@@ -36,6 +36,7 @@ void emfs_memalloc_nofs_restore(unsigned int flags);
 
 /* Scheduler and delays: rust/glue/sched.rs */
 void emfs_cond_resched(void);
+bool emfs_need_resched(void);
 void emfs_mdelay(unsigned int msecs);
 unsigned int emfs_num_online_cpus(void);
 
@@ -49,6 +50,31 @@ int emfs_trace_em_cache_miss_register(emfs_em_cache_miss_probe_t probe,
 int emfs_trace_em_cache_miss_unregister(emfs_em_cache_miss_probe_t probe,
 					void *data);
 void emfs_tracepoint_synchronize_unregister(void);
+void emfs_trace_em_shrinker_scan_enter(u64 owner, u64 nr_to_scan, s64 evictable);
+void emfs_trace_em_shrinker_scan_exit(u64 owner, u64 dropped, s64 evictable);
+void emfs_trace_em_shrinker_remove_em(u64 ino, u64 start, u64 len, u32 flags);
+void emfs_trace_em_handle_exist(u64 ino, u64 existing_start, u64 existing_len,
+				u64 em_start, u64 em_len, u64 start, u64 len);
+void emfs_trace_em_merge(u64 ino, u64 start, u64 len, u64 absorbed_start,
+			 u64 absorbed_len);
+
+/* Shrinkers: rust/glue/shrinker.rs */
+struct shrinker;
+struct shrinker *emfs_shrinker_alloc(const char *name);
+bool emfs_gfp_allows_fs(gfp_t gfp);
+bool emfs_gfp_allows_io(gfp_t gfp);
+
+/* /proc: rust/glue/proc.rs */
+struct proc_dir_entry;
+struct seq_file;
+struct proc_dir_entry *emfs_proc_mkdir(const char *name,
+				       struct proc_dir_entry *parent);
+struct proc_dir_entry *
+emfs_proc_create_single_data(const char *name, struct proc_dir_entry *parent,
+			     int (*show)(struct seq_file *, void *),
+			     void *data);
+void emfs_proc_remove(struct proc_dir_entry *entry);
+void *emfs_seq_private(struct seq_file *m);
 
 /* Memory accounting: rust/glue/mm.rs */
 u64 emfs_slab_bytes(void);

@@ -10,7 +10,9 @@
 pub(crate) mod alloc;
 pub(crate) mod bench_floor;
 pub(crate) mod mm;
+pub(crate) mod proc;
 pub(crate) mod rwlock;
 pub(crate) mod sched;
+pub(crate) mod shrinker;
 pub(crate) mod trace;
 pub(crate) mod workqueue;

@@ -5,9 +5,17 @@
 mod ffi {
     unsafe extern "C" {
         pub(super) fn emfs_cond_resched();
+        pub(super) fn emfs_need_resched() -> bool;
         pub(super) fn emfs_mdelay(msecs: u32);
         pub(super) fn emfs_num_online_cpus() -> u32;
     }
+}
+
+/// Returns whether the current task should give the CPU up
+/// (`need_resched()`). Callable from any context.
+pub(crate) fn need_resched() -> bool {
+    // SAFETY: Reads the current task's flags; always allowed.
+    unsafe { ffi::emfs_need_resched() }
 }
 
 /// Yields the CPU if a reschedule is due (`cond_resched()`).

@@ -13,7 +13,72 @@ mod ffi {
     unsafe extern "C" {
         pub(super) fn emfs_trace_em_cache_miss(ino: u64, start: u64, len: u64);
         pub(super) fn emfs_trace_em_cache_miss_enabled() -> bool;
+        pub(super) fn emfs_trace_em_shrinker_scan_enter(
+            owner: u64,
+            nr_to_scan: u64,
+            evictable: i64,
+        );
+        pub(super) fn emfs_trace_em_shrinker_scan_exit(owner: u64, dropped: u64, evictable: i64);
+        pub(super) fn emfs_trace_em_shrinker_remove_em(ino: u64, start: u64, len: u64, flags: u32);
+        pub(super) fn emfs_trace_em_handle_exist(
+            ino: u64,
+            existing_start: u64,
+            existing_len: u64,
+            em_start: u64,
+            em_len: u64,
+            start: u64,
+            len: u64,
+        );
+        pub(super) fn emfs_trace_em_merge(
+            ino: u64,
+            start: u64,
+            len: u64,
+            absorbed_start: u64,
+            absorbed_len: u64,
+        );
     }
+}
+
+// Each wrapper below calls one C function that only records its integer
+// arguments in the trace buffers, callable from any context (including
+// with spinlocks held); that is the whole safety argument of each.
+
+/// Fires `emfs:em_shrinker_scan_enter`.
+pub(crate) fn em_shrinker_scan_enter(owner: u64, nr_to_scan: u64, evictable: i64) {
+    // SAFETY: See above.
+    unsafe { ffi::emfs_trace_em_shrinker_scan_enter(owner, nr_to_scan, evictable) }
+}
+
+/// Fires `emfs:em_shrinker_scan_exit`.
+pub(crate) fn em_shrinker_scan_exit(owner: u64, dropped: u64, evictable: i64) {
+    // SAFETY: See above.
+    unsafe { ffi::emfs_trace_em_shrinker_scan_exit(owner, dropped, evictable) }
+}
+
+/// Fires `emfs:em_shrinker_remove_em`.
+pub(crate) fn em_shrinker_remove_em(ino: u64, start: u64, len: u64, flags: u32) {
+    // SAFETY: See above.
+    unsafe { ffi::emfs_trace_em_shrinker_remove_em(ino, start, len, flags) }
+}
+
+/// Fires `emfs:em_handle_exist`: adding `em` met `existing` while loading
+/// `[start, start + len)`.
+pub(crate) fn em_handle_exist(
+    ino: u64,
+    existing: (u64, u64),
+    em: (u64, u64),
+    start: u64,
+    len: u64,
+) {
+    // SAFETY: See above.
+    unsafe { ffi::emfs_trace_em_handle_exist(ino, existing.0, existing.1, em.0, em.1, start, len) }
+}
+
+/// Fires `emfs:em_merge`: the map `[start, start + len)` absorbed its
+/// neighbour `absorbed`.
+pub(crate) fn em_merge(ino: u64, start: u64, len: u64, absorbed: (u64, u64)) {
+    // SAFETY: See above.
+    unsafe { ffi::emfs_trace_em_merge(ino, start, len, absorbed.0, absorbed.1) }
 }
 
 /// Fires `emfs:em_cache_miss`: a lookup of `[start, start + len)` in inode

@@ -1,0 +1,541 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The extent map shrinker: owners, their inodes, and the worker that
+//! evicts cached extent maps under memory pressure.
+//!
+//! An [`EmOwner`] stands for one mounted filesystem: it counts the maps of
+//! all its inodes ([`EmCounters`]), keeps a registry of its inodes
+//! ([`EmInode`], each with an [`ExtentMapTree`]) ordered by inode number,
+//! and registers a shrinker of its own, named `emfs-extent-map:<id>`. One
+//! shrinker per owner (rather than one per module with a registry of
+//! owners) keeps teardown local: unmounting frees that shrinker, cancels
+//! that worker and is done, and the kernel's per-shrinker debugfs entry
+//! shows each filesystem apart.
+//!
+//! The policy follows btrfs (`btrfs_free_extent_maps()` and its worker, in
+//! fs/btrfs/extent_map.c), with two lessons from ext4's extent status
+//! shrinker and one from bcache:
+//!
+//! - `count` returns the owner's exact number of evictable maps, one atomic
+//!   read, never a walk.
+//! - `scan` never blocks: it returns `SHRINK_STOP` when the allocation may
+//!   not recurse into filesystems or the owner is going away, and otherwise
+//!   records `nr_to_scan` only if no run is pending (compare-and-swap from
+//!   zero, so a storm of reclaimers queues one run) and queues the worker on
+//!   the unbound system workqueue.
+//! - The worker walks the inodes from a saved cursor, so successive runs
+//!   resume where the last one stopped; try-locks each tree and skips it
+//!   when busy; never drops a pinned map; marks the inode for a full fsync
+//!   when it drops a modified map whose generation is not yet committed;
+//!   stops early when a reschedule is due, someone waits for the tree lock,
+//!   or the owner is closing; and accounts what it scanned and freed.
+//! - Recently used inodes lose their maps last (ext4 keeps an LRU of inodes
+//!   for this; btrfs's cursor does not): a lookup marks its inode
+//!   referenced, and the worker gives a referenced inode a second chance,
+//!   clearing the mark and moving on (the CLOCK algorithm).
+//! - Like bcache's btree cache shrinker, it stops rather than block, and
+//!   keeps what it must (pinned maps stand in for bcache's reserve).
+//!
+//! # Lock order
+//!
+//! 1. `EmOwner::inodes` (spinlock): held only to find the next inode and
+//!    take a reference to it; never held with a tree lock.
+//! 2. `ExtentMapTree::lock`: the worker only try-locks it.
+//!
+//! The shrinker callbacks take no lock at all.
+
+use crate::{
+    extent_map::{
+        EmCounters,
+        EmWriteGuard, //
+        ExtentMap,
+        ExtentMapTree,
+    },
+    glue::{
+        proc::{
+            ProcDir,
+            ProcFile,
+            ProcShow, //
+        },
+        sched::{
+            cond_resched,
+            need_resched, //
+        },
+        shrinker::{
+            ShrinkControl,
+            ShrinkCount,
+            ShrinkScan,
+            Shrinker,
+            ShrinkerBuilder,
+            ShrinkerRegistration,
+            DEFAULT_SEEKS, //
+        },
+        trace,
+        workqueue::{
+            cancel_sync,
+            flush,
+            system_dfl, //
+        },
+    },
+};
+use kernel::{
+    new_spinlock, new_work,
+    prelude::*,
+    rbtree::{
+        RBTree,
+        RBTreeNodeReservation, //
+    },
+    seq_file::{
+        seq_print,
+        SeqFile, //
+    },
+    str::CString,
+    sync::{
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
+        Arc,
+        ArcBorrow,
+        SpinLock, //
+    },
+    workqueue::{
+        impl_has_work,
+        Work,
+        WorkItem, //
+    },
+};
+
+/// Owners alive, for leak checks.
+static LIVE_OWNERS: Atomic<i64> = Atomic::new(0);
+/// Owner identifiers; never reused.
+static NEXT_OWNER_ID: Atomic<u64> = Atomic::new(1);
+
+/// Maps asked for per scan call: the kernel's default batch.
+const SHRINK_BATCH: usize = 128;
+
+/// Returns the number of owners alive in the module.
+pub(crate) fn live_owners() -> i64 {
+    LIVE_OWNERS.load(Relaxed)
+}
+
+/// The extent maps of one inode, as the shrinker sees them.
+#[pin_data]
+pub(crate) struct EmInode {
+    ino: u64,
+    #[pin]
+    tree: ExtentMapTree,
+    /// Set by lookups, cleared by the worker: a second chance.
+    referenced: Atomic<u32>,
+}
+
+impl EmInode {
+    /// The tree of inode `ino`.
+    pub(crate) fn new(ino: u64, owner: &EmOwner) -> impl PinInit<Self> + '_ {
+        let tree = ExtentMapTree::new(ino, owner.blocksize, owner.counters.clone());
+        pin_init!(Self {
+            ino,
+            tree <- tree,
+            referenced: Atomic::new(0),
+        })
+    }
+
+    /// The inode number.
+    pub(crate) fn ino(&self) -> u64 {
+        self.ino
+    }
+
+    /// The inode's extent map tree.
+    pub(crate) fn tree(&self) -> &ExtentMapTree {
+        &self.tree
+    }
+
+    /// Marks the inode as recently used: the shrinker passes it over once.
+    pub(crate) fn touch(&self) {
+        if self.referenced.load(Relaxed) == 0 {
+            self.referenced.store(1, Relaxed);
+        }
+    }
+
+    /// Looks up a map ([`ExtentMapTree::lookup`]) and marks the inode used.
+    pub(crate) fn lookup(&self, start: u64, len: u64) -> Option<Arc<ExtentMap>> {
+        self.touch();
+        self.tree.lookup(start, len)
+    }
+}
+
+/// What one worker run did.
+struct ScanCtx {
+    nr_to_scan: u64,
+    scanned: u64,
+    freed: u64,
+}
+
+/// One mounted filesystem's extent maps and their shrinker.
+#[pin_data]
+pub(crate) struct EmOwner {
+    id: u64,
+    blocksize: u32,
+    counters: Arc<EmCounters>,
+    #[pin]
+    inodes: SpinLock<RBTree<u64, Arc<EmInode>>>,
+    /// Maps asked for by the pending run; zero when none is pending.
+    nr_to_scan: Atomic<u64>,
+    /// The inode number the last run stopped at.
+    cursor: Atomic<u64>,
+    /// Set when the owner goes away: scans stop, the worker leaves.
+    closing: Atomic<u32>,
+    /// The filesystem's current transaction generation: a modified map of
+    /// this generation or later is not persisted yet.
+    generation: Atomic<u64>,
+    runs: Atomic<u64>,
+    scanned: Atomic<u64>,
+    freed: Atomic<u64>,
+    skipped_busy: Atomic<u64>,
+    #[pin]
+    work: Work<EmOwner>,
+    _live: LiveOwner,
+}
+
+/// Counts the live owners.
+struct LiveOwner;
+
+impl LiveOwner {
+    fn new() -> Self {
+        LIVE_OWNERS.add(1, Relaxed);
+        LiveOwner
+    }
+}
+
+impl Drop for LiveOwner {
+    fn drop(&mut self) {
+        LIVE_OWNERS.add(-1, Relaxed);
+    }
+}
+
+impl_has_work! {
+    impl HasWork<Self> for EmOwner { self.work }
+}
+
+impl WorkItem for EmOwner {
+    type Pointer = Arc<EmOwner>;
+
+    fn run(this: Arc<EmOwner>) {
+        this.shrink();
+    }
+}
+
+impl Shrinker for EmOwner {
+    fn count(this: ArcBorrow<'_, Self>, _sc: &ShrinkControl<'_>) -> ShrinkCount {
+        match this.counters.evictable() {
+            n if n > 0 => ShrinkCount::Objects(n as usize),
+            _ => ShrinkCount::Empty,
+        }
+    }
+
+    fn scan(this: ArcBorrow<'_, Self>, sc: &mut ShrinkControl<'_>) -> ShrinkScan {
+        let ret = Self::request_scan(this, sc.nr_to_scan(), sc.allows_fs());
+        if ret != ShrinkScan::Stop {
+            // The worker scans on the caller's behalf.
+            sc.set_nr_scanned(sc.nr_to_scan());
+        }
+        ret
+    }
+}
+
+impl EmOwner {
+    fn new(blocksize: u32) -> Result<Arc<Self>> {
+        let counters = EmCounters::new()?;
+        let owner = Arc::pin_init(
+            pin_init!(Self {
+                id: NEXT_OWNER_ID.fetch_add(1, Relaxed),
+                blocksize,
+                counters,
+                inodes <- new_spinlock!(RBTree::new(), "EmOwner::inodes"),
+                nr_to_scan: Atomic::new(0),
+                cursor: Atomic::new(0),
+                closing: Atomic::new(0),
+                generation: Atomic::new(1),
+                runs: Atomic::new(0),
+                scanned: Atomic::new(0),
+                freed: Atomic::new(0),
+                skipped_busy: Atomic::new(0),
+                work <- new_work!("EmOwner::work"),
+                _live: LiveOwner::new(),
+            }),
+            GFP_KERNEL,
+        )?;
+        Ok(owner)
+    }
+
+    /// The owner's identifier (its directory in /proc/fs/emfs).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The owner's map counters.
+    pub(crate) fn counters(&self) -> &Arc<EmCounters> {
+        &self.counters
+    }
+
+    /// Sets the filesystem's current transaction generation.
+    pub(crate) fn set_generation(&self, generation: u64) {
+        self.generation.store(generation, Relaxed);
+    }
+
+    /// Number of worker runs so far.
+    pub(crate) fn runs(&self) -> u64 {
+        self.runs.load(Relaxed)
+    }
+
+    /// Creates an inode's tree and adds it to the registry. `EEXIST` if
+    /// the inode number is taken, `ENOMEM`.
+    pub(crate) fn add_inode(&self, ino: u64) -> Result<Arc<EmInode>> {
+        let inode = Arc::pin_init(EmInode::new(ino, self), GFP_KERNEL)?;
+        let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let mut inodes = self.inodes.lock();
+        if inodes.get(&ino).is_some() {
+            return Err(EEXIST);
+        }
+        let _ = inodes.insert(node.into_node(ino, inode.clone()));
+        Ok(inode)
+    }
+
+    /// Takes an inode out of the registry and drops its maps.
+    pub(crate) fn remove_inode(&self, ino: u64) -> Option<Arc<EmInode>> {
+        let inode = self.inodes.lock().remove(&ino)?;
+        inode.tree.drop_all();
+        Some(inode)
+    }
+
+    /// The registered inode `ino`.
+    pub(crate) fn inode(&self, ino: u64) -> Option<Arc<EmInode>> {
+        self.inodes.lock().get(&ino).cloned()
+    }
+
+    /// The first registered inode after `ino`.
+    fn inode_after(&self, ino: u64) -> Option<Arc<EmInode>> {
+        let key = ino.checked_add(1)?;
+        self.inodes
+            .lock()
+            .cursor_lower_bound(&key)
+            .map(|c| c.current().1.clone())
+    }
+
+    /// Holds the inode registry's lock, for tests that need the worker to
+    /// wait.
+    #[cfg(CONFIG_KUNIT = "y")]
+    pub(crate) fn hold_inodes_for_test(
+        &self,
+    ) -> kernel::sync::lock::Guard<
+        '_,
+        RBTree<u64, Arc<EmInode>>,
+        kernel::sync::lock::spinlock::SpinLockBackend,
+    > {
+        self.inodes.lock()
+    }
+
+    fn is_closing(&self) -> bool {
+        self.closing.load(Relaxed) != 0
+    }
+
+    /// The shrinker's scan, on its own: records the request and queues the
+    /// worker (`btrfs_free_extent_maps()`). Never blocks.
+    pub(crate) fn request_scan(
+        this: ArcBorrow<'_, Self>,
+        nr_to_scan: usize,
+        allows_fs: bool,
+    ) -> ShrinkScan {
+        // Dropping maps may mark inodes for a full fsync and the worker
+        // takes filesystem locks: not from inside a filesystem.
+        if !allows_fs || this.is_closing() {
+            return ShrinkScan::Stop;
+        }
+        // A storm of reclaimers asking for the same amount needs one run;
+        // if more is needed, the kernel will call again.
+        if this
+            .nr_to_scan
+            .cmpxchg(0, nr_to_scan as u64, Relaxed)
+            .is_ok()
+        {
+            let _ = system_dfl().enqueue(Arc::from(this));
+        }
+        ShrinkScan::Freed(0)
+    }
+
+    /// Waits for a queued or running worker run to finish.
+    pub(crate) fn flush(this: &Arc<Self>) {
+        flush(this);
+    }
+
+    /// A worker run (`btrfs_extent_map_shrinker_worker()`).
+    fn shrink(&self) {
+        let mut ctx = ScanCtx {
+            nr_to_scan: self.nr_to_scan.load(Relaxed),
+            scanned: 0,
+            freed: 0,
+        };
+        trace::em_shrinker_scan_enter(self.id, ctx.nr_to_scan, self.counters.evictable());
+
+        let nr_inodes = self.inodes.lock().iter().count() as u64;
+        // Each inode is visited at most twice: once to clear its referenced
+        // mark, once to drop its maps.
+        let mut visits_left = 2 * nr_inodes;
+        let mut cursor = self.cursor.load(Relaxed);
+        while ctx.scanned < ctx.nr_to_scan && visits_left > 0 && !self.is_closing() {
+            let Some(inode) = self.inode_after(cursor) else {
+                if cursor == 0 {
+                    break;
+                }
+                // Past the last inode: start over from the first.
+                cursor = 0;
+                continue;
+            };
+            cursor = inode.ino;
+            visits_left -= 1;
+            if inode.referenced.xchg(0, Relaxed) != 0 {
+                continue;
+            }
+            // Someone is about to do I/O on the inode: leave it.
+            let Some(mut tree) = inode.tree.try_write() else {
+                self.skipped_busy.add(1, Relaxed);
+                continue;
+            };
+            if tree.nr_evictable() > 0 {
+                ctx.freed += self.shrink_inode(&mut tree, &mut ctx);
+            }
+            drop(tree);
+            cond_resched();
+        }
+        self.cursor.store(cursor, Relaxed);
+
+        self.runs.add(1, Relaxed);
+        self.scanned.add(ctx.scanned, Relaxed);
+        self.freed.add(ctx.freed, Relaxed);
+        trace::em_shrinker_scan_exit(self.id, ctx.freed, self.counters.evictable());
+        self.nr_to_scan.store(0, Relaxed);
+    }
+
+    /// Drops the evictable maps of one write-locked tree
+    /// (`btrfs_scan_inode()`); returns how many.
+    fn shrink_inode(&self, tree: &mut EmWriteGuard<'_>, ctx: &mut ScanCtx) -> u64 {
+        let generation = self.generation.load(Relaxed);
+        let mut freed = 0;
+        let mut cur = tree.first();
+        while let Some(em) = cur {
+            let next = tree.next(&em);
+            ctx.scanned += 1;
+            if !em.is_pinned() {
+                // A modified map not yet persisted: the next fsync cannot
+                // trust the list of modified extents any more.
+                if em.is_listed() && em.generation() >= generation {
+                    tree.set_full_sync();
+                }
+                if tree.remove(&em).is_ok() {
+                    trace::em_shrinker_remove_em(
+                        tree.ino(),
+                        em.start(),
+                        em.len(),
+                        em.flags().bits(),
+                    );
+                    freed += 1;
+                }
+            }
+            if ctx.scanned >= ctx.nr_to_scan {
+                break;
+            }
+            // Let others at the CPU and at the lock.
+            if need_resched() || tree.needbreak() || self.is_closing() {
+                break;
+            }
+            cur = next;
+        }
+        freed
+    }
+}
+
+impl ProcShow for EmOwner {
+    fn show(&self, m: &SeqFile) {
+        let c = &self.counters;
+        seq_print!(m, "maps_cached {}\n", c.cached());
+        seq_print!(m, "maps_evictable {}\n", c.evictable());
+        seq_print!(m, "maps_pinned {}\n", c.pinned());
+        seq_print!(m, "maps_modified {}\n", c.modified());
+        seq_print!(m, "lookups {}\n", c.lookups.load(Relaxed));
+        seq_print!(m, "hits {}\n", c.hits.load(Relaxed));
+        seq_print!(m, "misses {}\n", c.misses.load(Relaxed));
+        seq_print!(m, "merges {}\n", c.merges.load(Relaxed));
+        seq_print!(m, "shrinker_runs {}\n", self.runs.load(Relaxed));
+        seq_print!(m, "shrinker_scanned {}\n", self.scanned.load(Relaxed));
+        seq_print!(m, "shrinker_freed {}\n", self.freed.load(Relaxed));
+        seq_print!(
+            m,
+            "shrinker_skipped_busy {}\n",
+            self.skipped_busy.load(Relaxed)
+        );
+    }
+}
+
+/// A live owner: its shrinker registered, its statistics in
+/// `/proc/fs/emfs/<id>/stats`. Dropping it tears everything down in the
+/// order that keeps the worker from using freed memory: mark the owner
+/// closing (scans stop, the worker leaves early), unregister the shrinker
+/// (waits for running callbacks, so none can queue the worker again),
+/// cancel or wait for the worker, remove the proc files (waits for
+/// readers), drop the inodes.
+pub(crate) struct EmOwnerRegistration {
+    owner: Arc<EmOwner>,
+    shrinker: Option<ShrinkerRegistration<EmOwner>>,
+    stats: Option<ProcFile<EmOwner>>,
+    dir: Option<Arc<ProcDir>>,
+}
+
+impl EmOwnerRegistration {
+    /// Creates an owner for maps aligned to `blocksize`, with its shrinker
+    /// and, if `proc_root` is given, its /proc directory. `ENOMEM`.
+    pub(crate) fn new(blocksize: u32, proc_root: Option<&Arc<ProcDir>>) -> Result<Self> {
+        let owner = EmOwner::new(blocksize)?;
+        let mut reg = Self {
+            owner: owner.clone(),
+            shrinker: None,
+            stats: None,
+            dir: None,
+        };
+        if let Some(root) = proc_root {
+            let name = CString::try_from_fmt(fmt!("{}", owner.id))?;
+            let dir = ProcDir::new(&name, Some(root))?;
+            reg.stats = Some(ProcFile::new(c"stats", &dir, owner.clone())?);
+            reg.dir = Some(dir);
+        }
+        let name = CString::try_from_fmt(fmt!("emfs-extent-map:{}", owner.id))?;
+        reg.shrinker = Some(
+            ShrinkerBuilder::new(&name)
+                .seeks(DEFAULT_SEEKS)
+                .batch(SHRINK_BATCH)
+                .register(owner)?,
+        );
+        Ok(reg)
+    }
+
+    /// The owner.
+    pub(crate) fn owner(&self) -> &Arc<EmOwner> {
+        &self.owner
+    }
+}
+
+impl Drop for EmOwnerRegistration {
+    fn drop(&mut self) {
+        self.owner.closing.store(1, Relaxed);
+        drop(self.shrinker.take());
+        cancel_sync(&self.owner);
+        drop(self.stats.take());
+        drop(self.dir.take());
+        let inodes = core::mem::take(&mut *self.owner.inodes.lock());
+        for inode in inodes.values() {
+            inode.tree.drop_all();
+        }
+    }
+}
+
+#[cfg(CONFIG_KUNIT = "y")]
+mod tests;

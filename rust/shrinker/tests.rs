@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! KUnit suite `emfs_shrinker`: the shrinker's count and scan, and the
+//! worker's policy, driven through the same entry points the kernel's
+//! shrinker callbacks use ([`EmOwner::request_scan`]).
+
+#[kernel::macros::kunit_tests(emfs_shrinker)]
+mod cases {
+    use crate::extent_map::{
+        live_maps,
+        EmFlags,
+        ExtentMapInfo,
+        PreparedMap, //
+    };
+    use crate::glue::sched::mdelay;
+    use crate::shrinker::*;
+    use kernel::{
+        prelude::*,
+        sync::Arc, //
+    };
+
+    const K4: u64 = 4096;
+
+    /// An owner with `inodes` inodes of `maps` maps each, none mergeable.
+    struct Fixture {
+        reg: EmOwnerRegistration,
+        live_maps: i64,
+        live_owners: i64,
+    }
+
+    impl Fixture {
+        fn new(inodes: u64, maps: u64) -> Result<Self> {
+            let live_maps = live_maps();
+            let live_owners = live_owners();
+            let reg = EmOwnerRegistration::new(K4 as u32, None)?;
+            for ino in 1..=inodes {
+                let inode = reg.owner().add_inode(ino)?;
+                for i in 0..maps {
+                    // 4K every 8K: never adjacent, never merged.
+                    let info = ExtentMapInfo::regular(i * 2 * K4, K4, (ino << 32) + i * 2 * K4);
+                    inode.tree().add(PreparedMap::new(info)?, false)?;
+                }
+            }
+            Ok(Self {
+                reg,
+                live_maps,
+                live_owners,
+            })
+        }
+
+        fn owner(&self) -> &Arc<EmOwner> {
+            self.reg.owner()
+        }
+
+        /// Asks for `nr` maps as a reclaimer allowed into filesystems would,
+        /// and waits for the worker.
+        fn shrink(&self, nr: usize) -> ShrinkScan {
+            let owner = self.owner();
+            let ret = EmOwner::request_scan(owner.as_arc_borrow(), nr, true);
+            EmOwner::flush(owner);
+            ret
+        }
+
+        fn cached(&self, ino: u64) -> usize {
+            self.owner()
+                .inode(ino)
+                .map_or(0, |inode| inode.tree().read().nr_cached())
+        }
+
+        /// Tears the owner down and checks nothing leaked.
+        fn finish(self) -> Result {
+            let Self {
+                reg,
+                live_maps: maps_before,
+                live_owners: owners_before,
+            } = self;
+            drop(reg);
+            if live_maps() != maps_before || live_owners() != owners_before {
+                pr_err!(
+                    "leak: {} maps (expected {}), {} owners (expected {})\n",
+                    live_maps(),
+                    maps_before,
+                    live_owners(),
+                    owners_before
+                );
+                return Err(EINVAL);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn count_is_exact() -> Result {
+        let f = Fixture::new(3, 10)?;
+        assert_eq!(f.owner().counters().evictable(), 30);
+        // Pinned maps are not evictable.
+        let inode = f.owner().inode(1).ok_or(ENOENT)?;
+        let mut info = ExtentMapInfo::regular(1 << 20, K4, 1 << 40);
+        info.flags = EmFlags::PINNED;
+        inode.tree().add(PreparedMap::new(info)?, false)?;
+        assert_eq!(f.owner().counters().evictable(), 30);
+        assert_eq!(f.owner().counters().cached(), 31);
+        inode.tree().unpin(1 << 20, K4, 1)?;
+        assert_eq!(f.owner().counters().evictable(), 31);
+        f.shrink(5);
+        assert_eq!(f.owner().counters().evictable(), 26);
+        drop(inode);
+        f.finish()
+    }
+
+    #[test]
+    fn empty_owner_counts_empty() -> Result {
+        let f = Fixture::new(2, 0)?;
+        assert_eq!(f.owner().counters().evictable(), 0);
+        // A run with nothing to do ends cleanly.
+        assert_eq!(f.shrink(100), ShrinkScan::Freed(0));
+        assert_eq!(f.owner().runs(), 1);
+        f.finish()
+    }
+
+    #[test]
+    fn scan_frees_at_most_nr_to_scan() -> Result {
+        let f = Fixture::new(1, 100)?;
+        f.shrink(10);
+        assert_eq!(f.cached(1), 90);
+        f.shrink(1);
+        assert_eq!(f.cached(1), 89);
+        f.finish()
+    }
+
+    #[test]
+    fn scan_stops_without_fs_recursion() -> Result {
+        let f = Fixture::new(1, 10)?;
+        let ret = EmOwner::request_scan(f.owner().as_arc_borrow(), 10, false);
+        assert_eq!(ret, ShrinkScan::Stop);
+        EmOwner::flush(f.owner());
+        assert_eq!(f.owner().runs(), 0);
+        assert_eq!(f.cached(1), 10);
+        f.finish()
+    }
+
+    #[test]
+    fn pinned_maps_survive() -> Result {
+        let f = Fixture::new(1, 0)?;
+        let inode = f.owner().inode(1).ok_or(ENOENT)?;
+        for i in 0..20u64 {
+            let mut info = ExtentMapInfo::regular(i * 2 * K4, K4, i * 2 * K4);
+            if i % 2 == 0 {
+                info.flags = EmFlags::PINNED;
+            }
+            inode.tree().add(PreparedMap::new(info)?, false)?;
+        }
+        f.shrink(1000);
+        assert_eq!(inode.tree().read().nr_cached(), 10);
+        assert_eq!(inode.tree().read().nr_pinned(), 10);
+        for i in (0..20u64).step_by(2) {
+            inode.tree().unpin(i * 2 * K4, K4, 1)?;
+        }
+        drop(inode);
+        f.finish()
+    }
+
+    #[test]
+    fn full_sync_mark_for_unpersisted_modified_maps() -> Result {
+        let f = Fixture::new(2, 0)?;
+        f.owner().set_generation(10);
+        // Inode 1: a modified map of the current generation (not persisted).
+        // Inode 2: a modified map of an older, committed generation.
+        for (ino, generation) in [(1u64, 10u64), (2, 9)] {
+            let inode = f.owner().inode(ino).ok_or(ENOENT)?;
+            let mut info = ExtentMapInfo::regular(0, K4, 0);
+            info.generation = generation;
+            inode.tree().add(PreparedMap::new_modified(info)?, true)?;
+        }
+        f.shrink(100);
+        let one = f.owner().inode(1).ok_or(ENOENT)?;
+        let two = f.owner().inode(2).ok_or(ENOENT)?;
+        assert_eq!(one.tree().read().nr_cached(), 0);
+        assert_eq!(two.tree().read().nr_cached(), 0);
+        assert!(one.tree().read().needs_full_sync());
+        assert!(!two.tree().read().needs_full_sync());
+        assert_eq!(f.owner().counters().modified(), 0);
+        drop((one, two));
+        f.finish()
+    }
+
+    #[test]
+    fn concurrent_scans_make_one_run() -> Result {
+        let f = Fixture::new(4, 10)?;
+        {
+            // The worker needs the inode registry first thing; holding it
+            // keeps the first run from ending while the storm goes on.
+            let _hold = f.owner().hold_inodes_for_test();
+            for _ in 0..64 {
+                let ret = EmOwner::request_scan(f.owner().as_arc_borrow(), 8, true);
+                assert_eq!(ret, ShrinkScan::Freed(0));
+            }
+            mdelay(20);
+        }
+        EmOwner::flush(f.owner());
+        assert_eq!(f.owner().runs(), 1);
+        assert_eq!(f.owner().counters().evictable(), 32);
+        f.finish()
+    }
+
+    #[test]
+    fn cursor_resumes_across_runs() -> Result {
+        let f = Fixture::new(8, 1)?;
+        for run in 1..=8u64 {
+            f.shrink(1);
+            // Each run frees the map of the next inode.
+            for ino in 1..=8 {
+                assert_eq!(f.cached(ino), if ino <= run { 0 } else { 1 });
+            }
+        }
+        assert_eq!(f.owner().counters().cached(), 0);
+        f.finish()
+    }
+
+    #[test]
+    fn write_locked_tree_is_skipped() -> Result {
+        let f = Fixture::new(2, 5)?;
+        let busy = f.owner().inode(1).ok_or(ENOENT)?;
+        let runs = f.owner().runs();
+        {
+            let _locked = busy.tree().write();
+            let _ = EmOwner::request_scan(f.owner().as_arc_borrow(), 100, true);
+            // The worker runs on another CPU; wait for it without sleeping,
+            // the tree lock being a spinlock.
+            for _ in 0..5000 {
+                if f.owner().runs() > runs {
+                    break;
+                }
+                mdelay(1);
+            }
+        }
+        EmOwner::flush(f.owner());
+        assert_eq!(f.owner().runs(), runs + 1);
+        assert_eq!(f.cached(1), 5);
+        assert_eq!(f.cached(2), 0);
+        drop(busy);
+        f.finish()
+    }
+
+    #[test]
+    fn recently_used_inodes_go_last() -> Result {
+        let f = Fixture::new(4, 1)?;
+        // Inodes 1 and 2 were just used.
+        for ino in [1, 2] {
+            let inode = f.owner().inode(ino).ok_or(ENOENT)?;
+            assert!(inode.lookup(0, K4).is_some());
+        }
+        f.shrink(2);
+        assert_eq!(
+            (f.cached(1), f.cached(2), f.cached(3), f.cached(4)),
+            (1, 1, 0, 0)
+        );
+        // Their second chance is spent: the next run takes them.
+        f.shrink(2);
+        assert_eq!((f.cached(1), f.cached(2)), (0, 0));
+        f.finish()
+    }
+
+    #[test]
+    fn teardown_with_worker_queued() -> Result {
+        let f = Fixture::new(16, 64)?;
+        let owner = f.owner().clone();
+        let _ = EmOwner::request_scan(owner.as_arc_borrow(), 1 << 20, true);
+        drop(owner);
+        // The registration goes while the run is queued or running.
+        f.finish()
+    }
+
+    #[test]
+    fn teardown_after_runs() -> Result {
+        let f = Fixture::new(3, 3)?;
+        f.shrink(4);
+        f.shrink(4);
+        assert_eq!(f.owner().runs(), 2);
+        f.finish()
+    }
+}
