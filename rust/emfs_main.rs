@@ -6,15 +6,18 @@
 //! The crate is split by concern:
 //!
 //! - [`glue`]: the project's own kernel abstractions (reader-writer lock,
-//!   tagged list, tracepoints, allocation scopes, the pieces mainline Rust
-//!   does not provide yet). Only this layer holds `unsafe` code and calls
-//!   the C side (`rust/helpers.c`).
+//!   shrinker, proc files, tracepoints, workqueue cancel, allocation
+//!   scopes: what mainline Rust does not provide yet). Only this layer
+//!   holds `unsafe` code and calls the C side (`rust/helpers.c`).
 //! - [`extent_map`]: the extent map tree and its operations
 //!   (`fs/btrfs/extent_map.c`).
-//! - [`bench`]: the extent map benchmark, run from debugfs.
+//! - [`shrinker`]: owners of extent maps, their shrinker and its worker.
+//! - [`bench`], [`synthetic`]: the benchmark and a synthetic owner, both
+//!   driven from debugfs.
 //! - Everything but [`glue`] is safe Rust built on `kernel` and [`glue`].
 //!
-//! The module's debugfs directory is `/sys/kernel/debug/emfs/`.
+//! The module's debugfs directory is `/sys/kernel/debug/emfs/`; each owner
+//! of extent maps shows its statistics in `/proc/fs/emfs/<id>/stats`.
 
 use kernel::{
     debugfs::{
@@ -23,7 +26,10 @@ use kernel::{
     },
     new_mutex,
     prelude::*,
-    sync::Mutex,
+    sync::{
+        Arc,
+        Mutex, //
+    },
     uaccess::UserSliceReader,
 };
 
@@ -37,6 +43,7 @@ mod glue;
 // KUnit suite do.
 #[allow(dead_code)]
 mod shrinker;
+mod synthetic;
 
 module! {
     type: Emfs,
@@ -47,9 +54,11 @@ module! {
 }
 
 struct Emfs {
-    // Files go before their directory.
+    // Files go before their directories: fields drop in order.
+    _synthetic: Pin<KBox<File<synthetic::Synthetic>>>,
     _bench: Pin<KBox<File<Mutex<bench::BenchResults>>>>,
     _debugfs: Dir,
+    _proc_root: Arc<glue::proc::ProcDir>,
 }
 
 fn bench_show(
@@ -73,8 +82,17 @@ fn bench_store(results: &Mutex<bench::BenchResults>, reader: &mut UserSliceReade
     results.lock().run(&sizes[..n])
 }
 
+fn synthetic_show(s: &synthetic::Synthetic, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    s.show(f)
+}
+
+fn synthetic_store(s: &synthetic::Synthetic, reader: &mut UserSliceReader) -> Result {
+    s.store(reader)
+}
+
 impl kernel::Module for Emfs {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        let proc_root = glue::proc::ProcDir::new(c"fs/emfs", None)?;
         let debugfs = Dir::new(c"emfs");
         let bench = KBox::pin_init(
             debugfs.read_write_callback_file(
@@ -85,10 +103,21 @@ impl kernel::Module for Emfs {
             ),
             GFP_KERNEL,
         )?;
+        let synthetic = KBox::pin_init(
+            debugfs.read_write_callback_file(
+                c"synthetic",
+                synthetic::Synthetic::new(proc_root.clone()),
+                &synthetic_show,
+                &synthetic_store,
+            ),
+            GFP_KERNEL,
+        )?;
         pr_info!("loaded\n");
         Ok(Emfs {
+            _synthetic: synthetic,
             _bench: bench,
             _debugfs: debugfs,
+            _proc_root: proc_root,
         })
     }
 }

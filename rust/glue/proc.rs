@@ -49,7 +49,7 @@ mod ffi {
             data: *mut c_void,
         ) -> *mut proc_dir_entry;
         pub(super) fn emfs_proc_remove(entry: *mut proc_dir_entry);
-        pub(super) fn emfs_seq_private(m: *mut seq_file) -> *mut c_void;
+        pub(super) fn emfs_seq_private(m: *mut c_void) -> *mut c_void;
     }
 }
 
@@ -129,7 +129,7 @@ unsafe extern "C" fn show_callback<T: ProcShow>(
 ) -> kernel::ffi::c_int {
     // SAFETY: The file's private data is the `Arc<T>` of the `ProcFile`,
     // alive until the entry is removed, which waits for this call.
-    let data = unsafe { ArcBorrow::<T>::from_raw(ffi::emfs_seq_private(m).cast()) };
+    let data = unsafe { ArcBorrow::<T>::from_raw(ffi::emfs_seq_private(m.cast()).cast()) };
     // SAFETY: `m` is the valid seq_file of this read, for its duration.
     let seq = unsafe { SeqFile::from_raw(m) };
     data.show(seq);

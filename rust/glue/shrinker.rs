@@ -36,12 +36,15 @@ use kernel::{
 
 mod ffi {
     use kernel::{
-        bindings::{gfp_t, shrinker},
-        ffi::c_char,
+        bindings::gfp_t,
+        ffi::{
+            c_char,
+            c_void, //
+        },
     };
 
     unsafe extern "C" {
-        pub(super) fn emfs_shrinker_alloc(name: *const c_char) -> *mut shrinker;
+        pub(super) fn emfs_shrinker_alloc(name: *const c_char) -> *mut c_void;
         pub(super) fn emfs_gfp_allows_fs(gfp: gfp_t) -> bool;
         pub(super) fn emfs_gfp_allows_io(gfp: gfp_t) -> bool;
     }
@@ -164,7 +167,8 @@ impl<'a> ShrinkerBuilder<'a> {
     pub(crate) fn register<T: Shrinker>(self, data: Arc<T>) -> Result<ShrinkerRegistration<T>> {
         // SAFETY: `name` is a valid NUL-terminated string; the helper copies
         // it (shrinker_alloc() formats it into its own buffer).
-        let raw = unsafe { ffi::emfs_shrinker_alloc(self.name.as_char_ptr()) };
+        let raw = unsafe { ffi::emfs_shrinker_alloc(self.name.as_char_ptr()) }
+            .cast::<bindings::shrinker>();
         let shrinker = NonNull::new(raw).ok_or(ENOMEM)?;
         let private = Arc::into_raw(data);
         // SAFETY: `shrinker` was just allocated and is not registered yet, so
@@ -189,6 +193,23 @@ impl<'a> ShrinkerBuilder<'a> {
     }
 }
 
+/// What `count_objects` returns for `count`.
+fn count_to_raw(count: ShrinkCount) -> kernel::ffi::c_ulong {
+    match count {
+        ShrinkCount::Objects(0) | ShrinkCount::Empty => SHRINK_EMPTY,
+        // Never let a count collide with the special values.
+        ShrinkCount::Objects(n) => (n as kernel::ffi::c_ulong).min(SHRINK_EMPTY - 1),
+    }
+}
+
+/// What `scan_objects` returns for `scan`.
+fn scan_to_raw(scan: ShrinkScan) -> kernel::ffi::c_ulong {
+    match scan {
+        ShrinkScan::Freed(n) => (n as kernel::ffi::c_ulong).min(SHRINK_EMPTY - 1),
+        ShrinkScan::Stop => SHRINK_STOP,
+    }
+}
+
 /// # Safety
 ///
 /// Called by the kernel with a shrinker set up by
@@ -206,11 +227,7 @@ unsafe extern "C" fn count_callback<T: Shrinker>(
         sc: unsafe { NonNull::new_unchecked(sc) },
         _life: PhantomData,
     };
-    match T::count(data, &control) {
-        ShrinkCount::Objects(0) | ShrinkCount::Empty => SHRINK_EMPTY,
-        // Never let a count collide with the special values.
-        ShrinkCount::Objects(n) => (n as kernel::ffi::c_ulong).min(SHRINK_EMPTY - 1),
-    }
+    count_to_raw(T::count(data, &control))
 }
 
 /// # Safety
@@ -228,10 +245,7 @@ unsafe extern "C" fn scan_callback<T: Shrinker>(
         sc: unsafe { NonNull::new_unchecked(sc) },
         _life: PhantomData,
     };
-    match T::scan(data, &mut control) {
-        ShrinkScan::Freed(n) => (n as kernel::ffi::c_ulong).min(SHRINK_EMPTY - 1),
-        ShrinkScan::Stop => SHRINK_STOP,
-    }
+    scan_to_raw(T::scan(data, &mut control))
 }
 
 /// A registered shrinker. Dropping it unregisters the shrinker, waits for
@@ -252,15 +266,6 @@ unsafe impl<T: Shrinker> Send for ShrinkerRegistration<T> {}
 // SAFETY: `&ShrinkerRegistration` gives no access to anything.
 unsafe impl<T: Shrinker> Sync for ShrinkerRegistration<T> {}
 
-impl<T: Shrinker> ShrinkerRegistration<T> {
-    /// The data the callbacks see.
-    pub(crate) fn data(&self) -> ArcBorrow<'_, T> {
-        // SAFETY: By the type invariant `private_data` is an `Arc<T>` that
-        // lives as long as `self`.
-        unsafe { ArcBorrow::from_raw(self.shrinker.as_ref().private_data.cast()) }
-    }
-}
-
 impl<T: Shrinker> Drop for ShrinkerRegistration<T> {
     fn drop(&mut self) {
         // SAFETY: By the type invariant `private_data` is the raw `Arc<T>`.
@@ -271,5 +276,69 @@ impl<T: Shrinker> Drop for ShrinkerRegistration<T> {
         // SAFETY: `private` came from `Arc::into_raw` and no callback can
         // reach it any more.
         drop(unsafe { Arc::<T>::from_raw(private.cast()) });
+    }
+}
+
+#[kernel::macros::kunit_tests(emfs_glue_shrinker)]
+mod tests {
+    use super::*;
+
+    fn control(raw: &mut bindings::shrink_control) -> ShrinkControl<'_> {
+        // INVARIANT: `raw` is valid and exclusively borrowed for `'_`.
+        ShrinkControl {
+            sc: NonNull::from(raw),
+            _life: PhantomData,
+        }
+    }
+
+    #[test]
+    fn control_reads_the_gfp_mask() -> Result {
+        let fs: bindings::gfp_t = 1 << bindings::___GFP_FS_BIT;
+        let io: bindings::gfp_t = 1 << bindings::___GFP_IO_BIT;
+        let cases = [
+            (bindings::GFP_KERNEL, true, true),
+            (bindings::GFP_KERNEL & !fs, false, true),
+            (bindings::GFP_KERNEL & !fs & !io, false, false),
+            (bindings::GFP_ATOMIC, false, false),
+        ];
+        for (gfp, fs, io) in cases {
+            let mut raw = bindings::shrink_control {
+                gfp_mask: gfp,
+                nr_to_scan: 64,
+                ..Default::default()
+            };
+            let sc = control(&mut raw);
+            assert_eq!(sc.allows_fs(), fs);
+            assert_eq!(sc.allows_io(), io);
+            assert_eq!(sc.nr_to_scan(), 64);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn control_reports_nr_scanned() -> Result {
+        let mut raw = bindings::shrink_control {
+            nr_to_scan: 128,
+            ..Default::default()
+        };
+        control(&mut raw).set_nr_scanned(100);
+        assert_eq!(raw.nr_scanned, 100);
+        Ok(())
+    }
+
+    #[test]
+    fn results_map_to_the_kernel_values() -> Result {
+        assert_eq!(count_to_raw(ShrinkCount::Objects(5)), 5);
+        assert_eq!(count_to_raw(ShrinkCount::Objects(0)), SHRINK_EMPTY);
+        assert_eq!(count_to_raw(ShrinkCount::Empty), SHRINK_EMPTY);
+        // A huge count never reads as SHRINK_EMPTY or SHRINK_STOP.
+        assert_eq!(
+            count_to_raw(ShrinkCount::Objects(usize::MAX)),
+            SHRINK_EMPTY - 1
+        );
+        assert_eq!(scan_to_raw(ShrinkScan::Freed(7)), 7);
+        assert_eq!(scan_to_raw(ShrinkScan::Stop), SHRINK_STOP);
+        assert_eq!(scan_to_raw(ShrinkScan::Freed(usize::MAX)), SHRINK_EMPTY - 1);
+        Ok(())
     }
 }

@@ -14,10 +14,7 @@ mod cases {
     };
     use crate::glue::sched::mdelay;
     use crate::shrinker::*;
-    use kernel::{
-        prelude::*,
-        sync::Arc, //
-    };
+    use kernel::sync::Arc;
 
     const K4: u64 = 4096;
 
