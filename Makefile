@@ -68,7 +68,7 @@ vm-shell: module
 
 bench: module
 	@EMFS_VM_CMDLINE="kmemleak=off emfs_bench_sizes=$(SIZES)" tools/vm/run --timeout 1800 \
-		tools/bench/extent-map.sh
+		tools/bench/bench.sh
 
 lint: rustfmt clippy checkpatch
 

@@ -17,6 +17,14 @@
 //! - bytes per cached map, from the slab pages the allocator accounts
 //!   before and after the N maps are inserted (for both).
 //!
+//! `/sys/kernel/debug/emfs/bench_shrinker` does the same for the shrinker:
+//! for a cache of N maps over 64 inodes, the maps the worker frees per
+//! millisecond in one run over the whole cache, the cost of the scan
+//! callback (when it queues a run, and when one is already pending), of
+//! queueing an empty work item on the same workqueue (the floor of the
+//! former), and of the count callback, and the 99th percentile of lookup latency while
+//! idle and while the worker runs.
+//!
 //! Times are wall clock in the guest (`ktime`); only ratios between figures
 //! of one run are meaningful.
 
@@ -30,15 +38,31 @@ use crate::{
     glue::{
         bench_floor::FloorTree,
         mm::slab_bytes,
-        sched::cond_resched, //
+        sched::cond_resched,
+        workqueue::{
+            flush,
+            system_dfl, //
+        },
+    },
+    shrinker::{
+        EmInode,
+        EmOwner,
+        EmOwnerRegistration, //
     },
 };
 use core::fmt;
 use kernel::{
+    new_work,
     prelude::*,
+    sync::Arc,
     time::{
         Instant,
         Monotonic, //
+    },
+    workqueue::{
+        impl_has_work,
+        Work,
+        WorkItem, //
     },
 };
 
@@ -324,4 +348,241 @@ pub(crate) fn parse_sizes(input: &[u8], out: &mut [u64; 8]) -> Result<usize> {
         return Err(EINVAL);
     }
     Ok(n)
+}
+
+/// One size's shrinker figures.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct ShrinkRow {
+    maps: u64,
+    /// Maps freed per millisecond by one worker run over the whole cache.
+    freed_per_ms: u64,
+    /// Tenths of ns: the scan callback's work when it queues a run, mean
+    /// and worst of the samples, and when a run is already pending.
+    scan_queue: u64,
+    scan_queue_max: u64,
+    scan_pending: u64,
+    /// Tenths of ns: the count callback.
+    count: u64,
+    /// Tenths of ns: queueing an empty work item on the same workqueue, the
+    /// floor of the scan callback's queueing path.
+    queue_floor: u64,
+    /// ns: 99th percentile of lookup latency, idle and during a run.
+    p99_idle: u64,
+    p99_busy: u64,
+}
+
+/// The results of the last shrinker benchmark.
+pub(crate) struct ShrinkResults {
+    rows: KVec<ShrinkRow>,
+}
+
+/// An empty work item: what queueing alone costs.
+#[pin_data]
+struct Nop {
+    #[pin]
+    work: Work<Nop>,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for Nop { self.work }
+}
+
+impl WorkItem for Nop {
+    type Pointer = Arc<Nop>;
+
+    fn run(_this: Arc<Nop>) {}
+}
+
+/// Inodes the benchmark spreads its maps over.
+const SHRINK_INODES: u64 = 64;
+/// Latency samples per p99.
+const SAMPLES: usize = 20_000;
+
+impl ShrinkResults {
+    /// No results yet.
+    pub(crate) fn new() -> Self {
+        Self { rows: KVec::new() }
+    }
+
+    /// Runs the shrinker benchmark for each size in `sizes`.
+    pub(crate) fn run(&mut self, sizes: &[u64]) -> Result {
+        let mut rows = KVec::with_capacity(sizes.len(), GFP_KERNEL)?;
+        for &n in sizes {
+            if !(SHRINK_INODES..=MAX_MAPS).contains(&n) {
+                pr_err!(
+                    "bench_shrinker: {} maps is out of range ({} to {})\n",
+                    n,
+                    SHRINK_INODES,
+                    MAX_MAPS
+                );
+                return Err(EINVAL);
+            }
+            let row = shrink_one(n)?;
+            rows.push(row, GFP_KERNEL)?;
+        }
+        self.rows = rows;
+        Ok(())
+    }
+}
+
+/// Times `samples` lookups at random places, returns the 99th percentile
+/// in ns; stops early when `until` says so (after at least 1000).
+fn lookup_p99(
+    inodes: &[Arc<EmInode>],
+    per_inode: u64,
+    rng: &mut Rng,
+    lat: &mut KVVec<u64>,
+    until: impl Fn() -> bool,
+) -> u64 {
+    lat.clear();
+    while lat.len() < lat.capacity() {
+        let inode = &inodes[(rng.next() % inodes.len() as u64) as usize];
+        let offset = (rng.next() % per_inode) * 2 * BLOCK + 512;
+        let start = Instant::<Monotonic>::now();
+        drop(inode.tree().lookup(offset, 1));
+        let ns = elapsed_ns(&start).max(0) as u64;
+        // Capacity is reserved: this cannot fail.
+        let _ = lat.push_within_capacity(ns);
+        if lat.len() >= 1000 && until() {
+            break;
+        }
+    }
+    lat.sort_unstable();
+    let n = lat.len();
+    if n == 0 {
+        return 0;
+    }
+    lat[(n * 99 / 100).min(n - 1)]
+}
+
+fn shrink_one(n: u64) -> Result<ShrinkRow> {
+    let mut row = ShrinkRow {
+        maps: n,
+        ..ShrinkRow::default()
+    };
+    let per_inode = n / SHRINK_INODES;
+    let reg = EmOwnerRegistration::new(BLOCK as u32, None)?;
+    let owner = reg.owner();
+    let mut inodes = KVec::with_capacity(SHRINK_INODES as usize, GFP_KERNEL)?;
+    for ino in 1..=SHRINK_INODES {
+        let inode = owner.add_inode(ino)?;
+        for i in 0..per_inode {
+            let info = ExtentMapInfo::regular(i * 2 * BLOCK, BLOCK, (ino << 32) + i * 2 * BLOCK);
+            inode.tree().add(PreparedMap::new(info)?, false)?;
+            if i % 1024 == 0 {
+                cond_resched();
+            }
+        }
+        inodes.push(inode, GFP_KERNEL)?;
+    }
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ n);
+    let mut lat = KVVec::with_capacity(SAMPLES, GFP_KERNEL)?;
+
+    // The callbacks. A run asked for one map frees one map: negligible.
+    let start = Instant::<Monotonic>::now();
+    let mut evictable = 0;
+    for _ in 0..1000 {
+        evictable += owner.counters().evictable();
+    }
+    row.count = per_op(elapsed_ns(&start), 1000);
+    if evictable <= 0 {
+        return Err(EIO);
+    }
+    let (mut sum, mut max) = (0u64, 0u64);
+    for _ in 0..100 {
+        let start = Instant::<Monotonic>::now();
+        let _ = EmOwner::request_scan(owner.as_arc_borrow(), 1, true);
+        let ns = elapsed_ns(&start).max(0) as u64 * 10;
+        let start = Instant::<Monotonic>::now();
+        for _ in 0..100 {
+            let _ = EmOwner::request_scan(owner.as_arc_borrow(), 1, true);
+        }
+        row.scan_pending = row.scan_pending.max(per_op(elapsed_ns(&start), 100));
+        sum += ns;
+        max = max.max(ns);
+        EmOwner::flush(owner);
+    }
+    row.scan_queue = sum / 100;
+    row.scan_queue_max = max;
+
+    let nop = Arc::pin_init(
+        pin_init!(Nop {
+            work <- new_work!("bench::Nop"),
+        }),
+        GFP_KERNEL,
+    )?;
+    let mut sum = 0u64;
+    for _ in 0..100 {
+        let start = Instant::<Monotonic>::now();
+        let _ = system_dfl().enqueue(nop.clone());
+        sum += elapsed_ns(&start).max(0) as u64 * 10;
+        flush(&nop);
+    }
+    row.queue_floor = sum / 100;
+
+    row.p99_idle = lookup_p99(&inodes, per_inode, &mut rng, &mut lat, || false);
+
+    // One run over the whole cache, with lookups going on meanwhile.
+    let runs = owner.runs();
+    let cached = owner.counters().cached();
+    let start = Instant::<Monotonic>::now();
+    let _ = EmOwner::request_scan(owner.as_arc_borrow(), n as usize, true);
+    row.p99_busy = lookup_p99(&inodes, per_inode, &mut rng, &mut lat, || {
+        owner.runs() > runs
+    });
+    EmOwner::flush(owner);
+    let ms = (elapsed_ns(&start).max(1) as u64).div_ceil(1_000_000);
+    let freed = cached - owner.counters().cached();
+    row.freed_per_ms = freed.max(0) as u64 / ms;
+    pr_info!("bench_shrinker: {} maps: freed {} in {} ms\n", n, freed, ms);
+    drop(inodes);
+    drop(reg);
+    Ok(row)
+}
+
+impl fmt::Display for ShrinkResults {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.rows.is_empty() {
+            return writeln!(
+                f,
+                "no results yet: echo \"1000 100000 1000000\" > /sys/kernel/debug/emfs/bench_shrinker"
+            );
+        }
+        writeln!(
+            f,
+            "{:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6}",
+            "maps",
+            "freed/ms",
+            "scan_ns",
+            "queue_ns",
+            "scan_max",
+            "pending",
+            "count_ns",
+            "p99_idle",
+            "p99_busy",
+            "ratio"
+        )?;
+        for r in self.rows.iter() {
+            write!(f, "{:>8} {:>10}", r.maps, r.freed_per_ms)?;
+            for t in [
+                r.scan_queue,
+                r.queue_floor,
+                r.scan_queue_max,
+                r.scan_pending,
+                r.count,
+            ] {
+                write!(f, " {:>8}.{}", t / 10, t % 10)?;
+            }
+            let ratio = r.p99_busy.saturating_mul(100) / r.p99_idle.max(1);
+            writeln!(
+                f,
+                " {:>10} {:>10} {:>3}.{:02}",
+                r.p99_idle,
+                r.p99_busy,
+                ratio / 100,
+                ratio % 100
+            )?;
+        }
+        Ok(())
+    }
 }

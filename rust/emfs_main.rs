@@ -57,6 +57,7 @@ struct Emfs {
     // Files go before their directories: fields drop in order.
     _synthetic: Pin<KBox<File<synthetic::Synthetic>>>,
     _bench: Pin<KBox<File<Mutex<bench::BenchResults>>>>,
+    _bench_shrinker: Pin<KBox<File<Mutex<bench::ShrinkResults>>>>,
     _debugfs: Dir,
     _proc_root: Arc<glue::proc::ProcDir>,
 }
@@ -68,7 +69,8 @@ fn bench_show(
     core::fmt::Display::fmt(&*results.lock(), f)
 }
 
-fn bench_store(results: &Mutex<bench::BenchResults>, reader: &mut UserSliceReader) -> Result {
+/// Reads up to 8 sizes written to a benchmark file.
+fn read_sizes(reader: &mut UserSliceReader, file: &str) -> Result<([u64; 8], usize)> {
     let mut buf = [0u8; 128];
     let len = reader.len();
     if len > buf.len() {
@@ -77,8 +79,31 @@ fn bench_store(results: &Mutex<bench::BenchResults>, reader: &mut UserSliceReade
     reader.read_slice(&mut buf[..len])?;
     let mut sizes = [0u64; 8];
     let n = bench::parse_sizes(&buf[..len], &mut sizes).inspect_err(|_| {
-        pr_err!("bench: expected up to 8 numbers of maps, e.g. \"1000 100000\"\n");
+        pr_err!(
+            "{}: expected up to 8 numbers of maps, e.g. \"1000 100000\"\n",
+            file
+        );
     })?;
+    Ok((sizes, n))
+}
+
+fn bench_store(results: &Mutex<bench::BenchResults>, reader: &mut UserSliceReader) -> Result {
+    let (sizes, n) = read_sizes(reader, "bench")?;
+    results.lock().run(&sizes[..n])
+}
+
+fn bench_shrinker_show(
+    results: &Mutex<bench::ShrinkResults>,
+    f: &mut core::fmt::Formatter<'_>,
+) -> core::fmt::Result {
+    core::fmt::Display::fmt(&*results.lock(), f)
+}
+
+fn bench_shrinker_store(
+    results: &Mutex<bench::ShrinkResults>,
+    reader: &mut UserSliceReader,
+) -> Result {
+    let (sizes, n) = read_sizes(reader, "bench_shrinker")?;
     results.lock().run(&sizes[..n])
 }
 
@@ -103,6 +128,15 @@ impl kernel::Module for Emfs {
             ),
             GFP_KERNEL,
         )?;
+        let bench_shrinker = KBox::pin_init(
+            debugfs.read_write_callback_file(
+                c"bench_shrinker",
+                new_mutex!(bench::ShrinkResults::new()),
+                &bench_shrinker_show,
+                &bench_shrinker_store,
+            ),
+            GFP_KERNEL,
+        )?;
         let synthetic = KBox::pin_init(
             debugfs.read_write_callback_file(
                 c"synthetic",
@@ -116,6 +150,7 @@ impl kernel::Module for Emfs {
         Ok(Emfs {
             _synthetic: synthetic,
             _bench: bench,
+            _bench_shrinker: bench_shrinker,
             _debugfs: debugfs,
             _proc_root: proc_root,
         })

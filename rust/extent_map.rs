@@ -110,6 +110,7 @@ use kernel::{
     prelude::*,
     rbtree::{
         RBTree,
+        RBTreeNode,
         RBTreeNodeReservation, //
     },
     sync::{
@@ -1854,6 +1855,79 @@ impl TreeInner {
         }
         // The range of `split_mid` was part of `em`, now gone: no overlap.
         self.insert(split_mid, true).map(|_| ()).map_err(|(e, _)| e)
+    }
+}
+
+/// A map the shrinker took out of a tree, still holding its tree node:
+/// freeing both is left for after the lock is dropped.
+pub(crate) type EvictedMap = RBTreeNode<u64, Arc<ExtentMap>>;
+
+/// What one [`TreeInner::evict_batch`] did.
+pub(crate) struct EvictBatch {
+    /// Maps looked at.
+    pub(crate) examined: u64,
+    /// Maps taken out (in the stash).
+    pub(crate) evicted: usize,
+    /// Where to resume, or `None` at the end of the tree.
+    pub(crate) next: Option<u64>,
+}
+
+impl TreeInner {
+    /// Takes unpinned maps out of the tree in file order, for the shrinker
+    /// (the loop of `btrfs_scan_inode()`): from the map whose end key is at
+    /// least `from`, looking at no more than `budget` maps and taking no more
+    /// than `stash` holds. The taken maps go to `stash` with their nodes so
+    /// the caller frees them after unlocking. A modified map not yet
+    /// persisted (its generation at least `generation`) marks the inode for
+    /// a full fsync.
+    ///
+    /// Walks with a cursor, O(1) a step, instead of searching for each map.
+    pub(crate) fn evict_batch(
+        &mut self,
+        from: u64,
+        budget: u64,
+        generation: u64,
+        stash: &mut [Option<EvictedMap>],
+    ) -> EvictBatch {
+        let mut batch = EvictBatch {
+            examined: 0,
+            evicted: 0,
+            next: None,
+        };
+        let mut cursor = self.maps.cursor_lower_bound_mut(&from);
+        while let Some(c) = cursor {
+            let key = *c.current().0;
+            if batch.examined >= budget || batch.evicted >= stash.len() {
+                batch.next = Some(key);
+                break;
+            }
+            batch.examined += 1;
+            let em = c.current().1.clone();
+            if em.is_pinned() {
+                cursor = c.move_next();
+                continue;
+            }
+            if em.is_listed() && em.generation() >= generation {
+                self.full_sync = true;
+            }
+            // What `unlink` does, field by field: the cursor holds `maps`.
+            if em.is_listed() {
+                let _ = self.modified.remove_node(&em.start());
+                em.set_listed(false);
+                self.nr_modified -= 1;
+                self.counters.modified.add(-1, Relaxed);
+            }
+            self.nr_cached -= 1;
+            self.nr_logging -= usize::from(em.is_logging());
+            self.counters.cached.add(-1, Relaxed);
+            self.counters.evictable.add(-1, Relaxed);
+            let (next, node) = c.remove_current();
+            stash[batch.evicted] = Some(node);
+            batch.evicted += 1;
+            // `remove_current` steps back when there is nothing after.
+            cursor = next.filter(|n| *n.current().0 > key);
+        }
+        batch
     }
 }
 

@@ -47,9 +47,9 @@
 use crate::{
     extent_map::{
         EmCounters,
-        EmWriteGuard, //
+        EvictedMap,
         ExtentMap,
-        ExtentMapTree,
+        ExtentMapTree, //
     },
     glue::{
         proc::{
@@ -113,6 +113,8 @@ static NEXT_OWNER_ID: Atomic<u64> = Atomic::new(1);
 
 /// Maps asked for per scan call: the kernel's default batch.
 const SHRINK_BATCH: usize = 128;
+/// Maps the worker takes out of a tree per hold of its lock.
+const EVICT_BATCH: usize = 32;
 
 /// Returns the number of owners alive in the module.
 pub(crate) fn live_owners() -> i64 {
@@ -396,15 +398,9 @@ impl EmOwner {
             if inode.referenced.xchg(0, Relaxed) != 0 {
                 continue;
             }
-            // Someone is about to do I/O on the inode: leave it.
-            let Some(mut tree) = inode.tree.try_write() else {
+            if !self.shrink_inode(&inode, &mut ctx) {
                 self.skipped_busy.add(1, Relaxed);
-                continue;
-            };
-            if tree.nr_evictable() > 0 {
-                ctx.freed += self.shrink_inode(&mut tree, &mut ctx);
             }
-            drop(tree);
             cond_resched();
         }
         self.cursor.store(cursor, Relaxed);
@@ -416,41 +412,49 @@ impl EmOwner {
         self.nr_to_scan.store(0, Relaxed);
     }
 
-    /// Drops the evictable maps of one write-locked tree
-    /// (`btrfs_scan_inode()`); returns how many.
-    fn shrink_inode(&self, tree: &mut EmWriteGuard<'_>, ctx: &mut ScanCtx) -> u64 {
+    /// Drops the evictable maps of one inode (`btrfs_scan_inode()`), a
+    /// batch per hold of its tree lock; the maps of a batch are freed after
+    /// the lock is dropped, so readers wait for no more than a batch of
+    /// unlinks. Returns false if the tree was busy from the start.
+    fn shrink_inode(&self, inode: &EmInode, ctx: &mut ScanCtx) -> bool {
         let generation = self.generation.load(Relaxed);
-        let mut freed = 0;
-        let mut cur = tree.first();
-        while let Some(em) = cur {
-            let next = tree.next(&em);
-            ctx.scanned += 1;
-            if !em.is_pinned() {
-                // A modified map not yet persisted: the next fsync cannot
-                // trust the list of modified extents any more.
-                if em.is_listed() && em.generation() >= generation {
-                    tree.set_full_sync();
-                }
-                if tree.remove(&em).is_ok() {
+        let mut stash: [Option<EvictedMap>; EVICT_BATCH] = [const { None }; EVICT_BATCH];
+        let mut from = 0;
+        loop {
+            // Someone is about to do I/O on the inode: leave it.
+            let Some(mut tree) = inode.tree.try_write() else {
+                return from != 0;
+            };
+            if tree.nr_evictable() == 0 {
+                return true;
+            }
+            let budget = ctx.nr_to_scan - ctx.scanned;
+            let batch = tree.evict_batch(from, budget, generation, &mut stash);
+            // Let others at the lock: stop here if they wait.
+            let contended = tree.needbreak();
+            drop(tree);
+
+            ctx.scanned += batch.examined;
+            ctx.freed += batch.evicted as u64;
+            for node in stash.iter_mut().take(batch.evicted) {
+                if let Some(node) = node.take() {
+                    let (_, em) = node.to_key_value();
                     trace::em_shrinker_remove_em(
-                        tree.ino(),
+                        inode.ino,
                         em.start(),
                         em.len(),
                         em.flags().bits(),
                     );
-                    freed += 1;
                 }
             }
-            if ctx.scanned >= ctx.nr_to_scan {
-                break;
+            let Some(next) = batch.next else {
+                return true;
+            };
+            if ctx.scanned >= ctx.nr_to_scan || contended || need_resched() || self.is_closing() {
+                return true;
             }
-            // Let others at the CPU and at the lock.
-            if need_resched() || tree.needbreak() || self.is_closing() {
-                break;
-            }
-            cur = next;
+            from = next;
         }
-        freed
     }
 }
 

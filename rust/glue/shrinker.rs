@@ -97,7 +97,7 @@ impl ShrinkControl<'_> {
 
     /// How many objects the kernel asks to scan.
     pub(crate) fn nr_to_scan(&self) -> usize {
-        self.get().nr_to_scan as usize
+        self.get().nr_to_scan
     }
 
     /// Reports how many objects were actually scanned, if that differs from
@@ -105,7 +105,7 @@ impl ShrinkControl<'_> {
     pub(crate) fn set_nr_scanned(&mut self, nr: usize) {
         // SAFETY: By the type invariant `sc` is valid, and `&mut self` means
         // no shared reference into it is alive.
-        unsafe { self.sc.as_mut() }.nr_scanned = nr as _;
+        unsafe { self.sc.as_mut() }.nr_scanned = nr;
     }
 
     /// Returns whether the allocation that triggered reclaim may recurse
@@ -179,8 +179,10 @@ impl<'a> ShrinkerBuilder<'a> {
             let s = shrinker.as_ptr();
             (*s).count_objects = Some(count_callback::<T>);
             (*s).scan_objects = Some(scan_callback::<T>);
-            (*s).seeks = self.seeks as _;
-            (*s).batch = self.batch as _;
+            (*s).seeks =
+                kernel::ffi::c_int::try_from(self.seeks).unwrap_or(kernel::ffi::c_int::MAX);
+            (*s).batch =
+                kernel::ffi::c_long::try_from(self.batch).unwrap_or(kernel::ffi::c_long::MAX);
             (*s).private_data = private.cast_mut().cast();
         }
         // SAFETY: The shrinker is allocated and fully set up.

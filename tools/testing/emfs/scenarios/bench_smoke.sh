@@ -32,5 +32,23 @@ for bad in "0" "abc" "1 2 3 4 5 6 7 8 9" "99999999999" ""; do
 done
 dmesg | grep -q "bench: 0 maps is out of range" || { echo "not ok: no dmesg line for 0"; fail=1; }
 
+# The shrinker benchmark: one row per size, every figure positive.
+shr=/sys/kernel/debug/emfs/bench_shrinker
+grep -q "no results yet" "$shr" || { echo "not ok: fresh shrinker file"; fail=1; }
+echo "640 2000" >"$shr"
+cat "$shr"
+rows=$(awk 'NR > 1 && NF == 10' "$shr")
+if [ "$(echo "$rows" | wc -l)" -ne 2 ]; then
+	echo "not ok: expected 2 shrinker rows"
+	fail=1
+fi
+echo "$rows" | awk '{ for (i = 1; i <= 10; i++) if ($i + 0 <= 0) { print "not ok: field " i " of row " NR " is " $i; bad = 1 } } END { exit bad }' || fail=1
+for bad in "10" "x" "99999999999"; do
+	if echo "$bad" >"$shr" 2>/dev/null; then
+		echo "not ok: '$bad' accepted by bench_shrinker"
+		fail=1
+	fi
+done
+
 rmmod emfs
 exit $fail
