@@ -20,7 +20,7 @@ SCRIPT ?=
 SIZES ?= 1000,100000,1000000
 
 .PHONY: all help setup kernel module run check vm-run vm-shell bench lint \
-	fmt clippy rustfmt checkpatch clean
+	docs fmt clippy rustfmt checkpatch clean
 
 all: module
 
@@ -35,6 +35,7 @@ help:
 	@echo '  bench            extent map benchmark (SIZES=1000,100000,1000000)'
 	@echo '  lint             rustfmt check, CLIPPY=1 build, checkpatch'
 	@echo '  fmt              format the Rust sources'
+	@echo '  docs             build Documentation/ with Sphinx into out/docs'
 	@echo '  setup, kernel    install the toolchain / build the cached dev kernel'
 	@echo '  clean            remove build products (the kernel cache stays)'
 	@echo 'Variables: KDIR=<kernel build> to use your own Rust-enabled kernel.'
@@ -70,7 +71,10 @@ bench: module
 	@EMFS_VM_CMDLINE="kmemleak=off emfs_bench_sizes=$(SIZES)" tools/vm/run --timeout 1800 \
 		tools/bench/bench.sh
 
-lint: rustfmt clippy checkpatch
+lint: rustfmt clippy checkpatch docs
+
+docs:
+	@tools/build.sh docs
 
 rustfmt clippy checkpatch fmt:
 	@tools/build.sh $@

@@ -10,6 +10,7 @@
 #   clippy      rebuild the module with CLIPPY=1; any warning fails
 #   rustfmt     check the Rust sources against the kernel's rustfmt config
 #   checkpatch  run the kernel's checkpatch.pl on the C files
+#   docs        build Documentation/ with Sphinx into out/docs (warnings fail)
 #   lint        rustfmt, clippy and checkpatch
 #   clean       remove build products
 #
@@ -112,6 +113,14 @@ cmd_checkpatch() {
 	say "checkpatch: clean"
 }
 
+cmd_docs() {
+	rm -rf "$EMFS_TOP/out/docs"
+	sphinx-build -q -W -b html -C -D master_doc=index -D project=emfs \
+		-D html_theme=classic "$EMFS_TOP/Documentation" "$EMFS_TOP/out/docs" ||
+		die "docs: Sphinx reported the problems above"
+	say "docs: out/docs/index.html"
+}
+
 case "${1:-}" in
 kdir) resolve_kdir; echo "$KDIR" ;;
 module) cmd_module ;;
@@ -119,6 +128,7 @@ clippy) cmd_clippy ;;
 rustfmt) cmd_rustfmt ;;
 fmt) cmd_fmt ;;
 checkpatch) cmd_checkpatch ;;
+docs) cmd_docs ;;
 lint) cmd_rustfmt; cmd_clippy; cmd_checkpatch ;;
 clean)
 	if KDIR=$("$EMFS_TOP/tools/kernel.sh" --print-kdir 2>/dev/null) && [ -d "$KDIR" ]; then
@@ -126,5 +136,5 @@ clean)
 	fi
 	rm -rf "$EMFS_TOP/out"
 	;;
-*) sed -n '4,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+*) sed -n '4,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

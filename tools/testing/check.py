@@ -109,7 +109,7 @@ def phase_build(run, args):
 
 def phase_lint(run):
     with run.phase("lint"):
-        for gate in ("rustfmt", "clippy", "checkpatch"):
+        for gate in ("rustfmt", "clippy", "checkpatch", "docs"):
             ok = sh(["tools/build.sh", gate]).returncode == 0
             run.result(f"lint/{gate}", ok)
 
