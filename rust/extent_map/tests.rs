@@ -126,6 +126,14 @@ mod cases {
             Ok(out)
         }
 
+        /// Unpins every pinned map, so that the teardown can drop them.
+        fn unpin_all(&self) -> Result {
+            for em in self.pinned()?.iter() {
+                self.tree.unpin(em.start(), em.len(), 0)?;
+            }
+            Ok(())
+        }
+
         /// The `(start, len)` of every map, in order.
         fn ranges(&self) -> Result<KVec<(u64, u64)>> {
             let mut out = KVec::new();
@@ -883,12 +891,7 @@ mod cases {
                 return Err(EINVAL);
             }
             f.check_accounting()?;
-            // Unpin what is left so the teardown can drop it.
-            let left = f.pinned()?;
-            for em in left.iter() {
-                f.tree.unpin(em.start(), em.len(), 0)?;
-            }
-            drop(left);
+            f.unpin_all()?;
             f.finish()?;
         }
         Ok(())
@@ -1206,11 +1209,7 @@ mod cases {
                 return Err(EINVAL);
             }
             f.check_accounting()?;
-            let pins = f.pinned()?;
-            for em in pins.iter() {
-                f.tree.unpin(em.start(), em.len(), 0)?;
-            }
-            drop(pins);
+            f.unpin_all()?;
             f.finish()?;
         }
         Ok(())

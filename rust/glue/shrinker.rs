@@ -171,10 +171,10 @@ impl<'a> ShrinkerBuilder<'a> {
             .cast::<bindings::shrinker>();
         let shrinker = NonNull::new(raw).ok_or(ENOMEM)?;
         let private = Arc::into_raw(data);
-        // SAFETY: `shrinker` was just allocated and is not registered yet, so
-        // nothing else reads its fields; the callbacks match the prototypes
-        // the kernel expects, and `private` is an `Arc<T>` they decode as
-        // such.
+        // The callbacks match the kernel's prototypes and decode `private`
+        // as the `Arc<T>` it is.
+        // SAFETY: `shrinker` is allocated and not registered: nobody else
+        // reads its fields yet.
         unsafe {
             let s = shrinker.as_ptr();
             (*s).count_objects = Some(count_callback::<T>);
