@@ -436,8 +436,11 @@ fn lookup_p99(
 ) -> u64 {
     lat.clear();
     while lat.len() < lat.capacity() {
-        let inode = &inodes[(rng.next() % inodes.len() as u64) as usize];
-        let offset = (rng.next() % per_inode) * 2 * BLOCK + 512;
+        // Both moduli are at least 1: no division by zero to check for.
+        let Some(inode) = inodes.get((rng.next() % (inodes.len() as u64).max(1)) as usize) else {
+            break;
+        };
+        let offset = (rng.next() % per_inode.max(1)) * 2 * BLOCK + 512;
         let start = Instant::<Monotonic>::now();
         drop(inode.tree().lookup(offset, 1));
         let ns = elapsed_ns(&start).max(0) as u64;
@@ -533,7 +536,7 @@ fn shrink_one(n: u64) -> Result<ShrinkRow> {
     EmOwner::flush(owner);
     let ms = (elapsed_ns(&start).max(1) as u64).div_ceil(1_000_000);
     let freed = cached - owner.counters().cached();
-    row.freed_per_ms = freed.max(0) as u64 / ms;
+    row.freed_per_ms = freed.max(0) as u64 / ms.max(1);
     pr_info!("bench_shrinker: {} maps: freed {} in {} ms\n", n, freed, ms);
     drop(inodes);
     drop(reg);

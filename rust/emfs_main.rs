@@ -72,13 +72,10 @@ fn bench_show(
 /// Reads up to 8 sizes written to a benchmark file.
 fn read_sizes(reader: &mut UserSliceReader, file: &str) -> Result<([u64; 8], usize)> {
     let mut buf = [0u8; 128];
-    let len = reader.len();
-    if len > buf.len() {
-        return Err(EINVAL);
-    }
-    reader.read_slice(&mut buf[..len])?;
+    let input = buf.get_mut(..reader.len()).ok_or(EINVAL)?;
+    reader.read_slice(input)?;
     let mut sizes = [0u64; 8];
-    let n = bench::parse_sizes(&buf[..len], &mut sizes).inspect_err(|_| {
+    let n = bench::parse_sizes(input, &mut sizes).inspect_err(|_| {
         pr_err!(
             "{}: expected up to 8 numbers of maps, e.g. \"1000 100000\"\n",
             file

@@ -75,12 +75,9 @@ impl Synthetic {
     /// Handles a write to the file.
     pub(crate) fn store(&self, reader: &mut UserSliceReader) -> Result {
         let mut buf = [0u8; 64];
-        let len = reader.len();
-        if len > buf.len() {
-            return Err(EINVAL);
-        }
-        reader.read_slice(&mut buf[..len])?;
-        let (inodes, maps) = parse(&buf[..len]).inspect_err(|_| {
+        let input = buf.get_mut(..reader.len()).ok_or(EINVAL)?;
+        reader.read_slice(input)?;
+        let (inodes, maps) = parse(input).inspect_err(|_| {
             pr_err!(
                 "synthetic: expected \"<inodes> <maps per inode>\" with at most {} inodes and {} maps in all\n",
                 MAX_INODES,

@@ -53,7 +53,21 @@ kbuild() {
 
 cmd_module() {
 	resolve_kdir
-	kbuild -s modules
+	local log
+	log=$(mktemp)
+	if ! kbuild -s modules >"$log" 2>&1; then
+		cat "$log"
+		rm -f "$log"
+		die "module build failed"
+	fi
+	cat "$log"
+	# objtool's warnings mean code it cannot follow (a panic path it does
+	# not know ends): treat them as errors.
+	if grep -q "warning: objtool" "$log"; then
+		rm -f "$log"
+		die "objtool warnings in the module build"
+	fi
+	rm -f "$log"
 	say "built $EMFS_TOP/emfs.ko against $KDIR"
 }
 
