@@ -322,7 +322,7 @@ impl ExtentMapInfo {
     /// for a compressed extent the whole extent must be read.
     pub(crate) fn block_start(&self) -> u64 {
         if self.on_disk() && !self.is_compressed() {
-            self.disk_bytenr + self.offset
+            self.disk_bytenr.saturating_add(self.offset)
         } else {
             self.disk_bytenr
         }
@@ -350,12 +350,19 @@ impl ExtentMapInfo {
         if self.len == 0 {
             return Err("zero length");
         }
+        // Ends past the address space would make merges overflow.
+        if self.start.checked_add(self.len).is_none() {
+            return Err("range wraps past the end of the address space");
+        }
         if !aligned(self.start) || !aligned(self.len) {
             return Err("unaligned start offset or length members");
         }
         if self.on_disk() {
             if self.disk_num_bytes == 0 {
                 return Err("zero disk_num_bytes");
+            }
+            if self.disk_bytenr.checked_add(self.disk_num_bytes).is_none() {
+                return Err("on-disk extent wraps past the end of the disk");
             }
             if range_end(self.offset, self.len) > self.ram_bytes {
                 return Err("ram_bytes too small");
@@ -604,8 +611,8 @@ impl ExtentMap {
     }
 
     // State changes: only under the write lock of the tree holding the map
-    // (the `&mut TreeInner` of the callers proves it), so a plain
-    // load-modify-store cannot lose an update.
+    // (callers hold `&mut TreeInner` and check that the map is in that
+    // tree), so a plain load-modify-store cannot lose an update.
 
     fn update_state(&self, f: impl FnOnce(u64) -> u64) {
         self.state.store(f(self.state.load(Relaxed)), Relaxed);
@@ -895,13 +902,18 @@ impl ExtentMapTree {
     }
 
     /// Looks up the first map intersecting `[start, start + len)`, counting
-    /// the lookup and whether it hit in the owner's statistics.
+    /// the lookup in the owner's statistics as a hit if a map covers
+    /// `start`, otherwise as a miss (which fires `emfs:em_cache_miss`: the
+    /// caller will have to load the map).
     pub(crate) fn lookup(&self, start: u64, len: u64) -> Option<Arc<ExtentMap>> {
         let inner = self.read();
         let em = inner.lookup(start, len);
         inner.counters.lookups.add(1, Relaxed);
         if em.as_ref().is_some_and(|em| em.start() <= start) {
             inner.counters.hits.add(1, Relaxed);
+        } else {
+            inner.counters.misses.add(1, Relaxed);
+            trace::em_cache_miss(inner.ino, start, len);
         }
         em
     }
@@ -1607,8 +1619,13 @@ impl TreeInner {
         Ok(())
     }
 
-    /// The write-locked part of [`ExtentMapTree::clear_logging`].
+    /// The write-locked part of [`ExtentMapTree::clear_logging`]. A map of
+    /// another tree is left alone: its state may only change under its own
+    /// tree's lock.
     pub(crate) fn clear_logging(&mut self, em: &Arc<ExtentMap>, spare: &mut Option<MapSlot>) {
+        if !self.contains(em) {
+            return;
+        }
         self.set_flags(em, em.flags().without(EmFlags::LOGGING));
         self.merge_published(em, spare);
     }

@@ -181,6 +181,8 @@ pub(crate) struct EmOwner {
     counters: Arc<EmCounters>,
     #[pin]
     inodes: SpinLock<RBTree<u64, Arc<EmInode>>>,
+    /// Number of registered inodes (changed under `inodes`' lock).
+    nr_inodes: Atomic<u64>,
     /// Maps asked for by the pending run; zero when none is pending.
     nr_to_scan: Atomic<u64>,
     /// The inode number the last run stopped at.
@@ -254,6 +256,7 @@ impl EmOwner {
                 blocksize,
                 counters,
                 inodes <- new_spinlock!(RBTree::new(), "EmOwner::inodes"),
+                nr_inodes: Atomic::new(0),
                 nr_to_scan: Atomic::new(0),
                 cursor: Atomic::new(0),
                 closing: Atomic::new(0),
@@ -290,9 +293,13 @@ impl EmOwner {
         self.runs.load(Relaxed)
     }
 
-    /// Creates an inode's tree and adds it to the registry. `EEXIST` if
-    /// the inode number is taken, `ENOMEM`.
+    /// Creates an inode's tree and adds it to the registry. `EINVAL` for
+    /// inode number 0 (the worker's cursor uses it for "from the start"),
+    /// `EEXIST` if the inode number is taken, `ENOMEM`.
     pub(crate) fn add_inode(&self, ino: u64) -> Result<Arc<EmInode>> {
+        if ino == 0 {
+            return Err(EINVAL);
+        }
         let inode = Arc::pin_init(EmInode::new(ino, self), GFP_KERNEL)?;
         let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
         let mut inodes = self.inodes.lock();
@@ -300,12 +307,18 @@ impl EmOwner {
             return Err(EEXIST);
         }
         let _ = inodes.insert(node.into_node(ino, inode.clone()));
+        self.nr_inodes.add(1, Relaxed);
         Ok(inode)
     }
 
     /// Takes an inode out of the registry and drops its maps.
     pub(crate) fn remove_inode(&self, ino: u64) -> Option<Arc<EmInode>> {
-        let inode = self.inodes.lock().remove(&ino)?;
+        let inode = {
+            let mut inodes = self.inodes.lock();
+            let inode = inodes.remove(&ino)?;
+            self.nr_inodes.fetch_sub(1, Relaxed);
+            inode
+        };
         inode.tree.drop_all();
         Some(inode)
     }
@@ -379,7 +392,7 @@ impl EmOwner {
         };
         trace::em_shrinker_scan_enter(self.id, ctx.nr_to_scan, self.counters.evictable());
 
-        let nr_inodes = self.inodes.lock().iter().count() as u64;
+        let nr_inodes = self.nr_inodes.load(Relaxed);
         // Each inode is visited at most twice: once to clear its referenced
         // mark, once to drop its maps.
         let mut visits_left = 2 * nr_inodes;
@@ -534,7 +547,11 @@ impl Drop for EmOwnerRegistration {
         cancel_sync(&self.owner);
         drop(self.stats.take());
         drop(self.dir.take());
-        let inodes = core::mem::take(&mut *self.owner.inodes.lock());
+        let inodes = {
+            let mut inodes = self.owner.inodes.lock();
+            self.owner.nr_inodes.store(0, Relaxed);
+            core::mem::take(&mut *inodes)
+        };
         for inode in inodes.values() {
             inode.tree.drop_all();
         }

@@ -548,6 +548,15 @@ mod cases {
                 disk_bytenr: EXTENT_MAP_INLINE,
                 ..ExtentMapInfo::hole(K4, K4)
             },
+            // Past the end of the address space, or of the disk.
+            ExtentMapInfo::hole(K4, 0u64.wrapping_sub(K4)),
+            ExtentMapInfo {
+                disk_bytenr: 0u64.wrapping_sub(3 * K4),
+                disk_num_bytes: 4 * K4,
+                ram_bytes: 4 * K4,
+                offset: 3 * K4,
+                ..regular(0, K4, 0)
+            },
         ];
         for info in bad {
             assert_eq!(f.add(info).err(), Some(EINVAL));
@@ -618,8 +627,9 @@ mod cases {
         let _ = f.tree.lookup(0, K4);
         let _ = f.tree.lookup(K4, K8);
         assert_eq!(f.counters.lookups.load(Relaxed), 3);
-        // Only the first covered its start.
+        // Only the first covered its start; the others miss.
         assert_eq!(f.counters.hits.load(Relaxed), 1);
+        assert_eq!(f.counters.misses.load(Relaxed), 2);
         f.finish()
     }
 
@@ -777,6 +787,36 @@ mod cases {
         f.expect(&[(0, K8)])?;
         drop(ems);
         f.finish()
+    }
+
+    #[test]
+    fn huge_maps_merge_without_overflow() -> Result {
+        let f = Fixture::new()?;
+        // A hole to the last block of the address space, then its neighbour.
+        f.add(ExtentMapInfo::hole(K4, 0u64.wrapping_sub(2 * K4)))?;
+        let em = f.add(ExtentMapInfo::hole(0, K4))?;
+        assert_eq!((em.start(), em.len()), (0, 0u64.wrapping_sub(K4)));
+        assert_eq!(em.end(), 0u64.wrapping_sub(K4));
+        drop(em);
+        f.finish()
+    }
+
+    #[test]
+    fn clear_logging_ignores_another_trees_map() -> Result {
+        let a = Fixture::new()?;
+        let b = Fixture::new()?;
+        a.add_plain(regular(0, K4, 0), true)?;
+        let mut logged = a.tree.write().take_modified();
+        let em = logged.pop_first().ok_or(ENOENT)?;
+        // Tree b holds no lock over a's map: nothing happens.
+        b.tree.clear_logging(&em);
+        assert!(em.is_logging());
+        a.tree.clear_logging(&em);
+        assert!(!em.is_logging());
+        a.check_accounting()?;
+        drop(em);
+        a.finish()?;
+        b.finish()
     }
 
     #[test]

@@ -106,6 +106,16 @@ mod cases {
     }
 
     #[test]
+    fn inode_numbers_are_checked() -> Result {
+        let f = Fixture::new(2, 0)?;
+        assert_eq!(f.owner().add_inode(0).err(), Some(EINVAL));
+        assert_eq!(f.owner().add_inode(2).err(), Some(EEXIST));
+        assert!(f.owner().remove_inode(2).is_some());
+        assert!(f.owner().remove_inode(2).is_none());
+        f.finish()
+    }
+
+    #[test]
     fn empty_owner_counts_empty() -> Result {
         let f = Fixture::new(2, 0)?;
         assert_eq!(f.owner().counters().evictable(), 0);
