@@ -464,7 +464,7 @@ fn shrink_one(n: u64) -> Result<ShrinkRow> {
         ..ShrinkRow::default()
     };
     let per_inode = n / SHRINK_INODES;
-    let reg = EmOwnerRegistration::new(BLOCK as u32, None)?;
+    let reg = EmOwnerRegistration::new(BLOCK as u32, false)?;
     let owner = reg.owner();
     let mut inodes = KVec::with_capacity(SHRINK_INODES as usize, GFP_KERNEL)?;
     for ino in 1..=SHRINK_INODES {

@@ -12,6 +12,7 @@
 //! - [`extent_map`]: the extent map tree and its operations
 //!   (`fs/btrfs/extent_map.c`).
 //! - [`shrinker`]: owners of extent maps, their shrinker and its worker.
+//! - [`fs`]: the emfs filesystem (`mount -t emfs`), on the VFS glue.
 //! - [`bench`], [`synthetic`]: the benchmark and a synthetic owner, both
 //!   driven from debugfs.
 //! - Everything but [`glue`] is safe Rust built on `kernel` and [`glue`].
@@ -38,6 +39,7 @@ mod bench;
 // the parts it does not use yet.
 #[allow(dead_code)]
 mod extent_map;
+mod fs;
 mod glue;
 // The filesystem registers owners; until then the synthetic owner and the
 // KUnit suite do.
@@ -54,7 +56,9 @@ module! {
 }
 
 struct Emfs {
-    // Files go before their directories: fields drop in order.
+    // Fields drop in order: the filesystem type and the files go before
+    // the directories they use.
+    _fs: glue::vfs::Registration<fs::Emfs>,
     _synthetic: Pin<KBox<File<synthetic::Synthetic>>>,
     _bench: Pin<KBox<File<Mutex<bench::BenchResults>>>>,
     _bench_shrinker: Pin<KBox<File<Mutex<bench::ShrinkResults>>>>,
@@ -137,14 +141,16 @@ impl kernel::Module for Emfs {
         let synthetic = KBox::pin_init(
             debugfs.read_write_callback_file(
                 c"synthetic",
-                synthetic::Synthetic::new(proc_root.clone()),
+                synthetic::Synthetic::new(),
                 &synthetic_show,
                 &synthetic_store,
             ),
             GFP_KERNEL,
         )?;
+        let fs = glue::vfs::Registration::new()?;
         pr_info!("loaded\n");
         Ok(Emfs {
+            _fs: fs,
             _synthetic: synthetic,
             _bench: bench,
             _bench_shrinker: bench_shrinker,

@@ -88,4 +88,31 @@ int emfs_floor_insert(struct emfs_floor_tree *tree, u64 start, u64 len,
 u64 emfs_floor_lookup_all(struct emfs_floor_tree *tree, const u64 *offsets,
 			  size_t nr);
 
+/* VFS: rust/vfs.c (tables), rust/glue/vfs.rs (trampolines, in Rust) */
+struct fs_context;
+struct super_block;
+struct dentry;
+struct kstatfs;
+int emfs_register_fs(void);
+void emfs_unregister_fs(void);
+void emfs_sb_set_ops(struct super_block *sb);
+
+/* What statfs reports; filled in by Rust (glue::vfs::StatFs, repr(C)). */
+struct emfs_statfs {
+	u64 blocks;
+	u64 bfree;
+	u64 bavail;
+	u64 files;
+	u64 ffree;
+	u64 namelen;
+};
+
+void *emfs_vfs_new_options(void);
+void emfs_vfs_free_options(void *opts);
+int emfs_vfs_parse_param(void *opts, const char *key, const char *value);
+int emfs_vfs_fill_super(struct super_block *sb, void *opts);
+void emfs_vfs_put_super_data(struct super_block *sb);
+int emfs_vfs_statfs(struct super_block *sb, struct emfs_statfs *st);
+int emfs_vfs_show_options(struct seq_file *m, struct super_block *sb);
+
 #endif /* _EMFS_HELPERS_H */

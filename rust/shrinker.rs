@@ -509,8 +509,9 @@ pub(crate) struct EmOwnerRegistration {
 
 impl EmOwnerRegistration {
     /// Creates an owner for maps aligned to `blocksize`, with its shrinker
-    /// and, if `proc_root` is given, its /proc directory. `ENOMEM`.
-    pub(crate) fn new(blocksize: u32, proc_root: Option<&Arc<ProcDir>>) -> Result<Self> {
+    /// and, if `with_proc`, its directory `/proc/fs/emfs/<id>` (the module
+    /// keeps `/proc/fs/emfs` while any owner may exist). `ENOMEM`.
+    pub(crate) fn new(blocksize: u32, with_proc: bool) -> Result<Self> {
         let owner = EmOwner::new(blocksize)?;
         let mut reg = Self {
             owner: owner.clone(),
@@ -518,9 +519,9 @@ impl EmOwnerRegistration {
             stats: None,
             dir: None,
         };
-        if let Some(root) = proc_root {
-            let name = CString::try_from_fmt(fmt!("{}", owner.id))?;
-            let dir = ProcDir::new(&name, Some(root))?;
+        if with_proc {
+            let name = CString::try_from_fmt(fmt!("fs/emfs/{}", owner.id))?;
+            let dir = ProcDir::new(&name, None)?;
             reg.stats = Some(ProcFile::new(c"stats", &dir, owner.clone())?);
             reg.dir = Some(dir);
         }

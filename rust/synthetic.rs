@@ -13,22 +13,11 @@ use crate::{
         ExtentMapInfo,
         PreparedMap, //
     },
-    glue::{
-        proc::ProcDir,
-        sched::cond_resched, //
-    },
+    glue::sched::cond_resched,
     shrinker::EmOwnerRegistration,
 };
 use core::fmt;
-use kernel::{
-    new_mutex,
-    prelude::*,
-    sync::{
-        Arc,
-        Mutex, //
-    },
-    uaccess::UserSliceReader,
-};
+use kernel::{new_mutex, prelude::*, sync::Mutex, uaccess::UserSliceReader};
 
 const BLOCK: u64 = 4096;
 /// Limits on what may be asked for.
@@ -44,22 +33,20 @@ struct Owner {
 /// The debugfs file's data.
 #[pin_data]
 pub(crate) struct Synthetic {
-    root: Arc<ProcDir>,
     #[pin]
     owner: Mutex<Option<Owner>>,
 }
 
 impl Synthetic {
-    /// No synthetic owner yet; owners made later show in `root`.
-    pub(crate) fn new(root: Arc<ProcDir>) -> impl PinInit<Self> {
+    /// No synthetic owner yet.
+    pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
-            root,
             owner <- new_mutex!(None, "Synthetic::owner"),
         })
     }
 
     fn build(&self, inodes: u64, maps: u64) -> Result<Owner> {
-        let reg = EmOwnerRegistration::new(BLOCK as u32, Some(&self.root))?;
+        let reg = EmOwnerRegistration::new(BLOCK as u32, true)?;
         for ino in 1..=inodes {
             let inode = reg.owner().add_inode(ino)?;
             for i in 0..maps {

@@ -15,4 +15,5 @@ pub(crate) mod rwlock;
 pub(crate) mod sched;
 pub(crate) mod shrinker;
 pub(crate) mod trace;
+pub(crate) mod vfs;
 pub(crate) mod workqueue;

@@ -29,7 +29,7 @@ mod cases {
         fn new(inodes: u64, maps: u64) -> Result<Self> {
             let live_maps = live_maps();
             let live_owners = live_owners();
-            let reg = EmOwnerRegistration::new(K4 as u32, None)?;
+            let reg = EmOwnerRegistration::new(K4 as u32, false)?;
             for ino in 1..=inodes {
                 let inode = reg.owner().add_inode(ino)?;
                 for i in 0..maps {

@@ -1,0 +1,73 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Mounting emfs: options shown in /proc/mounts, statfs from the size, the
+# owner's /proc directory and shrinker while mounted, rmmod refused while
+# mounted, bad mount options refused with EINVAL and a dmesg line naming
+# them, and nothing left after umount and rmmod.
+
+set -u
+fail=0
+check() {
+	local what=$1
+	shift
+	if "$@"; then echo "ok: $what"; else echo "not ok: $what"; fail=1; fi
+}
+
+echo clear >/sys/kernel/debug/kmemleak
+insmod "$EMFS_KO" || exit 1
+mnt=$EMFS_SCRATCH/mnt
+mkdir -p "$mnt"
+
+check "mount -o size=64M" mount -t emfs -o size=64M none "$mnt"
+grep " $mnt " /proc/mounts
+check "options in /proc/mounts" grep -q " $mnt emfs rw,relatime,size=64M " /proc/mounts
+check "statfs: 16384 blocks of 4096" test "$(stat -f -c '%S %b %f' "$mnt")" = "4096 16384 16384"
+check "statfs: magic" test "$(stat -f -c '%t' "$mnt")" = "656d6673"
+id=$(dmesg | sed -n 's/.*emfs: mounted: owner \([0-9]*\),.*/\1/p' | tail -1)
+check "owner stats in /proc" test -r "/proc/fs/emfs/$id/stats"
+check "shrinker registered" sh -c "ls -d /sys/kernel/debug/shrinker/emfs-extent-map:$id-* >/dev/null"
+check "root is an empty directory" test -z "$(ls -A "$mnt")"
+check "rmmod refused while mounted" sh -c '! rmmod emfs 2>/dev/null'
+
+mnt2=$EMFS_SCRATCH/mnt2
+mkdir -p "$mnt2"
+check "a second mount, default size" mount -t emfs none "$mnt2"
+check "default size 64M" grep -q " $mnt2 emfs rw,relatime,size=64M " /proc/mounts
+check "umount second" umount "$mnt2"
+
+check "umount" umount "$mnt"
+check "owner gone" test ! -e "/proc/fs/emfs/$id"
+
+bad() {
+	local opts=$1 msg=$2
+	if mount -t emfs -o "$opts" none "$mnt" 2>/dev/null; then
+		echo "not ok: -o $opts accepted"
+		umount "$mnt"
+		fail=1
+	elif dmesg | tail -5 | grep -q "$msg"; then
+		echo "ok: -o $opts refused: $(dmesg | tail -5 | grep "$msg" | tail -1 | sed 's/^\[[^]]*\] //')"
+	else
+		echo "not ok: -o $opts refused without the dmesg line '$msg'"
+		fail=1
+	fi
+}
+bad "bogus" "unknown mount option 'bogus'"
+bad "bogus=1" "unknown mount option 'bogus'"
+bad "size=abc" "bad value 'abc' for mount option 'size'"
+bad "size=4k" "out of range"
+bad "size=1T" "out of range"
+bad "size=1025k" "not a multiple of 4096"
+bad "size=1M,size=2M" "given more than once"
+bad "size" "needs a value"
+check "no mount left" sh -c "! grep -q ' emfs ' /proc/mounts"
+
+check "rmmod" rmmod emfs
+sleep 6
+echo scan >/sys/kernel/debug/kmemleak
+echo scan >/sys/kernel/debug/kmemleak
+if [ -s /sys/kernel/debug/kmemleak ]; then
+	cat /sys/kernel/debug/kmemleak
+	fail=1
+fi
+exit $fail
