@@ -1008,7 +1008,7 @@ impl ExtentMapTree {
         }
         loop {
             self.drop_range(pm.info.start, pm.info.end() - 1, false);
-            match self.write().add_or_return(pm, modified) {
+            match self.write().insert(pm, modified) {
                 Ok(em) => return Ok(em),
                 Err((e, back)) if e == EEXIST => pm = back,
                 Err((e, _)) => return Err(e),
@@ -1413,15 +1413,6 @@ impl TreeInner {
         let (merged, node) = slot.fill(&info);
         self.link(merged.clone(), node, None);
         Some(merged)
-    }
-
-    /// Adds `pm`, giving it back with the error on failure.
-    fn add_or_return(
-        &mut self,
-        pm: PreparedMap,
-        modified: bool,
-    ) -> core::result::Result<Arc<ExtentMap>, (Error, PreparedMap)> {
-        self.insert(pm, modified)
     }
 
     /// Adds `pm` to the tree (`add_extent_mapping()`): merged with its
