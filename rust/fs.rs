@@ -20,7 +20,11 @@ use crate::{
         FileSystem,
         StatFs, //
     },
-    shrinker::EmOwnerRegistration,
+    shrinker::{
+        EmInode,
+        EmOwner,
+        EmOwnerRegistration, //
+    },
 };
 use kernel::{
     prelude::*,
@@ -29,6 +33,7 @@ use kernel::{
         SeqFile, //
     },
     str::CStr,
+    sync::Arc,
 };
 
 /// `s_magic`: "emfs".
@@ -56,7 +61,22 @@ pub(crate) struct EmfsSb {
     size: u64,
     /// The mount's extent maps, shrinker and statistics; unregistered when
     /// the superblock goes.
-    _owner: EmOwnerRegistration,
+    owner: EmOwnerRegistration,
+}
+
+/// The data of an emfs inode. A regular file's extent map tree is
+/// registered with the mount's owner, where the shrinker finds it, until
+/// the inode is evicted.
+pub(crate) struct EmfsInode {
+    em: Option<(Arc<EmOwner>, Arc<EmInode>)>,
+}
+
+impl Drop for EmfsInode {
+    fn drop(&mut self) {
+        if let Some((owner, inode)) = self.em.take() {
+            let _ = owner.remove_inode(inode.ino());
+        }
+    }
 }
 
 /// Parses a size: a decimal number with an optional k, m, g or t suffix
@@ -80,6 +100,7 @@ impl FileSystem for Emfs {
     const BLOCKSIZE_BITS: u8 = BLOCKSIZE_BITS;
     type Options = MountOptions;
     type Data = EmfsSb;
+    type InodeData = EmfsInode;
 
     fn parse_param(opts: &mut MountOptions, key: &CStr, value: Option<&CStr>) -> Result {
         let key = key.to_str().map_err(|_| EINVAL)?;
@@ -124,9 +145,17 @@ impl FileSystem for Emfs {
         let size = opts.size.unwrap_or(DEFAULT_SIZE);
         let owner = EmOwnerRegistration::new(BLOCKSIZE as u32, true)?;
         pr_info!("mounted: owner {}, {} bytes\n", owner.owner().id(), size);
-        Ok(EmfsSb {
-            size,
-            _owner: owner,
+        Ok(EmfsSb { size, owner })
+    }
+
+    fn new_inode(sb: &EmfsSb, ino: u64, regular: bool) -> Result<EmfsInode> {
+        if !regular {
+            return Ok(EmfsInode { em: None });
+        }
+        let owner = sb.owner.owner().clone();
+        let inode = owner.add_inode(ino)?;
+        Ok(EmfsInode {
+            em: Some((owner, inode)),
         })
     }
 

@@ -474,6 +474,7 @@ impl EmOwner {
 impl ProcShow for EmOwner {
     fn show(&self, m: &SeqFile) {
         let c = &self.counters;
+        seq_print!(m, "inodes {}\n", self.nr_inodes.load(Relaxed));
         seq_print!(m, "maps_cached {}\n", c.cached());
         seq_print!(m, "maps_evictable {}\n", c.evictable());
         seq_print!(m, "maps_pinned {}\n", c.pinned());

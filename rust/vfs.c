@@ -19,6 +19,144 @@
 
 #include "helpers.h"
 
+/*
+ * An emfs inode: the VFS inode, and the filesystem's own data for it
+ * (built by emfs_vfs_new_inode_data(), dropped at eviction).
+ */
+struct emfs_inode {
+	struct inode vfs_inode;
+	void *data;
+};
+
+static struct kmem_cache *emfs_inode_cachep;
+
+static inline struct emfs_inode *EMFS_I(struct inode *inode)
+{
+	return container_of(inode, struct emfs_inode, vfs_inode);
+}
+
+static void emfs_inode_init_once(void *p)
+{
+	struct emfs_inode *ei = p;
+
+	inode_init_once(&ei->vfs_inode);
+}
+
+static struct inode *emfs_alloc_inode(struct super_block *sb)
+{
+	struct emfs_inode *ei = alloc_inode_sb(sb, emfs_inode_cachep, GFP_KERNEL);
+
+	if (!ei)
+		return NULL;
+	ei->data = NULL;
+	return &ei->vfs_inode;
+}
+
+static void emfs_free_inode(struct inode *inode)
+{
+	kmem_cache_free(emfs_inode_cachep, EMFS_I(inode));
+}
+
+static void emfs_evict_inode(struct inode *inode)
+{
+	truncate_inode_pages_final(&inode->i_data);
+	clear_inode(inode);
+	if (EMFS_I(inode)->data) {
+		emfs_vfs_drop_inode_data(EMFS_I(inode)->data);
+		EMFS_I(inode)->data = NULL;
+	}
+}
+
+static const struct inode_operations emfs_dir_inode_ops;
+static const struct inode_operations emfs_file_inode_ops;
+static const struct file_operations emfs_file_ops;
+
+static struct inode *emfs_get_inode(struct super_block *sb,
+				    const struct inode *dir, umode_t mode)
+{
+	struct inode *inode = new_inode(sb);
+
+	if (!inode)
+		return NULL;
+	inode->i_ino = get_next_ino();
+	inode_init_owner(&nop_mnt_idmap, inode, dir, mode);
+	simple_inode_init_ts(inode);
+	if (S_ISDIR(mode)) {
+		inode->i_op = &emfs_dir_inode_ops;
+		inode->i_fop = &simple_dir_operations;
+		/* Directories start with i_nlink == 2, for ".". */
+		inc_nlink(inode);
+	} else {
+		inode->i_op = &emfs_file_inode_ops;
+		inode->i_fop = &emfs_file_ops;
+	}
+	return inode;
+}
+
+static int emfs_mknod(struct inode *dir, struct dentry *dentry, umode_t mode)
+{
+	struct inode *inode = emfs_get_inode(dir->i_sb, dir, mode);
+	int ret;
+
+	if (!inode)
+		return -ENOMEM;
+	ret = emfs_vfs_new_inode_data(dir->i_sb, inode->i_ino, S_ISREG(mode),
+				      &EMFS_I(inode)->data);
+	if (ret) {
+		iput(inode);
+		return ret;
+	}
+	d_make_persistent(dentry, inode);
+	inode_set_mtime_to_ts(dir, inode_set_ctime_current(dir));
+	return 0;
+}
+
+static int emfs_create(struct mnt_idmap *idmap, struct inode *dir,
+		       struct dentry *dentry, umode_t mode)
+{
+	return emfs_mknod(dir, dentry, (mode & ~S_IFMT) | S_IFREG);
+}
+
+static struct dentry *emfs_mkdir(struct mnt_idmap *idmap, struct inode *dir,
+				 struct dentry *dentry, umode_t mode)
+{
+	int ret = emfs_mknod(dir, dentry, (mode & ~S_IFMT) | S_IFDIR);
+
+	if (!ret)
+		inc_nlink(dir);
+	return ERR_PTR(ret);
+}
+
+static const struct inode_operations emfs_dir_inode_ops = {
+	.create		= emfs_create,
+	.lookup		= simple_lookup,
+	.link		= simple_link,
+	.unlink		= simple_unlink,
+	.mkdir		= emfs_mkdir,
+	.rmdir		= simple_rmdir,
+	.rename		= simple_rename,
+	.getattr	= simple_getattr,
+	.setattr	= simple_setattr,
+};
+
+static const struct inode_operations emfs_file_inode_ops = {
+	.getattr	= simple_getattr,
+	.setattr	= simple_setattr,
+};
+
+/* The data path through the extent map cache comes with the address
+ * space operations; until then files have no read or write method.
+ */
+static const struct file_operations emfs_file_ops = {
+	.llseek		= generic_file_llseek,
+};
+
+void emfs_init_root_inode(struct inode *inode)
+{
+	inode->i_op = &emfs_dir_inode_ops;
+	inode->i_fop = &simple_dir_operations;
+}
+
 static int emfs_parse_param(struct fs_context *fc, struct fs_parameter *param)
 {
 	const char *value = NULL;
@@ -96,6 +234,9 @@ static int emfs_show_options(struct seq_file *m, struct dentry *root)
 }
 
 static const struct super_operations emfs_super_ops = {
+	.alloc_inode	= emfs_alloc_inode,
+	.free_inode	= emfs_free_inode,
+	.evict_inode	= emfs_evict_inode,
 	.statfs		= emfs_statfs,
 	.show_options	= emfs_show_options,
 };
@@ -109,12 +250,26 @@ static struct file_system_type emfs_fs_type = {
 
 int emfs_register_fs(void)
 {
-	return register_filesystem(&emfs_fs_type);
+	int ret;
+
+	emfs_inode_cachep = kmem_cache_create("emfs_inode",
+					      sizeof(struct emfs_inode), 0,
+					      SLAB_RECLAIM_ACCOUNT | SLAB_ACCOUNT,
+					      emfs_inode_init_once);
+	if (!emfs_inode_cachep)
+		return -ENOMEM;
+	ret = register_filesystem(&emfs_fs_type);
+	if (ret)
+		kmem_cache_destroy(emfs_inode_cachep);
+	return ret;
 }
 
 void emfs_unregister_fs(void)
 {
 	unregister_filesystem(&emfs_fs_type);
+	/* Inodes are freed after an RCU grace period. */
+	rcu_barrier();
+	kmem_cache_destroy(emfs_inode_cachep);
 }
 
 void emfs_sb_set_ops(struct super_block *sb)

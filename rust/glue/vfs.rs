@@ -36,6 +36,7 @@ mod ffi {
         pub(super) fn emfs_register_fs() -> kernel::ffi::c_int;
         pub(super) fn emfs_unregister_fs();
         pub(super) fn emfs_sb_set_ops(sb: *mut kernel::ffi::c_void);
+        pub(super) fn emfs_init_root_inode(inode: *mut kernel::ffi::c_void);
     }
 }
 
@@ -68,6 +69,9 @@ pub(crate) trait FileSystem: Sized + 'static {
     type Options: Default + Send;
     /// What a mounted superblock holds.
     type Data: Send + Sync;
+    /// What each inode created in it holds (dropped when the inode is
+    /// evicted).
+    type InodeData: Send + Sync;
 
     /// Takes one mount option, `key` or `key=value`. Errors fail the mount;
     /// say why in the kernel log.
@@ -75,6 +79,10 @@ pub(crate) trait FileSystem: Sized + 'static {
 
     /// Builds a superblock's data from the options.
     fn fill_super(opts: &Self::Options) -> Result<Self::Data>;
+
+    /// Builds the data of a new inode `ino` (a regular file if `regular`,
+    /// otherwise a directory) of the superblock holding `data`.
+    fn new_inode(data: &Self::Data, ino: u64, regular: bool) -> Result<Self::InodeData>;
 
     /// What `statfs(2)` reports.
     fn statfs(data: &Self::Data) -> StatFs;
@@ -165,6 +173,27 @@ macro_rules! filesystem {
             // SAFETY: Called by rust/vfs.c with a mounted superblock and a
             // `struct emfs_statfs` to fill.
             unsafe { $crate::glue::vfs::statfs::<$t>(sb, st) }
+        }
+
+        /// Trampoline: a new inode's data.
+        #[unsafe(no_mangle)]
+        extern "C" fn emfs_vfs_new_inode_data(
+            sb: *mut ::kernel::bindings::super_block,
+            ino: u64,
+            regular: bool,
+            data: *mut *mut ::kernel::ffi::c_void,
+        ) -> ::kernel::ffi::c_int {
+            // SAFETY: Called by rust/vfs.c with a mounted superblock and the
+            // inode's data slot.
+            unsafe { $crate::glue::vfs::new_inode_data::<$t>(sb, ino, regular, data) }
+        }
+
+        /// Trampoline: an evicted inode's data.
+        #[unsafe(no_mangle)]
+        extern "C" fn emfs_vfs_drop_inode_data(data: *mut ::kernel::ffi::c_void) {
+            // SAFETY: Called by rust/vfs.c once per inode, at eviction, with
+            // what `emfs_vfs_new_inode_data` stored.
+            unsafe { $crate::glue::vfs::drop_inode_data::<$t>(data) }
         }
 
         /// Trampoline: `show_options`.
@@ -279,8 +308,7 @@ pub(crate) unsafe fn fill_super<T: FileSystem>(
         (*inode).i_ino = 1;
         (*inode).i_mode = (bindings::S_IFDIR | 0o755) as bindings::umode_t;
         bindings::set_nlink(inode, 2);
-        (*inode).i_op = &raw const bindings::simple_dir_inode_operations;
-        (*inode).__bindgen_anon_3.i_fop = &raw const bindings::simple_dir_operations;
+        ffi::emfs_init_root_inode(inode.cast());
         bindings::simple_inode_init_ts(inode);
     }
     // SAFETY: `inode` is a valid inode; `d_make_root` consumes it, and
@@ -292,6 +320,36 @@ pub(crate) unsafe fn fill_super<T: FileSystem>(
     // SAFETY: `sb` is valid.
     unsafe { (*sb).s_root = root };
     0
+}
+
+/// # Safety
+///
+/// `sb` is a mounted superblock of this filesystem; `slot` is valid for a
+/// write.
+pub(crate) unsafe fn new_inode_data<T: FileSystem>(
+    sb: *mut bindings::super_block,
+    ino: u64,
+    regular: bool,
+    slot: *mut *mut c_void,
+) -> c_int {
+    // SAFETY: A mounted superblock's data lives while it is mounted.
+    let data = unsafe { data::<T>(sb) };
+    match T::new_inode(data, ino, regular).and_then(|d| Ok(KBox::new(d, GFP_KERNEL)?)) {
+        Ok(inode_data) => {
+            // SAFETY: `slot` is valid for a write.
+            unsafe { slot.write(KBox::into_raw(inode_data).cast()) };
+            0
+        }
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// # Safety
+///
+/// `data` came from [`new_inode_data`] and is dropped once.
+pub(crate) unsafe fn drop_inode_data<T: FileSystem>(data: *mut c_void) {
+    // SAFETY: As the caller promises.
+    drop(unsafe { KBox::from_raw(data.cast::<T::InodeData>()) });
 }
 
 /// # Safety

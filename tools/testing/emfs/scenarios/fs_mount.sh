@@ -30,12 +30,31 @@ check "shrinker registered" sh -c "ls -d /sys/kernel/debug/shrinker/emfs-extent-
 check "root is an empty directory" test -z "$(ls -A "$mnt")"
 check "rmmod refused while mounted" sh -c '! rmmod emfs 2>/dev/null'
 
+# The namespace: directories and (for now empty) files.
+check "mkdir" mkdir -p "$mnt/a/b"
+check "create files" touch "$mnt/a/f1" "$mnt/a/b/f2" "$mnt/f3"
+check "ls" test "$(cd "$mnt" && find . | sort | tr '\n' ' ')" = ". ./a ./a/b ./a/b/f2 ./a/f1 ./f3 "
+check "regular file" test -f "$mnt/a/f1"
+check "directory link count" test "$(stat -c %h "$mnt/a")" -eq 3
+check "rename" mv "$mnt/a/f1" "$mnt/a/b/g1"
+check "renamed" test -f "$mnt/a/b/g1" -a ! -e "$mnt/a/f1"
+check "rmdir non-empty refused" sh -c "! rmdir $mnt/a/b 2>/dev/null"
+check "unlink" rm "$mnt/a/b/g1"
+check "chmod" chmod 600 "$mnt/f3"
+check "mode" test "$(stat -c %a "$mnt/f3")" = 600
+for i in $(seq 100); do : >"$mnt/a/many$i"; done
+check "100 files" test "$(ls "$mnt/a" | wc -l)" -eq 101
+# Every regular file has an extent map tree registered with the owner,
+# until it is evicted (g1 was unlinked).
+check "102 file inodes registered" test "$(awk '$1 == "inodes" { print $2 }' "/proc/fs/emfs/$id/stats")" -eq 102
+
 mnt2=$EMFS_SCRATCH/mnt2
 mkdir -p "$mnt2"
 check "a second mount, default size" mount -t emfs none "$mnt2"
 check "default size 64M" grep -q " $mnt2 emfs rw,relatime,size=64M " /proc/mounts
 check "umount second" umount "$mnt2"
 
+# Unmounting with files and directories in place frees them all.
 check "umount" umount "$mnt"
 check "owner gone" test ! -e "/proc/fs/emfs/$id"
 
