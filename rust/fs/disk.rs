@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The simulated disk of an emfs: `nr_blocks` blocks of 4 KiB, an
+//! allocator of free extents, and the blocks' contents.
+//!
+//! Free space is an `RBTree` of free extents (start block to length),
+//! merged with their neighbours when blocks are freed; allocation is first
+//! fit and may return several extents when free space is fragmented, or
+//! `ENOSPC` (taking nothing) when there is not enough. Contents are kept
+//! only for blocks that were written, in an `XArray`; a block never written
+//! reads as zeroes, and freeing a block forgets its contents.
+//!
+//! # Lock order
+//!
+//! `Disk::free` (mutex) and `Disk::data` (the XArray's spinlock) are never
+//! held together.
+
+use kernel::{
+    new_mutex,
+    prelude::*,
+    rbtree::{
+        RBTree,
+        RBTreeNodeReservation, //
+    },
+    sync::Mutex,
+    xarray::{
+        self,
+        XArray, //
+    },
+};
+
+/// Bytes per block.
+pub(crate) const BLOCK_SIZE: usize = 4096;
+
+/// The contents of one block.
+pub(crate) type Block = [u8; BLOCK_SIZE];
+
+/// Free extents: start block to number of blocks.
+struct FreeSpace {
+    extents: RBTree<u64, u64>,
+    nr_free: u64,
+}
+
+/// A simulated disk.
+#[pin_data]
+pub(crate) struct Disk {
+    nr_blocks: u64,
+    #[pin]
+    free: Mutex<FreeSpace>,
+    #[pin]
+    data: XArray<KBox<Block>>,
+}
+
+impl Disk {
+    /// A disk of `nr_blocks` free blocks. `ENOMEM`.
+    pub(crate) fn new(nr_blocks: u64) -> impl PinInit<Self, Error> {
+        let free_blocks = nr_blocks;
+        let mut extents = RBTree::new();
+        let first = if nr_blocks > 0 {
+            extents
+                .try_create_and_insert(0, nr_blocks, GFP_KERNEL)
+                .map(|_| ())
+        } else {
+            Ok(())
+        };
+        try_pin_init!(Self {
+            nr_blocks,
+            free <- {
+                first?;
+                new_mutex!(FreeSpace {
+                    extents,
+                    nr_free: free_blocks,
+                })
+            },
+            data <- XArray::new(xarray::AllocKind::Alloc),
+        }? Error)
+    }
+
+    /// Number of blocks.
+    pub(crate) fn nr_blocks(&self) -> u64 {
+        self.nr_blocks
+    }
+
+    /// Number of free blocks.
+    pub(crate) fn nr_free(&self) -> u64 {
+        self.free.lock().nr_free
+    }
+
+    /// Allocates `nr` blocks, first fit, appending the extents they form to
+    /// `out` as `(start, len)`. All or nothing: `ENOSPC` if fewer than `nr`
+    /// blocks are free, `ENOMEM` if `out` cannot grow.
+    pub(crate) fn alloc(&self, nr: u64, out: &mut KVec<(u64, u64)>) -> Result {
+        let mut free = self.free.lock();
+        if nr > free.nr_free {
+            return Err(ENOSPC);
+        }
+        // Room for the answer first: nothing changes if this fails.
+        let first = out.len();
+        let mut left = nr;
+        for (&start, &len) in free.extents.iter() {
+            if left == 0 {
+                break;
+            }
+            let take = len.min(left);
+            out.push((start, take), GFP_KERNEL)
+                .inspect_err(|_| out.truncate(first))?;
+            left -= take;
+        }
+        for &(start, take) in &out[first..] {
+            let Some(&len) = free.extents.get(&start) else {
+                continue;
+            };
+            let Some(node) = free.extents.remove_node(&start) else {
+                continue;
+            };
+            if take < len {
+                // The rest of the extent stays free, starting later, in the
+                // same node.
+                free.extents
+                    .insert(node.into_reservation().into_node(start + take, len - take));
+            }
+        }
+        free.nr_free -= nr;
+        Ok(())
+    }
+
+    /// Frees `len` blocks from `start` and forgets their contents. Blocks
+    /// outside the disk or already free are refused with `EINVAL` (a bug in
+    /// the caller's bookkeeping), and nothing changes.
+    pub(crate) fn free(&self, start: u64, len: u64) -> Result {
+        let end = start.checked_add(len).ok_or(EINVAL)?;
+        if len == 0 || end > self.nr_blocks {
+            return Err(EINVAL);
+        }
+        let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        {
+            let mut free = self.free.lock();
+            // The free extent before, and the one after.
+            let prev = free
+                .extents
+                .cursor_lower_bound(&start)
+                .and_then(|c| c.peek_prev().map(|(&s, &l)| (s, l)))
+                .or_else(|| {
+                    free.extents
+                        .cursor_back()
+                        .map(|c| (*c.current().0, *c.current().1))
+                        .filter(|&(s, _)| s < start)
+                });
+            let next = free
+                .extents
+                .cursor_lower_bound(&start)
+                .map(|c| (*c.current().0, *c.current().1));
+            if prev.is_some_and(|(s, l)| s + l > start) || next.is_some_and(|(s, _)| s < end) {
+                pr_err!(
+                    "disk: freeing blocks [{}, {}) that are already free\n",
+                    start,
+                    end
+                );
+                return Err(EINVAL);
+            }
+            let (mut new_start, mut new_len) = (start, len);
+            if let Some((s, l)) = prev.filter(|&(s, l)| s + l == start) {
+                free.extents.remove(&s);
+                new_start = s;
+                new_len += l;
+            }
+            if let Some((s, l)) = next.filter(|&(s, _)| s == end) {
+                free.extents.remove(&s);
+                new_len += l;
+            }
+            let _ = free.extents.insert(node.into_node(new_start, new_len));
+            free.nr_free += len;
+        }
+        let mut data = self.data.lock();
+        for block in start..end {
+            drop(data.remove(block as usize));
+        }
+        Ok(())
+    }
+
+    /// Writes one block. `EINVAL` outside the disk, `ENOMEM`.
+    pub(crate) fn write_block(&self, block: u64, src: &Block) -> Result {
+        if block >= self.nr_blocks {
+            return Err(EINVAL);
+        }
+        // Zeroed in place: a block is too big for the stack.
+        let mut copy = KBox::<Block>::init(pin_init::init_zeroed(), GFP_KERNEL)?;
+        copy.copy_from_slice(src);
+        self.data
+            .lock()
+            .store(block as usize, copy, GFP_KERNEL)
+            .map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// Reads one block; a block never written reads as zeroes. `EINVAL`
+    /// outside the disk.
+    pub(crate) fn read_block(&self, block: u64, dst: &mut Block) -> Result {
+        if block >= self.nr_blocks {
+            return Err(EINVAL);
+        }
+        match self.data.lock().get(block as usize) {
+            Some(stored) => dst.copy_from_slice(&stored[..]),
+            None => dst.fill(0),
+        }
+        Ok(())
+    }
+}
+
+#[kernel::macros::kunit_tests(emfs_disk)]
+mod tests {
+    use super::*;
+
+    fn disk(nr: u64) -> Result<Pin<KBox<Disk>>> {
+        KBox::pin_init(Disk::new(nr), GFP_KERNEL)
+    }
+
+    #[test]
+    fn alloc_and_free_account_blocks() -> Result {
+        let d = disk(100)?;
+        let mut got = KVec::new();
+        d.alloc(30, &mut got)?;
+        assert_eq!(&got[..], &[(0, 30)]);
+        assert_eq!(d.nr_free(), 70);
+        d.free(0, 30)?;
+        assert_eq!(d.nr_free(), 100);
+        Ok(())
+    }
+
+    #[test]
+    fn alloc_is_all_or_nothing() -> Result {
+        let d = disk(10)?;
+        let mut got = KVec::new();
+        assert_eq!(d.alloc(11, &mut got).err(), Some(ENOSPC));
+        assert!(got.is_empty());
+        assert_eq!(d.nr_free(), 10);
+        d.alloc(10, &mut got)?;
+        assert_eq!(d.alloc(1, &mut got).err(), Some(ENOSPC));
+        assert_eq!(d.nr_free(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn fragmented_alloc_takes_several_extents() -> Result {
+        let d = disk(10)?;
+        let mut got = KVec::new();
+        d.alloc(10, &mut got)?;
+        // Free every other block: five holes of one block.
+        for b in (0..10).step_by(2) {
+            d.free(b, 1)?;
+        }
+        let mut again = KVec::new();
+        d.alloc(3, &mut again)?;
+        assert_eq!(&again[..], &[(0, 1), (2, 1), (4, 1)]);
+        assert_eq!(d.nr_free(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn free_merges_neighbours() -> Result {
+        let d = disk(12)?;
+        let mut got = KVec::new();
+        d.alloc(12, &mut got)?;
+        d.free(0, 4)?;
+        d.free(8, 4)?;
+        d.free(4, 4)?;
+        // One extent again: a 12-block allocation fits in one piece.
+        let mut again = KVec::new();
+        d.alloc(12, &mut again)?;
+        assert_eq!(&again[..], &[(0, 12)]);
+        Ok(())
+    }
+
+    #[test]
+    fn bad_frees_are_refused() -> Result {
+        let d = disk(8)?;
+        let mut got = KVec::new();
+        d.alloc(4, &mut got)?;
+        // Already free, outside the disk, empty, overflowing.
+        assert_eq!(d.free(4, 1).err(), Some(EINVAL));
+        assert_eq!(d.free(2, 3).err(), Some(EINVAL));
+        assert_eq!(d.free(8, 1).err(), Some(EINVAL));
+        assert_eq!(d.free(0, 0).err(), Some(EINVAL));
+        assert_eq!(d.free(1, u64::MAX).err(), Some(EINVAL));
+        assert_eq!(d.nr_free(), 4);
+        Ok(())
+    }
+
+    #[test]
+    fn blocks_keep_their_data_until_freed() -> Result {
+        let d = disk(4)?;
+        let mut got = KVec::new();
+        d.alloc(4, &mut got)?;
+        let mut buf = KBox::<Block>::init(pin_init::init_zeroed(), GFP_KERNEL)?;
+        buf.fill(0xa5);
+        d.write_block(2, &buf)?;
+        buf.fill(0);
+        d.read_block(2, &mut buf)?;
+        assert!(buf.iter().all(|&b| b == 0xa5));
+        // Never written: zeroes.
+        d.read_block(1, &mut buf)?;
+        assert!(buf.iter().all(|&b| b == 0));
+        // Freed: forgotten.
+        d.free(2, 1)?;
+        d.read_block(2, &mut buf)?;
+        assert!(buf.iter().all(|&b| b == 0));
+        assert_eq!(d.read_block(4, &mut buf).err(), Some(EINVAL));
+        assert_eq!(d.write_block(4, &buf).err(), Some(EINVAL));
+        Ok(())
+    }
+}
