@@ -19,6 +19,8 @@
 #[allow(dead_code)]
 pub(crate) mod disk;
 #[allow(dead_code)]
+pub(crate) mod file;
+#[allow(dead_code)]
 pub(crate) mod records;
 
 use crate::{
