@@ -15,10 +15,19 @@
 //! 2. the extent map tree's lock (taken after `records` is dropped on the
 //!    read path; never the other way round).
 
-use super::records::FileRecords;
+use super::{
+    disk::Disk,
+    records::{
+        ExtentKind,
+        FileExtent,
+        FileRecords, //
+    },
+};
 use crate::{
     extent_map::{
+        EmFlags,
         ExtentMap,
+        ExtentMapInfo,
         PreparedMap, //
     },
     shrinker::EmInode,
@@ -33,6 +42,20 @@ use kernel::{
 };
 
 const BLOCK: u64 = super::disk::BLOCK_SIZE as u64;
+
+/// Data on its way to disk (btrfs's ordered extent): blocks allocated and
+/// a pinned map in the cache; the records learn about it on completion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OrderedExtent {
+    /// File offset.
+    pub(crate) start: u64,
+    /// Length in bytes.
+    pub(crate) len: u64,
+    /// First disk block.
+    pub(crate) block: u64,
+    /// Generation of the write.
+    pub(crate) generation: u64,
+}
 
 /// The mapping of one file.
 #[pin_data]
@@ -75,6 +98,92 @@ impl FileMap {
         let pm = PreparedMap::new(info)?;
         let block = offset & !(BLOCK - 1);
         self.em.tree().write().add_extent_mapping(pm, block, BLOCK)
+    }
+}
+
+impl FileMap {
+    /// Copy on write for the block-aligned range `[start, start + len)`
+    /// (`cow_file_range()`): allocates new blocks for it, and caches a
+    /// pinned map on the list of modified extents for each extent they
+    /// form, replacing what the cache held for the range. Returns the
+    /// ordered extents; their data goes to their blocks, then each is
+    /// completed with [`FileMap::finish_write`].
+    ///
+    /// `ENOSPC` if the disk is full, `ENOMEM`, `EINVAL` if unaligned;
+    /// nothing changes on failure.
+    pub(crate) fn start_write(
+        &self,
+        disk: &Disk,
+        start: u64,
+        len: u64,
+        generation: u64,
+    ) -> Result<KVec<OrderedExtent>> {
+        if len == 0 || start % BLOCK != 0 || len % BLOCK != 0 {
+            return Err(EINVAL);
+        }
+        let mut pieces = KVec::new();
+        disk.alloc(len / BLOCK, &mut pieces)?;
+        let prepared = (|| -> Result<KVec<(OrderedExtent, PreparedMap)>> {
+            let mut out = KVec::with_capacity(pieces.len(), GFP_KERNEL)?;
+            let mut off = start;
+            for &(block, n) in pieces.iter() {
+                let oe = OrderedExtent {
+                    start: off,
+                    len: n * BLOCK,
+                    block,
+                    generation,
+                };
+                let mut info = ExtentMapInfo::regular(oe.start, oe.len, block * BLOCK);
+                info.generation = generation;
+                info.flags = EmFlags::PINNED;
+                out.push((oe, PreparedMap::new_modified(info)?), GFP_KERNEL)?;
+                off += oe.len;
+            }
+            Ok(out)
+        })();
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                for &(block, n) in pieces.iter() {
+                    let _ = disk.free(block, n);
+                }
+                return Err(e);
+            }
+        };
+        let mut ordered = KVec::with_capacity(prepared.len(), GFP_KERNEL)?;
+        for (oe, pm) in prepared {
+            // Cannot fail for lack of memory: everything is allocated.
+            self.em.tree().replace_range(pm, true)?;
+            ordered.push_within_capacity(oe).map_err(|_| ENOMEM)?;
+        }
+        Ok(ordered)
+    }
+
+    /// Completes an ordered extent once its data is on disk
+    /// (`btrfs_finish_ordered_io()`): records it (freeing the blocks it
+    /// replaces) and unpins its map. `ENOMEM` leaves the records as they
+    /// were and the map pinned, so it can be retried.
+    pub(crate) fn finish_write(&self, disk: &Disk, oe: &OrderedExtent) -> Result {
+        let mut freed = KVec::new();
+        {
+            let mut records = self.records.lock();
+            let mut scratch = FileRecords::new();
+            // Room for the new record first, in a scratch tree, so that the
+            // punch below is the last thing that can fail.
+            scratch.insert(FileExtent {
+                start: oe.start,
+                len: oe.len,
+                block: oe.block,
+                kind: ExtentKind::Regular,
+                generation: oe.generation,
+            })?;
+            records.punch(oe.start, oe.start + oe.len, &mut freed)?;
+            records.take_from(&mut scratch);
+        }
+        for &(block, n) in freed.iter() {
+            disk.free(block, n)?;
+        }
+        self.em.tree().unpin(oe.start, oe.len, oe.generation)
     }
 }
 
@@ -187,6 +296,102 @@ mod tests {
         assert_eq!(em.block_start(), 504 * K4);
         let em = f.map.get_extent(3 * K4, 8 * K4)?;
         assert_eq!((em.start(), em.end()), (2 * K4, 4 * K4));
+        Ok(())
+    }
+
+    fn disk(blocks: u64) -> Result<Pin<KBox<Disk>>> {
+        KBox::pin_init(Disk::new(blocks), GFP_KERNEL)
+    }
+
+    #[test]
+    fn write_pins_until_finished() -> Result {
+        let f = fixture()?;
+        let d = disk(64)?;
+        let oes = f.map.start_write(&d, 0, 4 * K4, 5)?;
+        assert_eq!(oes.len(), 1);
+        assert_eq!(d.nr_free(), 60);
+        {
+            let tree = f.map.cache().tree().read();
+            assert_eq!(
+                (tree.nr_cached(), tree.nr_pinned(), tree.nr_modified()),
+                (1, 1, 1)
+            );
+        }
+        // Not recorded yet: the records still say hole.
+        assert!(f.map.records().lock().find(0).is_none());
+        f.map.finish_write(&d, &oes[0])?;
+        let em = f.map.get_extent(K4, 4 * K4)?;
+        assert!(!em.is_pinned());
+        assert_eq!(
+            (em.start(), em.len(), em.disk_bytenr(), em.generation()),
+            (0, 4 * K4, 0, 5)
+        );
+        assert_eq!(f.map.records().lock().find(0).map(|e| e.block), Some(0));
+        Ok(())
+    }
+
+    #[test]
+    fn overwrite_frees_the_old_blocks() -> Result {
+        let f = fixture()?;
+        let d = disk(16)?;
+        for oe in f.map.start_write(&d, 0, 8 * K4, 1)?.iter() {
+            f.map.finish_write(&d, oe)?;
+        }
+        assert_eq!(d.nr_free(), 8);
+        // Copy on write of the middle: new blocks, the old middle freed.
+        for oe in f.map.start_write(&d, 2 * K4, 2 * K4, 2)?.iter() {
+            f.map.finish_write(&d, oe)?;
+        }
+        assert_eq!(d.nr_free(), 8);
+        let records = f.map.records().lock();
+        let layout: KVec<_> = {
+            let mut v = KVec::new();
+            for e in records.iter() {
+                v.push((e.start, e.len, e.block), GFP_KERNEL)?;
+            }
+            v
+        };
+        assert_eq!(
+            &layout[..],
+            &[(0, 2 * K4, 0), (2 * K4, 2 * K4, 8), (4 * K4, 4 * K4, 4)]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn fragmented_write_makes_several_ordered_extents() -> Result {
+        let f = fixture()?;
+        let d = disk(8)?;
+        let mut held = KVec::new();
+        d.alloc(8, &mut held)?;
+        d.free(1, 1)?;
+        d.free(3, 2)?;
+        let oes = f.map.start_write(&d, 0, 3 * K4, 1)?;
+        assert_eq!(oes.len(), 2);
+        assert_eq!((oes[0].start, oes[0].len, oes[0].block), (0, K4, 1));
+        assert_eq!((oes[1].start, oes[1].len, oes[1].block), (K4, 2 * K4, 3));
+        for oe in oes.iter() {
+            f.map.finish_write(&d, oe)?;
+        }
+        assert_eq!(f.map.cache().tree().read().nr_pinned(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn enospc_changes_nothing() -> Result {
+        let f = fixture()?;
+        let d = disk(4)?;
+        for oe in f.map.start_write(&d, 0, 2 * K4, 1)?.iter() {
+            f.map.finish_write(&d, oe)?;
+        }
+        assert_eq!(f.map.start_write(&d, 8 * K4, 3 * K4, 2).err(), Some(ENOSPC));
+        assert_eq!(d.nr_free(), 2);
+        assert_eq!(f.map.cache().tree().read().nr_pinned(), 0);
+        // Freeing space (overwriting in place frees the old blocks) works.
+        for oe in f.map.start_write(&d, 0, 2 * K4, 3)?.iter() {
+            f.map.finish_write(&d, oe)?;
+        }
+        assert_eq!(d.nr_free(), 2);
         Ok(())
     }
 

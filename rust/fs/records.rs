@@ -198,6 +198,16 @@ impl FileRecords {
         Ok(())
     }
 
+    /// Moves every record of `other` into `self`, reusing their nodes;
+    /// never fails. The caller has made room (see [`FileRecords::punch`]).
+    pub(crate) fn take_from(&mut self, other: &mut FileRecords) {
+        while let Some(cursor) = other.extents.cursor_front_mut() {
+            let (_, node) = cursor.remove_current();
+            // INVARIANT: the caller punched the range, so no overlap.
+            let _ = self.extents.insert(node);
+        }
+    }
+
     /// Drops everything at or past `size` (rounded up to a block).
     pub(crate) fn truncate(&mut self, size: u64, freed: &mut KVec<(u64, u64)>) -> Result {
         let from = size.next_multiple_of(BLOCK);
