@@ -187,6 +187,44 @@ impl FileMap {
     }
 }
 
+/// What one [`FileMap::fsync`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FsyncReport {
+    /// The full-sync mark was set: every record was logged.
+    pub(crate) full: bool,
+    /// Extents logged.
+    pub(crate) logged: usize,
+}
+
+impl FileMap {
+    /// Logs what changed since the last fsync (`btrfs_sync_file()` with
+    /// `btrfs_log_changed_extents()`); the caller has waited for the
+    /// file's ordered extents. Fast path: the maps on the list of modified
+    /// extents are taken off it, marked LOGGING, logged, and their logging
+    /// flag cleared (which lets them merge). If the full-sync mark is set
+    /// (the shrinker, or a failed split, dropped a modified map before it
+    /// was logged), the list cannot be trusted and every record is logged
+    /// instead, and the mark is cleared.
+    pub(crate) fn fsync(&self) -> FsyncReport {
+        let (mut logging, full) = {
+            let mut tree = self.em.tree().write();
+            (tree.take_modified(), tree.clear_full_sync())
+        };
+        let mut logged = 0;
+        if full {
+            logged = self.records.lock().iter().count();
+        }
+        while let Some(em) = logging.pop_first() {
+            // Writing `em` to the log would happen here.
+            if !full {
+                logged += 1;
+            }
+            self.em.tree().clear_logging(&em);
+        }
+        FsyncReport { full, logged }
+    }
+}
+
 #[kernel::macros::kunit_tests(emfs_file)]
 mod tests {
     use super::super::records::{
@@ -392,6 +430,71 @@ mod tests {
             f.map.finish_write(&d, oe)?;
         }
         assert_eq!(d.nr_free(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn fsync_logs_modified_maps_then_they_merge() -> Result {
+        let f = fixture()?;
+        let d = disk(16)?;
+        for start in [0, K4, 2 * K4] {
+            for oe in f.map.start_write(&d, start, K4, 1)?.iter() {
+                f.map.finish_write(&d, oe)?;
+            }
+        }
+        // Three adjacent maps on the list: not merged until logged.
+        assert_eq!(f.map.cache().tree().read().nr_modified(), 3);
+        assert_eq!(f.map.cache().tree().read().nr_cached(), 3);
+        let report = f.map.fsync();
+        assert_eq!(
+            report,
+            FsyncReport {
+                full: false,
+                logged: 3
+            }
+        );
+        let tree = f.map.cache().tree().read();
+        assert_eq!((tree.nr_modified(), tree.nr_cached()), (0, 1));
+        drop(tree);
+        // Nothing new: nothing logged.
+        assert_eq!(
+            f.map.fsync(),
+            FsyncReport {
+                full: false,
+                logged: 0
+            }
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn fsync_honours_the_full_sync_mark() -> Result {
+        let f = fixture()?;
+        let d = disk(16)?;
+        f.reg.owner().set_generation(1);
+        for oe in f.map.start_write(&d, 0, 2 * K4, 1)?.iter() {
+            f.map.finish_write(&d, oe)?;
+        }
+        for oe in f.map.start_write(&d, 4 * K4, K4, 1)?.iter() {
+            f.map.finish_write(&d, oe)?;
+        }
+        // The shrinker drops the unlogged maps of this generation.
+        let owner = f.reg.owner();
+        let _ = crate::shrinker::EmOwner::request_scan(owner.as_arc_borrow(), 100, true);
+        crate::shrinker::EmOwner::flush(owner);
+        assert_eq!(f.map.cache().tree().read().nr_cached(), 0);
+        assert!(f.map.cache().tree().read().needs_full_sync());
+        // fsync logs every record, and the mark goes.
+        assert_eq!(
+            f.map.fsync(),
+            FsyncReport {
+                full: true,
+                logged: 2
+            }
+        );
+        assert!(!f.map.cache().tree().read().needs_full_sync());
+        // The data is still found: reloaded from the records.
+        assert_eq!(f.map.get_extent(K4, 8 * K4)?.disk_bytenr(), 0);
         Ok(())
     }
 
