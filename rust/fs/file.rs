@@ -187,6 +187,107 @@ impl FileMap {
     }
 }
 
+impl FileMap {
+    /// Punches the block-aligned range `[start, end)` (FALLOC_FL_PUNCH_HOLE,
+    /// and truncation with `end == u64::MAX`): drops the cached maps, then
+    /// the records, and frees the blocks under them. `EINVAL` if unaligned;
+    /// `ENOMEM` leaves the records as they were (the cache may have lost
+    /// maps, which are reloaded on demand).
+    pub(crate) fn punch(&self, disk: &Disk, start: u64, end: u64) -> Result {
+        if start % BLOCK != 0 || (end != u64::MAX && end % BLOCK != 0) || end <= start {
+            return Err(EINVAL);
+        }
+        let mut freed = KVec::new();
+        {
+            let mut records = self.records.lock();
+            let last = records.iter().last().map_or(start, |e| e.end());
+            let end = end.min(last.max(start));
+            if end > start {
+                records.punch(start, end, &mut freed)?;
+            }
+        }
+        self.em
+            .tree()
+            .drop_range(start, end.saturating_sub(1).max(start), false);
+        for &(block, n) in freed.iter() {
+            disk.free(block, n)?;
+        }
+        Ok(())
+    }
+
+    /// Preallocates the block-aligned range `[start, start + len)`
+    /// (fallocate mode 0): blocks for the holes in it become PREALLOC
+    /// records, which read as zeroes; existing data is kept. `ENOSPC`,
+    /// `ENOMEM`, `EINVAL` if unaligned; nothing changes on failure.
+    pub(crate) fn preallocate(&self, disk: &Disk, start: u64, len: u64, generation: u64) -> Result {
+        let end = start.checked_add(len).ok_or(EINVAL)?;
+        if len == 0 || start % BLOCK != 0 || len % BLOCK != 0 {
+            return Err(EINVAL);
+        }
+        let mut records = self.records.lock();
+        // The holes of the range.
+        let mut holes = KVec::new();
+        let mut pos = start;
+        while pos < end {
+            match records.find(pos).filter(|e| e.start < end) {
+                Some(e) if e.start <= pos => pos = e.end(),
+                Some(e) => {
+                    holes.push((pos, e.start), GFP_KERNEL)?;
+                    pos = e.end();
+                }
+                None => {
+                    holes.push((pos, end), GFP_KERNEL)?;
+                    pos = end;
+                }
+            }
+        }
+        let need: u64 = holes.iter().map(|&(s, e)| (e - s) / BLOCK).sum();
+        if need == 0 {
+            return Ok(());
+        }
+        let mut pieces = KVec::new();
+        disk.alloc(need, &mut pieces)?;
+        // Build every record in a scratch tree first: only then touch the
+        // file's records, which cannot fail any more.
+        let mut scratch = FileRecords::new();
+        let built = (|| -> Result {
+            let mut piece = pieces.iter().copied();
+            let mut cur = piece.next();
+            for &(mut s, e) in holes.iter() {
+                while s < e {
+                    let (block, n) = cur.ok_or(EINVAL)?;
+                    let take = n.min((e - s) / BLOCK);
+                    scratch.insert(FileExtent {
+                        start: s,
+                        len: take * BLOCK,
+                        block,
+                        kind: ExtentKind::Prealloc,
+                        generation,
+                    })?;
+                    s += take * BLOCK;
+                    cur = if take < n {
+                        Some((block + take, n - take))
+                    } else {
+                        piece.next()
+                    };
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = built {
+            for &(block, n) in pieces.iter() {
+                let _ = disk.free(block, n);
+            }
+            return Err(e);
+        }
+        records.take_from(&mut scratch);
+        drop(records);
+        // Cached holes in the range are stale now.
+        self.em.tree().drop_range(start, end - 1, false);
+        Ok(())
+    }
+}
+
 /// What one [`FileMap::fsync`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct FsyncReport {
@@ -495,6 +596,62 @@ mod tests {
         assert!(!f.map.cache().tree().read().needs_full_sync());
         // The data is still found: reloaded from the records.
         assert_eq!(f.map.get_extent(K4, 8 * K4)?.disk_bytenr(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn punch_frees_blocks_and_drops_maps() -> Result {
+        let f = fixture()?;
+        let d = disk(16)?;
+        for oe in f.map.start_write(&d, 0, 8 * K4, 1)?.iter() {
+            f.map.finish_write(&d, oe)?;
+        }
+        let _ = f.map.get_extent(0, 8 * K4)?;
+        f.map.punch(&d, 2 * K4, 4 * K4)?;
+        assert_eq!(d.nr_free(), 10);
+        // The hole is a hole, the rest still maps to the same blocks.
+        let hole = f.map.get_extent(3 * K4, 8 * K4)?;
+        assert_eq!(
+            (hole.start(), hole.end(), hole.disk_bytenr()),
+            (2 * K4, 4 * K4, EXTENT_MAP_HOLE)
+        );
+        let rest = f.map.get_extent(5 * K4, 8 * K4)?;
+        assert_eq!((rest.start(), rest.block_start()), (4 * K4, 4 * K4));
+        drop(rest);
+        // Truncation: punch to the end.
+        f.map.punch(&d, 6 * K4, u64::MAX)?;
+        assert_eq!(d.nr_free(), 12);
+        assert_eq!(f.map.punch(&d, 1, K4).err(), Some(EINVAL));
+        assert_eq!(f.map.punch(&d, K4, K4).err(), Some(EINVAL));
+        Ok(())
+    }
+
+    #[test]
+    fn preallocate_fills_holes_only() -> Result {
+        let f = fixture()?;
+        let d = disk(16)?;
+        for oe in f.map.start_write(&d, 2 * K4, K4, 1)?.iter() {
+            f.map.finish_write(&d, oe)?;
+        }
+        let _ = f.map.get_extent(0, 8 * K4)?;
+        f.map.preallocate(&d, 0, 4 * K4, 2)?;
+        assert_eq!(d.nr_free(), 12);
+        let p = f.map.get_extent(0, 4 * K4)?;
+        assert!(p.flags().contains(EmFlags::PREALLOC));
+        assert_eq!((p.start(), p.len()), (0, 2 * K4));
+        // The written block is kept as it was.
+        let w = f.map.get_extent(2 * K4, 4 * K4)?;
+        assert!(!w.flags().contains(EmFlags::PREALLOC));
+        assert_eq!(w.block_start(), 0);
+        // Already allocated: nothing to do. Too much: ENOSPC, no change.
+        f.map.preallocate(&d, 0, 4 * K4, 3)?;
+        assert_eq!(d.nr_free(), 12);
+        assert_eq!(
+            f.map.preallocate(&d, 4 * K4, 13 * K4, 3).err(),
+            Some(ENOSPC)
+        );
+        assert_eq!(d.nr_free(), 12);
+        assert_eq!(f.map.preallocate(&d, 0, 1, 3).err(), Some(EINVAL));
         Ok(())
     }
 
