@@ -66,8 +66,9 @@ struct Emfs {
     _proc_root: Arc<glue::proc::ProcDir>,
 }
 
-fn bench_show(
-    results: &Mutex<bench::BenchResults>,
+/// Shows a benchmark's last results.
+fn show_locked<T: core::fmt::Display>(
+    results: &Mutex<T>,
     f: &mut core::fmt::Formatter<'_>,
 ) -> core::fmt::Result {
     core::fmt::Display::fmt(&*results.lock(), f)
@@ -93,27 +94,12 @@ fn bench_store(results: &Mutex<bench::BenchResults>, reader: &mut UserSliceReade
     results.lock().run(&sizes[..n])
 }
 
-fn bench_shrinker_show(
-    results: &Mutex<bench::ShrinkResults>,
-    f: &mut core::fmt::Formatter<'_>,
-) -> core::fmt::Result {
-    core::fmt::Display::fmt(&*results.lock(), f)
-}
-
 fn bench_shrinker_store(
     results: &Mutex<bench::ShrinkResults>,
     reader: &mut UserSliceReader,
 ) -> Result {
     let (sizes, n) = read_sizes(reader, "bench_shrinker")?;
     results.lock().run(&sizes[..n])
-}
-
-fn synthetic_show(s: &synthetic::Synthetic, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-    s.show(f)
-}
-
-fn synthetic_store(s: &synthetic::Synthetic, reader: &mut UserSliceReader) -> Result {
-    s.store(reader)
 }
 
 impl kernel::Module for Emfs {
@@ -124,7 +110,7 @@ impl kernel::Module for Emfs {
             debugfs.read_write_callback_file(
                 c"bench",
                 new_mutex!(bench::BenchResults::new()),
-                &bench_show,
+                &show_locked::<bench::BenchResults>,
                 &bench_store,
             ),
             GFP_KERNEL,
@@ -133,7 +119,7 @@ impl kernel::Module for Emfs {
             debugfs.read_write_callback_file(
                 c"bench_shrinker",
                 new_mutex!(bench::ShrinkResults::new()),
-                &bench_shrinker_show,
+                &show_locked::<bench::ShrinkResults>,
                 &bench_shrinker_store,
             ),
             GFP_KERNEL,
@@ -142,8 +128,8 @@ impl kernel::Module for Emfs {
             debugfs.read_write_callback_file(
                 c"synthetic",
                 synthetic::Synthetic::new(),
-                &synthetic_show,
-                &synthetic_store,
+                &synthetic::Synthetic::show,
+                &synthetic::Synthetic::store,
             ),
             GFP_KERNEL,
         )?;

@@ -165,7 +165,6 @@ impl EmFlags {
 
     const COMPRESSED: Self =
         Self(Self::COMPRESS_ZLIB.0 | Self::COMPRESS_LZO.0 | Self::COMPRESS_ZSTD.0);
-    const ALL: u32 = (1 << 8) - 1;
 
     /// No flag set.
     pub(crate) const fn empty() -> Self {
@@ -175,15 +174,6 @@ impl EmFlags {
     /// The raw bits.
     pub(crate) const fn bits(self) -> u32 {
         self.0
-    }
-
-    /// The flags of `bits`, or `None` if `bits` has unknown bits.
-    pub(crate) const fn from_bits(bits: u32) -> Option<Self> {
-        if bits & !Self::ALL != 0 {
-            None
-        } else {
-            Some(Self(bits))
-        }
     }
 
     /// Returns whether every flag of `other` is set.
@@ -756,11 +746,6 @@ impl ModifiedMaps {
         self.len -= 1;
         Some(node.to_key_value().1)
     }
-
-    /// The maps, in file order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<ExtentMap>> {
-        self.maps.values()
-    }
 }
 
 /// Counters of one owner (a mounted filesystem), shared by all its trees.
@@ -894,11 +879,6 @@ impl ExtentMapTree {
     /// Locks the tree for writing if it is free; never spins.
     pub(crate) fn try_write(&self) -> Option<EmWriteGuard<'_>> {
         self.lock.try_write()
-    }
-
-    /// Returns whether a task waits for the lock.
-    pub(crate) fn needbreak(&self) -> bool {
-        self.lock.needbreak()
     }
 
     /// Looks up the first map intersecting `[start, start + len)`, counting
@@ -1048,14 +1028,6 @@ pub(crate) struct DropSpares {
 }
 
 impl DropSpares {
-    /// No spares: splits are not possible.
-    pub(crate) fn none() -> Self {
-        Self {
-            splits: [None, None],
-            list_node: None,
-        }
-    }
-
     fn take_split(&mut self) -> Option<MapSlot> {
         self.splits[0].take().or_else(|| self.splits[1].take())
     }
@@ -1209,11 +1181,6 @@ impl TreeInner {
     /// dropped before it was logged.
     pub(crate) fn needs_full_sync(&self) -> bool {
         self.full_sync
-    }
-
-    /// The inode number the tree belongs to.
-    pub(crate) fn ino(&self) -> u64 {
-        self.ino
     }
 
     // Accounting: every change of membership, of PINNED and of LOGGING goes

@@ -76,11 +76,6 @@ impl Disk {
         }? Error)
     }
 
-    /// Number of blocks.
-    pub(crate) fn nr_blocks(&self) -> u64 {
-        self.nr_blocks
-    }
-
     /// Number of free blocks.
     pub(crate) fn nr_free(&self) -> u64 {
         self.free.lock().nr_free

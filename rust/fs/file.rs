@@ -44,18 +44,9 @@ use kernel::{
 const BLOCK: u64 = super::disk::BLOCK_SIZE as u64;
 
 /// Data on its way to disk (btrfs's ordered extent): blocks allocated and
-/// a pinned map in the cache; the records learn about it on completion.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct OrderedExtent {
-    /// File offset.
-    pub(crate) start: u64,
-    /// Length in bytes.
-    pub(crate) len: u64,
-    /// First disk block.
-    pub(crate) block: u64,
-    /// Generation of the write.
-    pub(crate) generation: u64,
-}
+/// a pinned map in the cache. It is the regular extent the records will
+/// hold once it completes.
+pub(crate) type OrderedExtent = FileExtent;
 
 /// The mapping of one file.
 #[pin_data]
@@ -131,6 +122,7 @@ impl FileMap {
                     start: off,
                     len: n * BLOCK,
                     block,
+                    kind: ExtentKind::Regular,
                     generation,
                 };
                 let mut info = ExtentMapInfo::regular(oe.start, oe.len, block * BLOCK);
@@ -170,13 +162,7 @@ impl FileMap {
             let mut scratch = FileRecords::new();
             // Room for the new record first, in a scratch tree, so that the
             // punch below is the last thing that can fail.
-            scratch.insert(FileExtent {
-                start: oe.start,
-                len: oe.len,
-                block: oe.block,
-                kind: ExtentKind::Regular,
-                generation: oe.generation,
-            })?;
+            scratch.insert(*oe)?;
             records.punch(oe.start, oe.start + oe.len, &mut freed)?;
             records.take_from(&mut scratch);
         }
