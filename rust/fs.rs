@@ -13,24 +13,35 @@
 //!
 //! Anything else fails the mount with `EINVAL` and a line in the kernel log
 //! naming the option.
+//!
+//! File data lives on the mount's simulated [`Disk`]; each regular file's
+//! [`FileMap`] maps its offsets to disk blocks through the extent map cache.
+//! Page cache is written back copy on write, with ordered extents completed
+//! on a worker; space is reserved when page cache is dirtied, so a full
+//! disk refuses writes with `ENOSPC` rather than failing writeback.
 
-// The data path builds on these; until then their KUnit suites exercise
-// them.
-#[allow(dead_code)]
 pub(crate) mod disk;
-#[allow(dead_code)]
 pub(crate) mod file;
-#[allow(dead_code)]
 pub(crate) mod records;
 
+use self::{
+    disk::Disk,
+    file::{
+        FileMap,
+        OrderedExtent, //
+    },
+};
 use crate::{
     glue::vfs::{
         filesystem,
+        BlockBuf,
+        Fiemap,
         FileSystem,
-        StatFs, //
+        Mapping,
+        StatFs,
+        WritebackFolios, //
     },
     shrinker::{
-        EmInode,
         EmOwner,
         EmOwnerRegistration, //
     },
@@ -42,7 +53,13 @@ use kernel::{
         SeqFile, //
     },
     str::CStr,
-    sync::Arc,
+    sync::{
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
+        Arc,
+    },
 };
 
 /// `s_magic`: "emfs".
@@ -68,22 +85,44 @@ pub(crate) struct MountOptions {
 /// A mounted emfs.
 pub(crate) struct EmfsSb {
     size: u64,
+    /// The simulated disk.
+    disk: Arc<Disk>,
+    /// The generation of the next write back (btrfs's transaction id).
+    generation: Atomic<u64>,
     /// The mount's extent maps, shrinker and statistics; unregistered when
     /// the superblock goes.
     owner: EmOwnerRegistration,
 }
 
+/// A regular file: its mapping, and where its extent map tree is
+/// registered.
+struct RegularFile {
+    owner: Arc<EmOwner>,
+    disk: Arc<Disk>,
+    map: Pin<KBox<FileMap>>,
+}
+
 /// The data of an emfs inode. A regular file's extent map tree is
 /// registered with the mount's owner, where the shrinker finds it, until
-/// the inode is evicted.
+/// the inode is evicted; its blocks are freed then.
 pub(crate) struct EmfsInode {
-    em: Option<(Arc<EmOwner>, Arc<EmInode>)>,
+    file: Option<RegularFile>,
+}
+
+impl EmfsInode {
+    fn file(&self) -> Result<&RegularFile> {
+        self.file.as_ref().ok_or(EINVAL)
+    }
 }
 
 impl Drop for EmfsInode {
     fn drop(&mut self) {
-        if let Some((owner, inode)) = self.em.take() {
-            let _ = owner.remove_inode(inode.ino());
+        if let Some(f) = self.file.take() {
+            // The page cache is gone: nothing is dirty or in flight.
+            if let Err(e) = f.map.punch(&f.disk, 0, u64::MAX) {
+                pr_err!("ino {}: blocks not freed: {:?}\n", f.map.cache().ino(), e);
+            }
+            let _ = f.owner.remove_inode(f.map.cache().ino());
         }
     }
 }
@@ -152,28 +191,42 @@ impl FileSystem for Emfs {
 
     fn fill_super(opts: &MountOptions) -> Result<EmfsSb> {
         let size = opts.size.unwrap_or(DEFAULT_SIZE);
+        let disk = Arc::pin_init(Disk::new(size / BLOCKSIZE), GFP_KERNEL)?;
         let owner = EmOwnerRegistration::new(BLOCKSIZE as u32, true)?;
         pr_info!("mounted: owner {}, {} bytes\n", owner.owner().id(), size);
-        Ok(EmfsSb { size, owner })
+        Ok(EmfsSb {
+            size,
+            disk,
+            generation: Atomic::new(1),
+            owner,
+        })
     }
 
     fn new_inode(sb: &EmfsSb, ino: u64, regular: bool) -> Result<EmfsInode> {
         if !regular {
-            return Ok(EmfsInode { em: None });
+            return Ok(EmfsInode { file: None });
         }
         let owner = sb.owner.owner().clone();
-        let inode = owner.add_inode(ino)?;
+        let em = owner.add_inode(ino)?;
+        let map = KBox::pin_init(FileMap::new(em), GFP_KERNEL).inspect_err(|_| {
+            let _ = owner.remove_inode(ino);
+        })?;
         Ok(EmfsInode {
-            em: Some((owner, inode)),
+            file: Some(RegularFile {
+                owner,
+                disk: sb.disk.clone(),
+                map,
+            }),
         })
     }
 
     fn statfs(sb: &EmfsSb) -> StatFs {
         let blocks = sb.size / BLOCKSIZE;
+        let free = sb.disk.nr_available();
         StatFs {
             blocks,
-            bfree: blocks,
-            bavail: blocks,
+            bfree: free,
+            bavail: free,
             files: 0,
             ffree: 0,
             namelen: NAME_LEN,
@@ -186,6 +239,111 @@ impl FileSystem for Emfs {
         } else {
             seq_print!(m, ",size={}k", sb.size >> 10);
         }
+    }
+
+    fn reserve(sb: &EmfsSb, blocks: u64) -> Result {
+        sb.disk.reserve(blocks)
+    }
+
+    fn unreserve(sb: &EmfsSb, blocks: u64) {
+        let _ = sb.disk.unreserve(blocks);
+    }
+
+    fn read_block(
+        sb: &EmfsSb,
+        inode: &EmfsInode,
+        pos: u64,
+        size: u64,
+        dst: &mut BlockBuf,
+    ) -> Result {
+        inode.file()?.map.read_block(&sb.disk, pos, size, dst)
+    }
+
+    type Writeback = KVec<OrderedExtent>;
+
+    fn write_back(
+        sb: &EmfsSb,
+        inode: &EmfsInode,
+        pos: u64,
+        folios: &WritebackFolios<'_>,
+    ) -> Result<KVec<OrderedExtent>> {
+        let file = inode.file()?;
+        let mut data = KVec::with_capacity(folios.len(), GFP_KERNEL)?;
+        for i in 0..folios.len() {
+            data.push(folios.copy_new(i)?, GFP_KERNEL)?;
+        }
+        let generation = sb.generation.fetch_add(1, Relaxed);
+        file.map.write_back(&sb.disk, pos, data, generation)
+    }
+
+    fn finish_write_back(sb: &EmfsSb, inode: &EmfsInode, wb: KVec<OrderedExtent>) {
+        if let Ok(file) = inode.file() {
+            file.map.finish_writes(&sb.disk, &wb);
+        }
+    }
+
+    fn fsync(_sb: &EmfsSb, inode: &EmfsInode) -> Result {
+        inode.file()?.map.fsync();
+        Ok(())
+    }
+
+    fn truncate(sb: &EmfsSb, inode: &EmfsInode, size: u64) -> Result {
+        inode
+            .file()?
+            .map
+            .punch(&sb.disk, size.next_multiple_of(BLOCKSIZE), u64::MAX)
+    }
+
+    fn punch_hole(sb: &EmfsSb, inode: &EmfsInode, start: u64, end: u64) -> Result {
+        if end <= start {
+            return Ok(());
+        }
+        inode.file()?.map.punch(&sb.disk, start, end)
+    }
+
+    fn allocate(sb: &EmfsSb, inode: &EmfsInode, start: u64, end: u64) -> Result {
+        if end <= start {
+            return Ok(());
+        }
+        let generation = sb.generation.fetch_add(1, Relaxed);
+        inode
+            .file()?
+            .map
+            .preallocate(&sb.disk, start, end - start, generation)
+    }
+
+    fn fiemap(
+        _sb: &EmfsSb,
+        inode: &EmfsInode,
+        size: u64,
+        start: u64,
+        len: u64,
+        mapping: &Mapping<'_>,
+        fi: &mut Fiemap<'_>,
+    ) -> Result {
+        inode.file()?.map.fiemap(
+            size,
+            start,
+            len,
+            &mut |from, to| mapping.dirty_range(from, to),
+            &mut |fe| fi.fill(fe.logical, fe.physical, fe.len, fe.flags),
+        )
+    }
+
+    fn seek(
+        _sb: &EmfsSb,
+        inode: &EmfsInode,
+        size: u64,
+        offset: u64,
+        want_data: bool,
+        mapping: &Mapping<'_>,
+    ) -> Result<u64> {
+        inode
+            .file()?
+            .map
+            .seek(size, offset, want_data, &mut |from, to| {
+                mapping.dirty_range(from, to)
+            })
     }
 }
 

@@ -95,7 +95,7 @@ struct dentry;
 struct kstatfs;
 int emfs_register_fs(void);
 void emfs_unregister_fs(void);
-void emfs_sb_set_ops(struct super_block *sb);
+int emfs_sb_init(struct super_block *sb);
 
 /* What statfs reports; filled in by Rust (glue::vfs::StatFs, repr(C)). */
 struct emfs_statfs {
@@ -119,5 +119,31 @@ void emfs_init_root_inode(struct inode *inode);
 int emfs_vfs_new_inode_data(struct super_block *sb, u64 ino, bool regular,
 			    void **data);
 void emfs_vfs_drop_inode_data(void *data);
+
+/* The data path (rust/glue/vfs.rs); see rust/vfs.c for the callers. */
+struct address_space;
+struct folio;
+struct fiemap_extent_info;
+int emfs_vfs_reserve(struct super_block *sb, u64 blocks);
+void emfs_vfs_unreserve(struct super_block *sb, u64 blocks);
+int emfs_vfs_read_block(struct super_block *sb, void *inode, u64 pos, u64 size,
+			void *dst);
+int emfs_vfs_write_back(struct super_block *sb, void *inode, u64 pos,
+			struct folio **folios, u32 nr, void **wb);
+void emfs_vfs_finish_write_back(struct super_block *sb, void *inode, void *wb);
+int emfs_vfs_fsync(struct super_block *sb, void *inode);
+int emfs_vfs_truncate(struct super_block *sb, void *inode, u64 size);
+int emfs_vfs_punch_hole(struct super_block *sb, void *inode, u64 start, u64 end);
+int emfs_vfs_allocate(struct super_block *sb, void *inode, u64 start, u64 end);
+int emfs_vfs_fiemap(struct super_block *sb, void *inode, u64 size, u64 start,
+		    u64 len, struct address_space *mapping,
+		    struct fiemap_extent_info *fi);
+int emfs_vfs_seek(struct super_block *sb, void *inode, u64 size, u64 offset,
+		  bool want_data, struct address_space *mapping, u64 *out);
+void emfs_folio_copy_out(struct folio *folio, void *dst);
+bool emfs_mapping_dirty_range(struct address_space *mapping, u64 from, u64 to,
+			      u64 *start, u64 *end);
+int emfs_fiemap_fill(struct fiemap_extent_info *fi, u64 logical, u64 physical,
+		     u64 len, u32 flags);
 
 #endif /* _EMFS_HELPERS_H */

@@ -10,6 +10,12 @@
 //! only for blocks that were written, in an `XArray`; a block never written
 //! reads as zeroes, and freeing a block forgets its contents.
 //!
+//! Space for dirty page cache is reserved when it is dirtied
+//! ([`Disk::reserve`], btrfs's delalloc reservation), so that writeback,
+//! which allocates copy-on-write blocks, never meets a full disk:
+//! [`Disk::alloc_reserved`] takes blocks from the reservation, plain
+//! [`Disk::alloc`] only from what is neither allocated nor reserved.
+//!
 //! # Lock order
 //!
 //! `Disk::free` (mutex) and `Disk::data` (the XArray's spinlock) are never
@@ -36,9 +42,15 @@ pub(crate) const BLOCK_SIZE: usize = 4096;
 pub(crate) type Block = [u8; BLOCK_SIZE];
 
 /// Free extents: start block to number of blocks.
+///
+/// # Invariants
+///
+/// `reserved <= nr_free`, and `nr_free` is the sum of the extents' lengths.
 struct FreeSpace {
     extents: RBTree<u64, u64>,
     nr_free: u64,
+    /// Free blocks promised to dirty page cache.
+    reserved: u64,
 }
 
 /// A simulated disk.
@@ -70,23 +82,77 @@ impl Disk {
                 new_mutex!(FreeSpace {
                     extents,
                     nr_free: free_blocks,
+                    reserved: 0,
                 })
             },
             data <- XArray::new(xarray::AllocKind::Alloc),
         }? Error)
     }
 
-    /// Number of free blocks.
+    /// Number of free blocks, reserved ones included.
     pub(crate) fn nr_free(&self) -> u64 {
         self.free.lock().nr_free
     }
 
+    /// Number of free blocks neither allocated nor reserved.
+    pub(crate) fn nr_available(&self) -> u64 {
+        let free = self.free.lock();
+        free.nr_free - free.reserved
+    }
+
+    /// Number of reserved blocks.
+    pub(crate) fn nr_reserved(&self) -> u64 {
+        self.free.lock().reserved
+    }
+
+    /// Reserves `nr` free blocks for a later [`Disk::alloc_reserved`].
+    /// `ENOSPC` if fewer are available.
+    pub(crate) fn reserve(&self, nr: u64) -> Result {
+        let mut free = self.free.lock();
+        if nr > free.nr_free - free.reserved {
+            return Err(ENOSPC);
+        }
+        free.reserved += nr;
+        Ok(())
+    }
+
+    /// Gives back `nr` reserved blocks; more than are reserved is a
+    /// bookkeeping bug, refused with `EINVAL`.
+    pub(crate) fn unreserve(&self, nr: u64) -> Result {
+        let mut free = self.free.lock();
+        if nr > free.reserved {
+            pr_err!(
+                "disk: unreserving {} of {} reserved blocks\n",
+                nr,
+                free.reserved
+            );
+            return Err(EINVAL);
+        }
+        free.reserved -= nr;
+        Ok(())
+    }
+
     /// Allocates `nr` blocks, first fit, appending the extents they form to
     /// `out` as `(start, len)`. All or nothing: `ENOSPC` if fewer than `nr`
-    /// blocks are free, `ENOMEM` if `out` cannot grow.
+    /// blocks are available, `ENOMEM` if `out` cannot grow.
     pub(crate) fn alloc(&self, nr: u64, out: &mut KVec<(u64, u64)>) -> Result {
+        self.alloc_from(nr, false, out)
+    }
+
+    /// Allocates `nr` blocks reserved by [`Disk::reserve`], as
+    /// [`Disk::alloc`] does. `ENOSPC` if fewer are reserved.
+    pub(crate) fn alloc_reserved(&self, nr: u64, out: &mut KVec<(u64, u64)>) -> Result {
+        self.alloc_from(nr, true, out)
+    }
+
+    fn alloc_from(&self, nr: u64, reserved: bool, out: &mut KVec<(u64, u64)>) -> Result {
         let mut free = self.free.lock();
-        if nr > free.nr_free {
+        let have = if reserved {
+            free.reserved
+        } else {
+            free.nr_free - free.reserved
+        };
+        if nr > have {
             return Err(ENOSPC);
         }
         // Room for the answer first: nothing changes if this fails.
@@ -116,6 +182,9 @@ impl Disk {
             }
         }
         free.nr_free -= nr;
+        if reserved {
+            free.reserved -= nr;
+        }
         Ok(())
     }
 
@@ -123,6 +192,16 @@ impl Disk {
     /// outside the disk or already free are refused with `EINVAL` (a bug in
     /// the caller's bookkeeping), and nothing changes.
     pub(crate) fn free(&self, start: u64, len: u64) -> Result {
+        self.free_to(start, len, false)
+    }
+
+    /// Gives back blocks from [`Disk::alloc_reserved`] that were not used,
+    /// as [`Disk::free`] does, and reserves them again.
+    pub(crate) fn unalloc(&self, start: u64, len: u64) -> Result {
+        self.free_to(start, len, true)
+    }
+
+    fn free_to(&self, start: u64, len: u64, reserve: bool) -> Result {
         let end = start.checked_add(len).ok_or(EINVAL)?;
         if len == 0 || end > self.nr_blocks {
             return Err(EINVAL);
@@ -165,6 +244,9 @@ impl Disk {
             }
             let _ = free.extents.insert(node.into_node(new_start, new_len));
             free.nr_free += len;
+            if reserve {
+                free.reserved += len;
+            }
         }
         let mut data = self.data.lock();
         for block in start..end {
@@ -185,6 +267,33 @@ impl Disk {
             .lock()
             .store(block as usize, copy, GFP_KERNEL)
             .map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// Stores `data`, in order, in the blocks of `pieces` (as from
+    /// [`Disk::alloc`]), which must hold as many blocks as `data`.
+    /// `EINVAL`, or `ENOMEM` having stored only some: the caller frees the
+    /// pieces, which forgets them.
+    pub(crate) fn store_blocks(&self, pieces: &[(u64, u64)], data: KVec<KBox<Block>>) -> Result {
+        let total: u64 = pieces.iter().map(|&(_, n)| n).sum();
+        if total != data.len() as u64
+            || pieces
+                .iter()
+                .any(|&(b, n)| b.checked_add(n).is_none_or(|e| e > self.nr_blocks))
+        {
+            return Err(EINVAL);
+        }
+        let mut data = data.into_iter();
+        let mut xa = self.data.lock();
+        for &(start, n) in pieces {
+            for block in start..start + n {
+                let Some(buf) = data.next() else {
+                    return Err(EINVAL);
+                };
+                xa.store(block as usize, buf, GFP_KERNEL)
+                    .map_err(|e| e.error)?;
+            }
+        }
         Ok(())
     }
 
@@ -301,6 +410,57 @@ mod tests {
         assert!(buf.iter().all(|&b| b == 0));
         assert_eq!(d.read_block(4, &mut buf).err(), Some(EINVAL));
         assert_eq!(d.write_block(4, &buf).err(), Some(EINVAL));
+        Ok(())
+    }
+
+    #[test]
+    fn reservations_hold_space_for_writeback() -> Result {
+        let d = disk(10)?;
+        d.reserve(6)?;
+        assert_eq!((d.nr_available(), d.nr_reserved()), (4, 6));
+        assert_eq!(d.reserve(5).err(), Some(ENOSPC));
+        // Plain allocations cannot take reserved blocks.
+        let mut got = KVec::new();
+        assert_eq!(d.alloc(5, &mut got).err(), Some(ENOSPC));
+        d.alloc(4, &mut got)?;
+        assert_eq!(d.nr_available(), 0);
+        // Writeback takes from the reservation, and may give back.
+        let mut wb = KVec::new();
+        d.alloc_reserved(3, &mut wb)?;
+        assert_eq!(&wb[..], &[(4, 3)]);
+        assert_eq!((d.nr_free(), d.nr_reserved()), (3, 3));
+        assert_eq!(d.alloc_reserved(4, &mut wb).err(), Some(ENOSPC));
+        d.unalloc(4, 3)?;
+        assert_eq!((d.nr_free(), d.nr_reserved()), (6, 6));
+        d.unreserve(6)?;
+        assert_eq!(d.unreserve(1).err(), Some(EINVAL));
+        assert_eq!(d.nr_available(), 6);
+        Ok(())
+    }
+
+    #[test]
+    fn store_blocks_fills_the_pieces() -> Result {
+        let d = disk(8)?;
+        let mut got = KVec::new();
+        d.alloc(2, &mut got)?;
+        d.free(0, 1)?;
+        let mut pieces = KVec::new();
+        d.alloc(2, &mut pieces)?;
+        assert_eq!(&pieces[..], &[(0, 1), (2, 1)]);
+        let mut data = KVec::new();
+        for byte in [7u8, 9] {
+            let mut b = KBox::<Block>::init(pin_init::init_zeroed(), GFP_KERNEL)?;
+            b.fill(byte);
+            data.push(b, GFP_KERNEL)?;
+        }
+        d.store_blocks(&pieces, data)?;
+        let mut buf = KBox::<Block>::init(pin_init::init_zeroed(), GFP_KERNEL)?;
+        d.read_block(0, &mut buf)?;
+        assert!(buf.iter().all(|&b| b == 7));
+        d.read_block(2, &mut buf)?;
+        assert!(buf.iter().all(|&b| b == 9));
+        // Too few blocks for the data.
+        assert_eq!(d.store_blocks(&[(3, 1)], KVec::new()).err(), Some(EINVAL));
         Ok(())
     }
 }

@@ -16,7 +16,10 @@
 //!    read path; never the other way round).
 
 use super::{
-    disk::Disk,
+    disk::{
+        Block,
+        Disk, //
+    },
     records::{
         ExtentKind,
         FileExtent,
@@ -28,8 +31,10 @@ use crate::{
         EmFlags,
         ExtentMap,
         ExtentMapInfo,
-        PreparedMap, //
+        PreparedMap,
+        EXTENT_MAP_LAST_BYTE, //
     },
+    glue::vfs::fiemap_flags,
     shrinker::EmInode,
 };
 use kernel::{
@@ -39,6 +44,10 @@ use kernel::{
         Arc,
         Mutex, //
     },
+    time::{
+        delay::fsleep,
+        Delta, //
+    },
 };
 
 const BLOCK: u64 = super::disk::BLOCK_SIZE as u64;
@@ -47,6 +56,26 @@ const BLOCK: u64 = super::disk::BLOCK_SIZE as u64;
 /// a pinned map in the cache. It is the regular extent the records will
 /// hold once it completes.
 pub(crate) type OrderedExtent = FileExtent;
+
+/// Gives `freed` back to the disk. The records no longer hold these
+/// blocks, so a failure to free them would leak them: retry while memory is
+/// short. Any other error is a bookkeeping bug, which `Disk::free` logs.
+fn free_blocks(disk: &Disk, freed: &[(u64, u64)]) {
+    for &(block, n) in freed {
+        while disk.free(block, n) == Err(ENOMEM) {
+            fsleep(Delta::from_millis(1));
+        }
+    }
+}
+
+/// The disk block holding file offset `pos` of `em`; `None` for holes and
+/// preallocated extents, which read as zeroes.
+fn data_block(em: &ExtentMap, pos: u64) -> Option<u64> {
+    if em.disk_bytenr() >= EXTENT_MAP_LAST_BYTE || em.flags().contains(EmFlags::PREALLOC) {
+        return None;
+    }
+    Some((em.block_start() + (pos & !(BLOCK - 1)) - em.start()) / BLOCK)
+}
 
 /// The mapping of one file.
 #[pin_data]
@@ -114,34 +143,65 @@ impl FileMap {
         }
         let mut pieces = KVec::new();
         disk.alloc(len / BLOCK, &mut pieces)?;
-        let prepared = (|| -> Result<KVec<(OrderedExtent, PreparedMap)>> {
-            let mut out = KVec::with_capacity(pieces.len(), GFP_KERNEL)?;
-            let mut off = start;
-            for &(block, n) in pieces.iter() {
-                let oe = OrderedExtent {
-                    start: off,
-                    len: n * BLOCK,
-                    block,
-                    kind: ExtentKind::Regular,
-                    generation,
-                };
-                let mut info = ExtentMapInfo::regular(oe.start, oe.len, block * BLOCK);
-                info.generation = generation;
-                info.flags = EmFlags::PINNED;
-                out.push((oe, PreparedMap::new_modified(info)?), GFP_KERNEL)?;
-                off += oe.len;
-            }
-            Ok(out)
-        })();
-        let prepared = match prepared {
-            Ok(p) => p,
-            Err(e) => {
+        self.start_write_at(&pieces, start, generation)
+            .inspect_err(|_| {
                 for &(block, n) in pieces.iter() {
                     let _ = disk.free(block, n);
                 }
-                return Err(e);
-            }
-        };
+            })
+    }
+
+    /// Writes `data`, blocks from file offset `start`, back to the disk
+    /// (writeback of dirty page cache): takes blocks from the disk's
+    /// reservation, stores the data in them and starts the ordered
+    /// extents, as [`FileMap::start_write`] does. `ENOSPC` if not enough
+    /// blocks are reserved, `ENOMEM`; nothing changes on failure.
+    pub(crate) fn write_back(
+        &self,
+        disk: &Disk,
+        start: u64,
+        data: KVec<KBox<Block>>,
+        generation: u64,
+    ) -> Result<KVec<OrderedExtent>> {
+        if data.is_empty() || start % BLOCK != 0 {
+            return Err(EINVAL);
+        }
+        let mut pieces = KVec::new();
+        disk.alloc_reserved(data.len() as u64, &mut pieces)?;
+        disk.store_blocks(&pieces, data)
+            .and_then(|()| self.start_write_at(&pieces, start, generation))
+            .inspect_err(|_| {
+                // Back to the reservation, forgetting what was stored.
+                for &(block, n) in pieces.iter() {
+                    let _ = disk.unalloc(block, n);
+                }
+            })
+    }
+
+    /// The ordered extents of a write at `start` to the blocks `pieces`.
+    /// The caller frees the blocks if this fails.
+    fn start_write_at(
+        &self,
+        pieces: &[(u64, u64)],
+        start: u64,
+        generation: u64,
+    ) -> Result<KVec<OrderedExtent>> {
+        let mut prepared = KVec::with_capacity(pieces.len(), GFP_KERNEL)?;
+        let mut off = start;
+        for &(block, n) in pieces.iter() {
+            let oe = OrderedExtent {
+                start: off,
+                len: n * BLOCK,
+                block,
+                kind: ExtentKind::Regular,
+                generation,
+            };
+            let mut info = ExtentMapInfo::regular(oe.start, oe.len, block * BLOCK);
+            info.generation = generation;
+            info.flags = EmFlags::PINNED;
+            prepared.push((oe, PreparedMap::new_modified(info)?), GFP_KERNEL)?;
+            off += oe.len;
+        }
         let mut ordered = KVec::with_capacity(prepared.len(), GFP_KERNEL)?;
         for (oe, pm) in prepared {
             // Cannot fail for lack of memory: everything is allocated.
@@ -166,10 +226,45 @@ impl FileMap {
             records.punch(oe.start, oe.start + oe.len, &mut freed)?;
             records.take_from(&mut scratch);
         }
-        for &(block, n) in freed.iter() {
-            disk.free(block, n)?;
-        }
+        free_blocks(disk, &freed);
         self.em.tree().unpin(oe.start, oe.len, oe.generation)
+    }
+
+    /// Completes the ordered extents of one write back, in order, retrying
+    /// while memory is short: their data is on disk and must be recorded.
+    pub(crate) fn finish_writes(&self, disk: &Disk, ordered: &[OrderedExtent]) {
+        for oe in ordered {
+            loop {
+                match self.finish_write(disk, oe) {
+                    Ok(()) => break,
+                    Err(e) if e == ENOMEM => fsleep(Delta::from_millis(1)),
+                    Err(e) => {
+                        pr_err!(
+                            "ino {}: ordered extent [{}, {}) failed: {:?}\n",
+                            self.em.ino(),
+                            oe.start,
+                            oe.end(),
+                            e
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fills `dst` with the block at `pos` of a file of `size` bytes, read
+    /// through the extent map cache (`read_folio`): holes and preallocated
+    /// extents read as zeroes.
+    pub(crate) fn read_block(&self, disk: &Disk, pos: u64, size: u64, dst: &mut Block) -> Result {
+        let em = self.get_extent(pos, size)?;
+        match data_block(&em, pos) {
+            Some(block) => disk.read_block(block, dst),
+            None => {
+                dst.fill(0);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -195,9 +290,7 @@ impl FileMap {
         self.em
             .tree()
             .drop_range(start, end.saturating_sub(1).max(start), false);
-        for &(block, n) in freed.iter() {
-            disk.free(block, n)?;
-        }
+        free_blocks(disk, &freed);
         Ok(())
     }
 
@@ -309,6 +402,203 @@ impl FileMap {
             self.em.tree().clear_logging(&em);
         }
         FsyncReport { full, logged }
+    }
+}
+
+/// One extent of a FIEMAP answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FiemapExtent {
+    /// File offset.
+    pub(crate) logical: u64,
+    /// Disk address; 0 for delalloc.
+    pub(crate) physical: u64,
+    /// Length in bytes.
+    pub(crate) len: u64,
+    /// `fiemap_flags`.
+    pub(crate) flags: u32,
+}
+
+impl FiemapExtent {
+    fn end(&self) -> u64 {
+        self.logical + self.len
+    }
+
+    /// Whether `next` continues `self` (btrfs's `emit_fiemap_extent()`
+    /// merging): so that the answer does not depend on how the cache
+    /// happens to have split or merged the maps.
+    fn absorbs(&self, next: &Self) -> bool {
+        self.end() == next.logical
+            && self.flags == next.flags
+            && (self.flags & fiemap_flags::DELALLOC != 0
+                || self.physical + self.len == next.physical)
+    }
+}
+
+/// FIEMAP's answer being built: one extent held back, to merge what
+/// follows it, and to tell whether it is the last.
+struct FiemapEmitter<'a, E: FnMut(&FiemapExtent) -> Result<bool>> {
+    start: u64,
+    end: u64,
+    pending: Option<FiemapExtent>,
+    emit: &'a mut E,
+}
+
+impl<E: FnMut(&FiemapExtent) -> Result<bool>> FiemapEmitter<'_, E> {
+    /// Adds `fe`; `Ok(true)` when the answer is complete (the caller's
+    /// buffer is full, or `fe` lies past the range asked for).
+    fn push(&mut self, fe: FiemapExtent) -> Result<bool> {
+        if fe.len == 0 || fe.end() <= self.start {
+            return Ok(false);
+        }
+        match &mut self.pending {
+            Some(p) if p.absorbs(&fe) => {
+                p.len += fe.len;
+                return Ok(false);
+            }
+            _ => {}
+        }
+        let beyond = fe.logical >= self.end;
+        if let Some(p) = self.pending.replace(fe) {
+            if (self.emit)(&p)? {
+                return Ok(true);
+            }
+        }
+        if beyond {
+            // Past the range: not reported, but it shows that the extent
+            // before it was not the last.
+            self.pending = None;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// The end of the file: the extent held back is the last one.
+    fn finish(mut self) -> Result {
+        if let Some(mut p) = self.pending.take() {
+            p.flags |= fiemap_flags::LAST;
+            (self.emit)(&p)?;
+        }
+        Ok(())
+    }
+}
+
+impl FileMap {
+    /// Describes `[start, start + len)` of a file of `size` bytes for
+    /// FIEMAP, through the extent map cache: written extents with their
+    /// disk address, preallocated ones as UNWRITTEN, and dirty page cache
+    /// (`dirty` answers the first dirty run in a byte range) over holes and
+    /// preallocated extents as DELALLOC; LAST on the file's last extent.
+    /// `emit` returns `Ok(true)` to stop.
+    pub(crate) fn fiemap(
+        &self,
+        size: u64,
+        start: u64,
+        len: u64,
+        dirty: &mut impl FnMut(u64, u64) -> Option<(u64, u64)>,
+        emit: &mut impl FnMut(&FiemapExtent) -> Result<bool>,
+    ) -> Result {
+        let eof = size.next_multiple_of(BLOCK);
+        let mut out = FiemapEmitter {
+            start,
+            end: start.saturating_add(len),
+            pending: None,
+            emit,
+        };
+        let mut pos = start & !(BLOCK - 1);
+        // The end of what was looked at: a map loaded on a miss may have
+        // merged with the one before it.
+        let mut covered = 0;
+        while pos < eof {
+            let em = self.get_extent(pos, size)?;
+            let (from, to) = (em.start().max(covered), em.end().min(eof));
+            covered = to;
+            if let Some(block) = data_block(&em, from) {
+                let fe = FiemapExtent {
+                    logical: from,
+                    physical: block * BLOCK,
+                    len: to - from,
+                    flags: 0,
+                };
+                if out.push(fe)? {
+                    return Ok(());
+                }
+            } else {
+                let prealloc = em.flags().contains(EmFlags::PREALLOC);
+                let mut p = from;
+                while p < to {
+                    let (ds, de) = dirty(p, to).unwrap_or((to, to));
+                    if prealloc && ds > p {
+                        let fe = FiemapExtent {
+                            logical: p,
+                            physical: em.block_start() + (p - from),
+                            len: ds - p,
+                            flags: fiemap_flags::UNWRITTEN,
+                        };
+                        if out.push(fe)? {
+                            return Ok(());
+                        }
+                    }
+                    if de > ds {
+                        let fe = FiemapExtent {
+                            logical: ds,
+                            physical: 0,
+                            len: de - ds,
+                            flags: fiemap_flags::DELALLOC | fiemap_flags::UNKNOWN,
+                        };
+                        if out.push(fe)? {
+                            return Ok(());
+                        }
+                    }
+                    p = de.max(p + 1).max(ds);
+                }
+            }
+            pos = to.max(pos + BLOCK);
+        }
+        out.finish()
+    }
+
+    /// `SEEK_DATA` (`want_data`) or `SEEK_HOLE` from `offset` in a file of
+    /// `size` bytes, through the extent map cache. Written extents and
+    /// dirty page cache (`dirty`, as for [`FileMap::fiemap`]) are data;
+    /// holes and preallocated extents are holes, as on other filesystems;
+    /// the end of the file is a hole. `ENXIO` if `offset` is at or past the
+    /// end, or there is no data after it.
+    pub(crate) fn seek(
+        &self,
+        size: u64,
+        offset: u64,
+        want_data: bool,
+        dirty: &mut impl FnMut(u64, u64) -> Option<(u64, u64)>,
+    ) -> Result<u64> {
+        if offset >= size {
+            return Err(ENXIO);
+        }
+        let mut pos = offset;
+        while pos < size {
+            let em = self.get_extent(pos, size)?;
+            let to = em.end().min(size);
+            if data_block(&em, pos).is_some() {
+                if want_data {
+                    return Ok(pos);
+                }
+                pos = to;
+                continue;
+            }
+            // A hole or preallocated: only its dirty page cache is data.
+            while pos < to {
+                match dirty(pos, to) {
+                    Some((ds, _)) if want_data => return Ok(ds.max(pos)),
+                    Some((ds, de)) if ds <= pos => pos = de.max(pos + 1),
+                    _ if want_data => pos = to,
+                    _ => return Ok(pos),
+                }
+            }
+        }
+        if want_data {
+            Err(ENXIO)
+        } else {
+            Ok(size)
+        }
     }
 }
 
@@ -651,6 +941,181 @@ mod tests {
         }
         assert_eq!(f.map.cache().tree().read().nr_cached(), 0);
         assert_eq!(f.map.get_extent(0, K4)?.len(), K4);
+        Ok(())
+    }
+
+    fn block_of(byte: u8) -> Result<KBox<Block>> {
+        let mut b = KBox::<Block>::init(pin_init::init_zeroed(), GFP_KERNEL)?;
+        b.fill(byte);
+        Ok(b)
+    }
+
+    /// Writes `n` blocks of `byte` at `start` through the writeback path,
+    /// completed.
+    fn write_through(f: &Fixture, d: &Disk, start: u64, n: u64, byte: u8) -> Result {
+        let mut data = KVec::new();
+        for _ in 0..n {
+            data.push(block_of(byte)?, GFP_KERNEL)?;
+        }
+        d.reserve(n)?;
+        let oes = f.map.write_back(d, start, data, 1)?;
+        f.map.finish_writes(d, &oes);
+        Ok(())
+    }
+
+    #[test]
+    fn write_back_then_read_back() -> Result {
+        let f = fixture()?;
+        let d = disk(16)?;
+        write_through(&f, &d, K4, 2, 0x5a)?;
+        assert_eq!((d.nr_free(), d.nr_reserved()), (14, 0));
+        let mut buf = block_of(0xff)?;
+        f.map.read_block(&d, 2 * K4, 3 * K4, &mut buf)?;
+        assert!(buf.iter().all(|&b| b == 0x5a));
+        // A hole reads as zeroes, also past what was ever written.
+        f.map.read_block(&d, 0, 3 * K4, &mut buf)?;
+        assert!(buf.iter().all(|&b| b == 0));
+        // After the shrinker: reloaded from the records, same bytes.
+        f.map.cache().tree().drop_all();
+        f.map.read_block(&d, K4, 3 * K4, &mut buf)?;
+        assert!(buf.iter().all(|&b| b == 0x5a));
+        Ok(())
+    }
+
+    #[test]
+    fn write_back_without_reservation_changes_nothing() -> Result {
+        let f = fixture()?;
+        let d = disk(4)?;
+        let mut data = KVec::new();
+        data.push(block_of(1)?, GFP_KERNEL)?;
+        data.push(block_of(2)?, GFP_KERNEL)?;
+        d.reserve(1)?;
+        assert_eq!(f.map.write_back(&d, 0, data, 1).err(), Some(ENOSPC));
+        assert_eq!((d.nr_free(), d.nr_reserved()), (4, 1));
+        assert_eq!(f.map.cache().tree().read().nr_cached(), 0);
+        // Memory runs out storing the data: the blocks go back to the
+        // reservation.
+        let mut data = KVec::new();
+        data.push(block_of(1)?, GFP_KERNEL)?;
+        {
+            let _fail = crate::glue::alloc::FailAllocs::arm(1, 1);
+            let r = f.map.write_back(&d, 0, data, 1);
+            assert!(matches!(r.err(), None | Some(ENOMEM)));
+        }
+        let cached = f.map.cache().tree().read().nr_cached();
+        if cached == 0 {
+            assert_eq!((d.nr_free(), d.nr_reserved()), (4, 1));
+        }
+        Ok(())
+    }
+
+    /// Collects a FIEMAP answer.
+    fn fiemap_of(
+        f: &Fixture,
+        size: u64,
+        start: u64,
+        len: u64,
+        dirty: &[(u64, u64)],
+        max: usize,
+    ) -> Result<KVec<FiemapExtent>> {
+        let mut out = KVec::new();
+        f.map.fiemap(
+            size,
+            start,
+            len,
+            &mut |from, to| {
+                dirty
+                    .iter()
+                    .find(|&&(s, e)| e > from && s < to)
+                    .map(|&(s, e)| (s.max(from), e.min(to)))
+            },
+            &mut |fe| {
+                out.push(*fe, GFP_KERNEL)?;
+                Ok(out.len() >= max)
+            },
+        )?;
+        Ok(out)
+    }
+
+    #[test]
+    fn fiemap_reports_extents_prealloc_delalloc_and_last() -> Result {
+        use fiemap_flags::*;
+        let f = fixture()?;
+        let d = disk(64)?;
+        // [0, 2) written, [2, 4) hole, [4, 8) prealloc with [5, 6) dirty,
+        // [8, 10) hole, dirty; file of 10 blocks.
+        write_through(&f, &d, 0, 2, 1)?;
+        f.map.preallocate(&d, 4 * K4, 4 * K4, 1)?;
+        let dirty = [(5 * K4, 6 * K4), (8 * K4, 10 * K4)];
+        let pre = f.map.records().lock().find(4 * K4).ok_or(EINVAL)?.block * K4;
+        let all = fiemap_of(&f, 10 * K4, 0, u64::MAX, &dirty, 100)?;
+        let expect = [
+            (0, 0, 2 * K4, 0),
+            (4 * K4, pre, K4, UNWRITTEN),
+            (5 * K4, 0, K4, DELALLOC | UNKNOWN),
+            (6 * K4, pre + 2 * K4, 2 * K4, UNWRITTEN),
+            (8 * K4, 0, 2 * K4, DELALLOC | UNKNOWN | LAST),
+        ];
+        assert_eq!(all.len(), expect.len());
+        for (fe, &(l, p, n, fl)) in all.iter().zip(expect.iter()) {
+            assert_eq!((fe.logical, fe.physical, fe.len, fe.flags), (l, p, n, fl));
+        }
+        // A range in the middle: what overlaps it, and no LAST.
+        let mid = fiemap_of(&f, 10 * K4, 4 * K4 + 100, K4, &dirty, 100)?;
+        assert_eq!(mid.len(), 2);
+        assert_eq!((mid[0].logical, mid[0].flags), (4 * K4, UNWRITTEN));
+        assert_eq!((mid[1].logical, mid[1].flags), (5 * K4, DELALLOC | UNKNOWN));
+        // A full buffer stops the walk.
+        assert_eq!(fiemap_of(&f, 10 * K4, 0, u64::MAX, &dirty, 2)?.len(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn fiemap_merges_contiguous_extents() -> Result {
+        let f = fixture()?;
+        let d = disk(64)?;
+        // Two writes, adjacent in the file and on disk: two records, one
+        // extent, however the cache holds them.
+        write_through(&f, &d, 0, 2, 1)?;
+        write_through(&f, &d, 2 * K4, 2, 2)?;
+        assert_eq!(f.map.records().lock().iter().count(), 2);
+        let one = fiemap_of(&f, 4 * K4, 0, u64::MAX, &[], 100)?;
+        f.map.cache().tree().drop_all();
+        let again = fiemap_of(&f, 4 * K4, 0, u64::MAX, &[], 100)?;
+        for fes in [&one, &again] {
+            assert_eq!(fes.len(), 1);
+            assert_eq!((fes[0].len, fes[0].flags), (4 * K4, fiemap_flags::LAST));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn seek_data_and_hole() -> Result {
+        let f = fixture()?;
+        let d = disk(64)?;
+        // [1, 2) written, [3, 5) prealloc, [6, 7) dirty over a hole; 8 blocks.
+        write_through(&f, &d, K4, 1, 1)?;
+        f.map.preallocate(&d, 3 * K4, 2 * K4, 1)?;
+        let dirty = [(6 * K4, 7 * K4)];
+        let size = 8 * K4;
+        let seek = |off: u64, data: bool| {
+            f.map.seek(size, off, data, &mut |from, to| {
+                dirty
+                    .iter()
+                    .find(|&&(s, e)| e > from && s < to)
+                    .map(|&(s, e)| (s.max(from), e.min(to)))
+            })
+        };
+        assert_eq!(seek(0, true), Ok(K4));
+        assert_eq!(seek(K4 + 10, true), Ok(K4 + 10));
+        assert_eq!(seek(2 * K4, true), Ok(6 * K4));
+        assert_eq!(seek(0, false), Ok(0));
+        assert_eq!(seek(K4, false), Ok(2 * K4));
+        assert_eq!(seek(6 * K4, false), Ok(7 * K4));
+        assert_eq!(seek(7 * K4, true).err(), Some(ENXIO));
+        assert_eq!(seek(7 * K4, false), Ok(7 * K4));
+        assert_eq!(seek(size, true).err(), Some(ENXIO));
+        assert_eq!(seek(size, false).err(), Some(ENXIO));
         Ok(())
     }
 }

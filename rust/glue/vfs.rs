@@ -8,8 +8,20 @@
 //! report. [`filesystem!`] instantiates the `extern "C"` trampolines for it,
 //! and [`Registration`] registers the filesystem type while it lives.
 //!
+//! Regular files keep their data in the page cache, with generic helpers
+//! for everything the VFS does well alone (`read_iter`, `mmap` faults,
+//! splice). The filesystem is asked only what needs its block mapping: to
+//! fill a folio ([`FileSystem::read_block`]), to write dirty folios back
+//! ([`FileSystem::write_back`], completed on a worker by
+//! [`FileSystem::finish_write_back`]), to reserve space when page cache is
+//! dirtied, and for fsync, truncate, fallocate, FIEMAP and
+//! `SEEK_DATA`/`SEEK_HOLE`. The page cache side of those (locks, waiting
+//! for writeback, dropping folios, `i_size`) is done here before the
+//! filesystem is called, as each method says.
+//!
 //! The operation tables themselves (`struct file_system_type`,
-//! `fs_context_operations`, `super_operations`) are in `rust/vfs.c`: the
+//! `fs_context_operations`, `super_operations`, inode, file and address
+//! space operations) are in `rust/vfs.c`: the
 //! kernel crate's bindings do not include `<linux/fs_context.h>`, and an
 //! out-of-tree module cannot add to them. So there is one filesystem type
 //! per module, named by that file.
@@ -32,11 +44,126 @@ use kernel::{
 };
 
 mod ffi {
+    use kernel::ffi::{c_int, c_void};
     unsafe extern "C" {
-        pub(super) fn emfs_register_fs() -> kernel::ffi::c_int;
+        pub(super) fn emfs_register_fs() -> c_int;
         pub(super) fn emfs_unregister_fs();
-        pub(super) fn emfs_sb_set_ops(sb: *mut kernel::ffi::c_void);
-        pub(super) fn emfs_init_root_inode(inode: *mut kernel::ffi::c_void);
+        pub(super) fn emfs_sb_init(sb: *mut c_void) -> c_int;
+        pub(super) fn emfs_init_root_inode(inode: *mut c_void);
+        pub(super) fn emfs_folio_copy_out(folio: *mut c_void, dst: *mut u8);
+        pub(super) fn emfs_mapping_dirty_range(
+            mapping: *mut c_void,
+            from: u64,
+            to: u64,
+            start: *mut u64,
+            end: *mut u64,
+        ) -> bool;
+        pub(super) fn emfs_fiemap_fill(
+            fi: *mut c_void,
+            logical: u64,
+            physical: u64,
+            len: u64,
+            flags: u32,
+        ) -> c_int;
+    }
+}
+
+/// The size of a block: emfs blocks are pages, one per folio.
+pub(crate) const BLOCK_SIZE: usize = kernel::page::PAGE_SIZE;
+
+/// The contents of one block.
+pub(crate) type BlockBuf = [u8; BLOCK_SIZE];
+
+/// Dirty folios being written back: locked, with their dirty bit cleared,
+/// one block each, consecutive in the file.
+///
+/// # Invariants
+///
+/// `folios` are valid folios of one mapping, locked by the caller for the
+/// lifetime `'a`, each of [`BLOCK_SIZE`] bytes.
+pub(crate) struct WritebackFolios<'a> {
+    folios: &'a [*mut c_void],
+}
+
+impl WritebackFolios<'_> {
+    /// How many folios.
+    pub(crate) fn len(&self) -> usize {
+        self.folios.len()
+    }
+
+    /// A new copy of folio `i`. `ENOMEM`; panics if `i` is out of range.
+    pub(crate) fn copy_new(&self, i: usize) -> Result<KBox<BlockBuf>> {
+        let mut block = KBox::<BlockBuf>::new_uninit(GFP_KERNEL)?;
+        // SAFETY: By the type invariant the folio is valid, locked and one
+        // block long; `block` has room for a block.
+        unsafe { ffi::emfs_folio_copy_out(self.folios[i], block.as_mut_ptr().cast()) };
+        // SAFETY: Every byte was written just above.
+        Ok(unsafe { block.assume_init() })
+    }
+}
+
+/// The page cache of a regular file, for questions about its dirty
+/// folios.
+///
+/// # Invariants
+///
+/// `ptr` is a valid `struct address_space` for the lifetime `'a`.
+pub(crate) struct Mapping<'a> {
+    ptr: *mut c_void,
+    _p: PhantomData<&'a ()>,
+}
+
+impl Mapping<'_> {
+    /// The first run of folios in `[from, to)` (bytes) that are dirty or
+    /// under writeback, as a byte range clipped to `[from, to)`.
+    pub(crate) fn dirty_range(&self, from: u64, to: u64) -> Option<(u64, u64)> {
+        let (mut start, mut end) = (0, 0);
+        // SAFETY: By the type invariant `ptr` is a valid mapping; the
+        // helper only looks up folio tags under RCU.
+        let found =
+            unsafe { ffi::emfs_mapping_dirty_range(self.ptr, from, to, &mut start, &mut end) };
+        found.then_some((start.max(from), end.min(to)))
+    }
+}
+
+/// FIEMAP extent flags (include/uapi/linux/fiemap.h).
+pub(crate) mod fiemap_flags {
+    /// The last extent of the file.
+    pub(crate) const LAST: u32 = 0x1;
+    /// The location is not known yet.
+    pub(crate) const UNKNOWN: u32 = 0x2;
+    /// Delayed allocation: dirty data not written back yet.
+    pub(crate) const DELALLOC: u32 = 0x4;
+    /// Allocated but not written: reads as zeroes.
+    pub(crate) const UNWRITTEN: u32 = 0x800;
+}
+
+/// The answer to a FIEMAP request being filled.
+///
+/// # Invariants
+///
+/// `ptr` is a valid `struct fiemap_extent_info` prepared by
+/// `fiemap_prep()`, for the lifetime `'a`.
+pub(crate) struct Fiemap<'a> {
+    ptr: *mut c_void,
+    _p: PhantomData<&'a mut ()>,
+}
+
+impl Fiemap<'_> {
+    /// Adds one extent (`fiemap_fill_next_extent()`). `Ok(true)` if the
+    /// caller's buffer is full now (stop), `EFAULT` if it cannot be
+    /// written.
+    pub(crate) fn fill(
+        &mut self,
+        logical: u64,
+        physical: u64,
+        len: u64,
+        flags: u32,
+    ) -> Result<bool> {
+        // SAFETY: By the type invariant `ptr` is a prepared request.
+        let ret = unsafe { ffi::emfs_fiemap_fill(self.ptr, logical, physical, len, flags) };
+        to_result(ret)?;
+        Ok(ret == 1)
     }
 }
 
@@ -89,6 +216,80 @@ pub(crate) trait FileSystem: Sized + 'static {
 
     /// Writes the mount options for /proc/mounts, each as `,key=value`.
     fn show_options(data: &Self::Data, m: &SeqFile);
+
+    /// Reserves space for `blocks` blocks of page cache being dirtied;
+    /// `ENOSPC` refuses the write.
+    fn reserve(data: &Self::Data, blocks: u64) -> Result;
+
+    /// Gives back a reservation of `blocks` whose folios went away clean.
+    fn unreserve(data: &Self::Data, blocks: u64);
+
+    /// Fills `dst` with the block at `pos` of a regular file of `size`
+    /// bytes (`read_folio`). Bytes past `size` are zeroed by the caller.
+    fn read_block(
+        data: &Self::Data,
+        inode: &Self::InodeData,
+        pos: u64,
+        size: u64,
+        dst: &mut BlockBuf,
+    ) -> Result;
+
+    /// Data on its way to disk, from [`FileSystem::write_back`] to
+    /// [`FileSystem::finish_write_back`].
+    type Writeback: Send;
+
+    /// Writes the folios from file offset `pos` back (`writepages`), using
+    /// the reservations made when they were dirtied. On error the folios
+    /// stay dirty and nothing may have changed.
+    fn write_back(
+        data: &Self::Data,
+        inode: &Self::InodeData,
+        pos: u64,
+        folios: &WritebackFolios<'_>,
+    ) -> Result<Self::Writeback>;
+
+    /// Completes a write back, on a worker, before its folios' writeback
+    /// ends. Cannot fail: retry what must be retried.
+    fn finish_write_back(data: &Self::Data, inode: &Self::InodeData, wb: Self::Writeback);
+
+    /// `fsync`, after the file's dirty folios were written back and their
+    /// writeback completed.
+    fn fsync(data: &Self::Data, inode: &Self::InodeData) -> Result;
+
+    /// The file was truncated to `size`: its page cache past `size` is
+    /// gone (waited for) and `i_size` is set; drop the blocks past it.
+    fn truncate(data: &Self::Data, inode: &Self::InodeData, size: u64) -> Result;
+
+    /// `FALLOC_FL_PUNCH_HOLE` of the block-aligned `[start, end)`, whose
+    /// page cache is gone.
+    fn punch_hole(data: &Self::Data, inode: &Self::InodeData, start: u64, end: u64) -> Result;
+
+    /// `fallocate` mode 0 of the block-aligned `[start, end)`, with no
+    /// dirty page cache or writeback in it.
+    fn allocate(data: &Self::Data, inode: &Self::InodeData, start: u64, end: u64) -> Result;
+
+    /// FIEMAP of `[start, start + len)` of a file of `size` bytes.
+    fn fiemap(
+        data: &Self::Data,
+        inode: &Self::InodeData,
+        size: u64,
+        start: u64,
+        len: u64,
+        mapping: &Mapping<'_>,
+        fi: &mut Fiemap<'_>,
+    ) -> Result;
+
+    /// `SEEK_DATA` (`data`) or `SEEK_HOLE` from `offset`, below `size`.
+    /// `ENXIO` if there is no data after `offset`, or if `offset` is past
+    /// the end.
+    fn seek(
+        data: &Self::Data,
+        inode: &Self::InodeData,
+        size: u64,
+        offset: u64,
+        want_data: bool,
+        mapping: &Mapping<'_>,
+    ) -> Result<u64>;
 }
 
 /// The filesystem type is registered while this lives.
@@ -206,6 +407,149 @@ macro_rules! filesystem {
             // mounted superblock.
             unsafe { $crate::glue::vfs::show_options::<$t>(m, sb) }
         }
+
+        /// Trampoline: reserve space for dirtied page cache.
+        #[unsafe(no_mangle)]
+        extern "C" fn emfs_vfs_reserve(
+            sb: *mut ::kernel::bindings::super_block,
+            blocks: u64,
+        ) -> ::kernel::ffi::c_int {
+            // SAFETY: Called by rust/vfs.c with a mounted superblock.
+            unsafe { $crate::glue::vfs::reserve::<$t>(sb, blocks) }
+        }
+
+        /// Trampoline: give a reservation back.
+        #[unsafe(no_mangle)]
+        extern "C" fn emfs_vfs_unreserve(sb: *mut ::kernel::bindings::super_block, blocks: u64) {
+            // SAFETY: Called by rust/vfs.c with a mounted superblock.
+            unsafe { $crate::glue::vfs::unreserve::<$t>(sb, blocks) }
+        }
+
+        /// Trampoline: `read_folio`.
+        #[unsafe(no_mangle)]
+        extern "C" fn emfs_vfs_read_block(
+            sb: *mut ::kernel::bindings::super_block,
+            inode: *mut ::kernel::ffi::c_void,
+            pos: u64,
+            size: u64,
+            dst: *mut u8,
+        ) -> ::kernel::ffi::c_int {
+            // SAFETY: Called by rust/vfs.c with a mounted superblock, the
+            // data of a live regular inode of it and the mapped contents of
+            // a locked folio that is not uptodate.
+            unsafe { $crate::glue::vfs::read_block::<$t>(sb, inode, pos, size, dst) }
+        }
+
+        /// Trampoline: `writepages`, for one run of folios.
+        #[unsafe(no_mangle)]
+        extern "C" fn emfs_vfs_write_back(
+            sb: *mut ::kernel::bindings::super_block,
+            inode: *mut ::kernel::ffi::c_void,
+            pos: u64,
+            folios: *const *mut ::kernel::ffi::c_void,
+            nr: u32,
+            wb: *mut *mut ::kernel::ffi::c_void,
+        ) -> ::kernel::ffi::c_int {
+            // SAFETY: Called by rust/vfs.c with a mounted superblock, the
+            // data of a live regular inode of it, `nr` locked folios and a
+            // slot for the result.
+            unsafe { $crate::glue::vfs::write_back::<$t>(sb, inode, pos, folios, nr, wb) }
+        }
+
+        /// Trampoline: the completion of a write back, on a worker.
+        #[unsafe(no_mangle)]
+        extern "C" fn emfs_vfs_finish_write_back(
+            sb: *mut ::kernel::bindings::super_block,
+            inode: *mut ::kernel::ffi::c_void,
+            wb: *mut ::kernel::ffi::c_void,
+        ) {
+            // SAFETY: Called by rust/vfs.c once per successful
+            // `emfs_vfs_write_back`, with what it returned, before the
+            // folios' writeback ends (so the inode is alive).
+            unsafe { $crate::glue::vfs::finish_write_back::<$t>(sb, inode, wb) }
+        }
+
+        /// Trampoline: `fsync`, after the writeback.
+        #[unsafe(no_mangle)]
+        extern "C" fn emfs_vfs_fsync(
+            sb: *mut ::kernel::bindings::super_block,
+            inode: *mut ::kernel::ffi::c_void,
+        ) -> ::kernel::ffi::c_int {
+            // SAFETY: Called by rust/vfs.c with a mounted superblock and the
+            // data of a live regular inode of it.
+            unsafe { $crate::glue::vfs::fsync::<$t>(sb, inode) }
+        }
+
+        /// Trampoline: truncation, after the page cache.
+        #[unsafe(no_mangle)]
+        extern "C" fn emfs_vfs_truncate(
+            sb: *mut ::kernel::bindings::super_block,
+            inode: *mut ::kernel::ffi::c_void,
+            size: u64,
+        ) -> ::kernel::ffi::c_int {
+            // SAFETY: As for `emfs_vfs_fsync`.
+            unsafe { $crate::glue::vfs::truncate::<$t>(sb, inode, size) }
+        }
+
+        /// Trampoline: `FALLOC_FL_PUNCH_HOLE`, after the page cache.
+        #[unsafe(no_mangle)]
+        extern "C" fn emfs_vfs_punch_hole(
+            sb: *mut ::kernel::bindings::super_block,
+            inode: *mut ::kernel::ffi::c_void,
+            start: u64,
+            end: u64,
+        ) -> ::kernel::ffi::c_int {
+            // SAFETY: As for `emfs_vfs_fsync`.
+            unsafe { $crate::glue::vfs::punch_hole::<$t>(sb, inode, start, end) }
+        }
+
+        /// Trampoline: `fallocate` mode 0.
+        #[unsafe(no_mangle)]
+        extern "C" fn emfs_vfs_allocate(
+            sb: *mut ::kernel::bindings::super_block,
+            inode: *mut ::kernel::ffi::c_void,
+            start: u64,
+            end: u64,
+        ) -> ::kernel::ffi::c_int {
+            // SAFETY: As for `emfs_vfs_fsync`.
+            unsafe { $crate::glue::vfs::allocate::<$t>(sb, inode, start, end) }
+        }
+
+        /// Trampoline: FIEMAP.
+        #[unsafe(no_mangle)]
+        extern "C" fn emfs_vfs_fiemap(
+            sb: *mut ::kernel::bindings::super_block,
+            inode: *mut ::kernel::ffi::c_void,
+            size: u64,
+            start: u64,
+            len: u64,
+            mapping: *mut ::kernel::ffi::c_void,
+            fi: *mut ::kernel::ffi::c_void,
+        ) -> ::kernel::ffi::c_int {
+            // SAFETY: Called by rust/vfs.c with a mounted superblock, the
+            // data of a live regular inode of it, its mapping and a request
+            // prepared by `fiemap_prep()`.
+            unsafe { $crate::glue::vfs::fiemap::<$t>(sb, inode, size, start, len, mapping, fi) }
+        }
+
+        /// Trampoline: `SEEK_DATA` and `SEEK_HOLE`.
+        #[unsafe(no_mangle)]
+        extern "C" fn emfs_vfs_seek(
+            sb: *mut ::kernel::bindings::super_block,
+            inode: *mut ::kernel::ffi::c_void,
+            size: u64,
+            offset: u64,
+            want_data: bool,
+            mapping: *mut ::kernel::ffi::c_void,
+            out: *mut u64,
+        ) -> ::kernel::ffi::c_int {
+            // SAFETY: Called by rust/vfs.c with a mounted superblock, the
+            // data of a live regular inode of it, its mapping and a slot for
+            // the answer.
+            unsafe {
+                $crate::glue::vfs::seek::<$t>(sb, inode, size, offset, want_data, mapping, out)
+            }
+        }
     };
 }
 pub(crate) use filesystem;
@@ -276,6 +620,7 @@ pub(crate) unsafe fn fill_super<T: FileSystem>(
     sb: *mut bindings::super_block,
     opts: *mut c_void,
 ) -> c_int {
+    const { assert!(1usize << T::BLOCKSIZE_BITS == BLOCK_SIZE) };
     // SAFETY: As the caller promises; only read here.
     let Some(opts) = (unsafe { opts.cast::<T::Options>().as_ref() }) else {
         return EINVAL.to_errno();
@@ -291,11 +636,14 @@ pub(crate) unsafe fn fill_super<T: FileSystem>(
         (*sb).s_magic = T::MAGIC as usize;
         (*sb).s_blocksize_bits = T::BLOCKSIZE_BITS;
         (*sb).s_blocksize = 1 << T::BLOCKSIZE_BITS;
-        (*sb).s_maxbytes = i64::MAX;
         (*sb).s_time_gran = 1;
     }
-    // SAFETY: `sb` is valid; the helper points `s_op` at rust/vfs.c's table.
-    unsafe { ffi::emfs_sb_set_ops(sb.cast()) };
+    // SAFETY: `sb` is valid; the helper points `s_op` at rust/vfs.c's
+    // table, sets `s_maxbytes` and gives it a backing_dev_info.
+    let ret = unsafe { ffi::emfs_sb_init(sb.cast()) };
+    if ret != 0 {
+        return ret;
+    }
 
     // The root directory.
     // SAFETY: `sb` is a valid superblock being filled.
@@ -396,4 +744,214 @@ pub(crate) unsafe fn show_options<T: FileSystem>(
     // SAFETY: `m` is valid for the duration of the call.
     T::show_options(data, unsafe { SeqFile::from_raw(m) });
     0
+}
+
+/// The data of a live inode.
+///
+/// # Safety
+///
+/// `inode` came from [`new_inode_data`] and has not been dropped.
+unsafe fn inode_data<'a, T: FileSystem>(inode: *mut c_void) -> &'a T::InodeData {
+    // SAFETY: As the caller promises.
+    unsafe { &*inode.cast::<T::InodeData>() }
+}
+
+fn errno(r: Result) -> c_int {
+    match r {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// # Safety
+///
+/// `sb` is a mounted superblock of this filesystem.
+pub(crate) unsafe fn reserve<T: FileSystem>(sb: *mut bindings::super_block, blocks: u64) -> c_int {
+    // SAFETY: As the caller promises.
+    errno(T::reserve(unsafe { data::<T>(sb) }, blocks))
+}
+
+/// # Safety
+///
+/// `sb` is a mounted superblock of this filesystem.
+pub(crate) unsafe fn unreserve<T: FileSystem>(sb: *mut bindings::super_block, blocks: u64) {
+    // SAFETY: As the caller promises.
+    T::unreserve(unsafe { data::<T>(sb) }, blocks)
+}
+
+/// # Safety
+///
+/// `sb` is a mounted superblock of this filesystem, `inode` the data of
+/// one of its live inodes, and `dst` the mapped contents of a locked folio
+/// of [`BLOCK_SIZE`] bytes, not uptodate (so no one else reads or writes
+/// it).
+pub(crate) unsafe fn read_block<T: FileSystem>(
+    sb: *mut bindings::super_block,
+    inode: *mut c_void,
+    pos: u64,
+    size: u64,
+    dst: *mut u8,
+) -> c_int {
+    // SAFETY: As the caller promises, `dst` is ours alone for the call.
+    let dst = unsafe { &mut *dst.cast::<BlockBuf>() };
+    // SAFETY: As the caller promises.
+    let (data, inode) = unsafe { (data::<T>(sb), inode_data::<T>(inode)) };
+    errno(T::read_block(data, inode, pos, size, dst))
+}
+
+/// # Safety
+///
+/// `sb` is a mounted superblock of this filesystem, `inode` the data of
+/// one of its live inodes, `folios` `nr` folios of it locked by the caller
+/// for the call, one block each and consecutive from `pos`, and `wb` valid
+/// for a write.
+pub(crate) unsafe fn write_back<T: FileSystem>(
+    sb: *mut bindings::super_block,
+    inode: *mut c_void,
+    pos: u64,
+    folios: *const *mut c_void,
+    nr: u32,
+    wb: *mut *mut c_void,
+) -> c_int {
+    // SAFETY: As the caller promises.
+    let folios = unsafe { core::slice::from_raw_parts(folios, nr as usize) };
+    // INVARIANT: The caller holds the folios locked during the call.
+    let folios = WritebackFolios { folios };
+    // SAFETY: As the caller promises.
+    let (data, inode) = unsafe { (data::<T>(sb), inode_data::<T>(inode)) };
+    match T::write_back(data, inode, pos, &folios).and_then(|w| Ok(KBox::new(w, GFP_KERNEL)?)) {
+        Ok(w) => {
+            // SAFETY: `wb` is valid for a write.
+            unsafe { wb.write(KBox::into_raw(w).cast()) };
+            0
+        }
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// # Safety
+///
+/// As for [`write_back`], and `wb` is what a successful [`write_back`] of
+/// the inode stored, passed once.
+pub(crate) unsafe fn finish_write_back<T: FileSystem>(
+    sb: *mut bindings::super_block,
+    inode: *mut c_void,
+    wb: *mut c_void,
+) {
+    // SAFETY: As the caller promises.
+    let wb = unsafe { KBox::from_raw(wb.cast::<T::Writeback>()) };
+    // SAFETY: As the caller promises.
+    let (data, inode) = unsafe { (data::<T>(sb), inode_data::<T>(inode)) };
+    T::finish_write_back(data, inode, KBox::into_inner(wb));
+}
+
+/// # Safety
+///
+/// `sb` is a mounted superblock of this filesystem and `inode` the data of
+/// one of its live inodes.
+pub(crate) unsafe fn fsync<T: FileSystem>(
+    sb: *mut bindings::super_block,
+    inode: *mut c_void,
+) -> c_int {
+    // SAFETY: As the caller promises.
+    let (data, inode) = unsafe { (data::<T>(sb), inode_data::<T>(inode)) };
+    errno(T::fsync(data, inode))
+}
+
+/// # Safety
+///
+/// As for [`fsync`].
+pub(crate) unsafe fn truncate<T: FileSystem>(
+    sb: *mut bindings::super_block,
+    inode: *mut c_void,
+    size: u64,
+) -> c_int {
+    // SAFETY: As the caller promises.
+    let (data, inode) = unsafe { (data::<T>(sb), inode_data::<T>(inode)) };
+    errno(T::truncate(data, inode, size))
+}
+
+/// # Safety
+///
+/// As for [`fsync`].
+pub(crate) unsafe fn punch_hole<T: FileSystem>(
+    sb: *mut bindings::super_block,
+    inode: *mut c_void,
+    start: u64,
+    end: u64,
+) -> c_int {
+    // SAFETY: As the caller promises.
+    let (data, inode) = unsafe { (data::<T>(sb), inode_data::<T>(inode)) };
+    errno(T::punch_hole(data, inode, start, end))
+}
+
+/// # Safety
+///
+/// As for [`fsync`].
+pub(crate) unsafe fn allocate<T: FileSystem>(
+    sb: *mut bindings::super_block,
+    inode: *mut c_void,
+    start: u64,
+    end: u64,
+) -> c_int {
+    // SAFETY: As the caller promises.
+    let (data, inode) = unsafe { (data::<T>(sb), inode_data::<T>(inode)) };
+    errno(T::allocate(data, inode, start, end))
+}
+
+/// # Safety
+///
+/// As for [`fsync`]; `mapping` is the inode's mapping and `fi` a request
+/// prepared by `fiemap_prep()`, both valid for the call.
+pub(crate) unsafe fn fiemap<T: FileSystem>(
+    sb: *mut bindings::super_block,
+    inode: *mut c_void,
+    size: u64,
+    start: u64,
+    len: u64,
+    mapping: *mut c_void,
+    fi: *mut c_void,
+) -> c_int {
+    // INVARIANT: Both are valid for the call, as the caller promises.
+    let mapping = Mapping {
+        ptr: mapping,
+        _p: PhantomData,
+    };
+    let mut fi = Fiemap {
+        ptr: fi,
+        _p: PhantomData,
+    };
+    // SAFETY: As the caller promises.
+    let (data, inode) = unsafe { (data::<T>(sb), inode_data::<T>(inode)) };
+    errno(T::fiemap(data, inode, size, start, len, &mapping, &mut fi))
+}
+
+/// # Safety
+///
+/// As for [`fsync`]; `mapping` is the inode's mapping, valid for the call,
+/// and `out` is valid for a write.
+pub(crate) unsafe fn seek<T: FileSystem>(
+    sb: *mut bindings::super_block,
+    inode: *mut c_void,
+    size: u64,
+    offset: u64,
+    want_data: bool,
+    mapping: *mut c_void,
+    out: *mut u64,
+) -> c_int {
+    // INVARIANT: Valid for the call, as the caller promises.
+    let mapping = Mapping {
+        ptr: mapping,
+        _p: PhantomData,
+    };
+    // SAFETY: As the caller promises.
+    let (data, inode) = unsafe { (data::<T>(sb), inode_data::<T>(inode)) };
+    match T::seek(data, inode, size, offset, want_data, &mapping) {
+        Ok(pos) => {
+            // SAFETY: `out` is valid for a write.
+            unsafe { out.write(pos) };
+            0
+        }
+        Err(e) => e.to_errno(),
+    }
 }
