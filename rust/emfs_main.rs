@@ -60,6 +60,7 @@ struct Emfs {
     // the directories they use.
     _fs: glue::vfs::Registration<fs::Emfs>,
     _synthetic: Pin<KBox<File<synthetic::Synthetic>>>,
+    _live: Pin<KBox<File<()>>>,
     _bench: Pin<KBox<File<Mutex<bench::BenchResults>>>>,
     _bench_shrinker: Pin<KBox<File<Mutex<bench::ShrinkResults>>>>,
     _debugfs: Dir,
@@ -102,6 +103,15 @@ fn bench_shrinker_store(
     results.lock().run(&sizes[..n])
 }
 
+/// `/sys/kernel/debug/emfs/live`: the module's live objects, all zero once
+/// every filesystem is unmounted and every owner removed.
+fn show_live(_: &(), f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    writeln!(f, "extent_maps {}", extent_map::live_maps())?;
+    writeln!(f, "owners {}", shrinker::live_owners())?;
+    writeln!(f, "mounts {}", fs::live_mounts())?;
+    writeln!(f, "files {}", fs::live_files())
+}
+
 impl kernel::Module for Emfs {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let proc_root = glue::proc::ProcDir::new(c"fs/emfs", None)?;
@@ -133,11 +143,16 @@ impl kernel::Module for Emfs {
             ),
             GFP_KERNEL,
         )?;
+        let live = KBox::pin_init(
+            debugfs.read_callback_file(c"live", (), &show_live),
+            GFP_KERNEL,
+        )?;
         let fs = glue::vfs::Registration::new()?;
         pr_info!("loaded\n");
         Ok(Emfs {
             _fs: fs,
             _synthetic: synthetic,
+            _live: live,
             _bench: bench,
             _bench_shrinker: bench_shrinker,
             _debugfs: debugfs,

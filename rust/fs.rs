@@ -62,6 +62,21 @@ use kernel::{
     },
 };
 
+/// Mounted emfs superblocks alive.
+static LIVE_MOUNTS: Atomic<i64> = Atomic::new(0);
+/// Regular files alive (their [`FileMap`]s).
+static LIVE_FILES: Atomic<i64> = Atomic::new(0);
+
+/// Mounts alive in the module.
+pub(crate) fn live_mounts() -> i64 {
+    LIVE_MOUNTS.load(Relaxed)
+}
+
+/// Regular file inodes alive in the module.
+pub(crate) fn live_files() -> i64 {
+    LIVE_FILES.load(Relaxed)
+}
+
 /// `s_magic`: "emfs".
 pub(crate) const EMFS_MAGIC: u32 = 0x656d_6673;
 const BLOCKSIZE_BITS: u8 = 12;
@@ -115,9 +130,16 @@ impl EmfsInode {
     }
 }
 
+impl Drop for EmfsSb {
+    fn drop(&mut self) {
+        LIVE_MOUNTS.add(-1, Relaxed);
+    }
+}
+
 impl Drop for EmfsInode {
     fn drop(&mut self) {
         if let Some(f) = self.file.take() {
+            LIVE_FILES.add(-1, Relaxed);
             // The page cache is gone: nothing is dirty or in flight.
             if let Err(e) = f.map.punch(&f.disk, 0, u64::MAX) {
                 pr_err!("ino {}: blocks not freed: {:?}\n", f.map.cache().ino(), e);
@@ -194,6 +216,7 @@ impl FileSystem for Emfs {
         let disk = Arc::pin_init(Disk::new(size / BLOCKSIZE), GFP_KERNEL)?;
         let owner = EmOwnerRegistration::new(BLOCKSIZE as u32, true)?;
         pr_info!("mounted: owner {}, {} bytes\n", owner.owner().id(), size);
+        LIVE_MOUNTS.add(1, Relaxed);
         Ok(EmfsSb {
             size,
             disk,
@@ -211,6 +234,7 @@ impl FileSystem for Emfs {
         let map = KBox::pin_init(FileMap::new(em), GFP_KERNEL).inspect_err(|_| {
             let _ = owner.remove_inode(ino);
         })?;
+        LIVE_FILES.add(1, Relaxed);
         Ok(EmfsInode {
             file: Some(RegularFile {
                 owner,

@@ -1,0 +1,66 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# Shared by the VM scenarios: sourced, never run.
+#
+#   check WHAT CMD...   run CMD; print "ok: WHAT" or "not ok: WHAT" and
+#                       remember the failure in $fail
+#   stat_of FILE KEY    the value of KEY in an emfs /proc stats file
+#   emfs_mount DIR OPTS mount emfs on DIR; sets $id, $stats and $shrinker
+#   wait_for SECS CMD   poll CMD every 0.1 s until it succeeds
+#   shrink_all          make the mount's shrinker evict every map it can,
+#                       and wait for its worker
+#   kmemleak_check      age, scan and report kmemleak (fails on a report)
+
+fail=0
+testing_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+note() { echo "$*"; }
+
+check() {
+	local what=$1
+	shift
+	if "$@"; then note "ok: $what"; else note "not ok: $what"; fail=1; fi
+}
+
+stat_of() { awk -v k="$2" '$1 == k { print $2 }' "$1"; }
+
+emfs_mount() {
+	local dir=$1 opts=$2
+	mkdir -p "$dir"
+	mount -t emfs -o "$opts" none "$dir" || return 1
+	id=$(dmesg | sed -n 's/.*emfs: mounted: owner \([0-9]*\),.*/\1/p' | tail -1)
+	stats=/proc/fs/emfs/$id/stats
+	shrinker=$(ls -d /sys/kernel/debug/shrinker/emfs-extent-map:"$id"-* | head -1)
+}
+
+wait_for() {
+	local secs=$1 i
+	shift
+	for ((i = 0; i < secs * 10; i++)); do
+		"$@" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# The maps left are pinned (writeback in flight) or on the modified list.
+shrink_all() {
+	local runs
+	runs=$(stat_of "$stats" shrinker_runs)
+	echo "0 0 1000000" >"$shrinker/scan"
+	wait_for 30 test "$(stat_of "$stats" shrinker_runs)" -gt "$runs"
+}
+
+kmemleak_check() {
+	local km=/sys/kernel/debug/kmemleak
+	sleep 6
+	echo scan >"$km"
+	echo scan >"$km"
+	if [ -s "$km" ]; then
+		cat "$km"
+		note "not ok: kmemleak clean"
+		fail=1
+	else
+		note "ok: kmemleak clean"
+	fi
+}
