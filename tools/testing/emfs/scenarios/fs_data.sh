@@ -1,0 +1,93 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# The data path end to end: write, sync, drop the page cache and every
+# extent map, read back with equal checksums while the misses counter
+# shows the maps were reloaded from the records. Then the errors: a full
+# disk gives ENOSPC and stays consistent and usable once files are
+# deleted; unsupported fallocate modes give EOPNOTSUPP; rmmod while
+# mounted gives EBUSY; umount frees everything.
+
+set -u
+. "$(dirname "$0")/../lib.sh"
+
+echo clear >/sys/kernel/debug/kmemleak
+insmod "$EMFS_KO" || exit 1
+mnt=$EMFS_SCRATCH/mnt
+check "mount" emfs_mount "$mnt" size=64M
+cd "$mnt" || exit 1
+
+# A sequential file, and a fragmented one written back to front in 4k
+# pieces with fsyncs between, so that it has many extents.
+dd if=/dev/urandom of=seq bs=1M count=8 status=none
+head -c 1M /dev/urandom >/tmp/frag.src
+cmds=()
+for ((i = 255; i >= 0; i -= 2)); do
+	cmds+=(-c "pwrite -q -i /tmp/frag.src -s $((i * 4096)) $((i * 4096)) 4k" -c fsync)
+done
+for ((i = 254; i >= 0; i -= 2)); do
+	cmds+=(-c "pwrite -q -i /tmp/frag.src -s $((i * 4096)) $((i * 4096)) 4k")
+done
+xfs_io -f "${cmds[@]}" frag
+check "fragmented file has many extents" test "$(python3 "$testing_dir/fiemap.py" -s frag | wc -l)" -ge 100
+sums=$(sha256sum seq frag)
+check "frag equals its source" test "$(sha256sum <frag)" = "$(sha256sum </tmp/frag.src)"
+sync
+cat "$stats"
+
+# Drop the page cache and every map, read back.
+echo 1 >/proc/sys/vm/drop_caches
+shrink_all
+check "no maps cached" test "$(stat_of "$stats" maps_cached)" -eq 0
+misses=$(stat_of "$stats" misses)
+check "checksums after drop" test "$(sha256sum seq frag)" = "$sums"
+cat "$stats"
+check "misses rose: maps reloaded" test "$(stat_of "$stats" misses)" -ge $((misses + 100))
+check "maps cached again" test "$(stat_of "$stats" maps_cached)" -gt 0
+
+# statfs reports real usage: 8M + 1M written, in 4k blocks.
+used=$(($(stat -f -c '%b - %f' .)))
+check "statfs: 2304 blocks used" test "$used" -eq 2304
+
+# Overwrite in place is copy on write: the old blocks come back.
+dd if=/dev/urandom of=seq bs=1M count=8 conv=notrunc,fsync status=none
+check "statfs after overwrite: still 2304 used" test "$(($(stat -f -c '%b - %f' .)))" -eq 2304
+
+# A full disk: ENOSPC at write time, nothing lost, usable after rm.
+if dd if=/dev/zero of=big bs=1M count=100 status=none 2>/tmp/dd.err; then
+	note "not ok: writing 100M to a 64M disk succeeded"
+	fail=1
+fi
+check "ENOSPC" grep -q "No space left on device" /tmp/dd.err
+check "statfs: no block free" test "$(stat -f -c %a .)" -eq 0
+check "sync after ENOSPC" sync
+check "frag intact on a full disk" test "$(sha256sum <frag)" = "$(sha256sum </tmp/frag.src)"
+check "fsync on a full disk" xfs_io -c fsync big
+check "rm" rm big seq
+check "space back" test "$(($(stat -f -c '%b - %f' .)))" -eq 256
+check "write after rm" dd if=/dev/zero of=again bs=1M count=16 conv=fsync status=none
+echo 1 >/proc/sys/vm/drop_caches
+check "frag intact after all" test "$(sha256sum <frag)" = "$(sha256sum </tmp/frag.src)"
+
+# fallocate: mode 0 and KEEP_SIZE and PUNCH_HOLE work; the others are
+# EOPNOTSUPP.
+for mode in "fzero 0 4k" "fcollapse 0 4k" "finsert 0 4k" "funshare 0 4k"; do
+	out=$(xfs_io -c "$mode" frag 2>&1)
+	check "fallocate ${mode%% *}: EOPNOTSUPP" grep -q "Operation not supported" <<<"$out"
+done
+check "falloc 1M" xfs_io -f -c "falloc 0 1m" pre
+check "prealloc reads as zeroes" cmp -n 1048576 pre /dev/zero
+check "falloc -k keeps the size" sh -c "xfs_io -c 'falloc -k 1m 1m' pre && test \$(stat -c %s pre) -eq 1048576"
+check "fpunch" xfs_io -c "fpunch 1000 10000" frag
+check "punched range reads as zeroes" cmp -n 10000 -i 1000:0 frag /dev/zero
+check "around the hole intact" cmp -n 1000 frag /tmp/frag.src
+check "after the hole intact" cmp -i 11000 frag /tmp/frag.src
+
+check "rmmod refused while mounted" sh -c '! rmmod emfs 2>/dev/null'
+cd /
+check "umount" umount "$mnt"
+cat /sys/kernel/debug/emfs/live
+check "live objects: none" test "$(awk '{ s += $2 } END { print s }' /sys/kernel/debug/emfs/live)" -eq 0
+check "rmmod" rmmod emfs
+kmemleak_check
+exit $fail
