@@ -16,8 +16,9 @@ SUITE ?=
 SCENARIO ?=
 # make vm-run SCRIPT=path/to/script.sh
 SCRIPT ?=
-# make bench SIZES=1000,100000
+# make bench SIZES=1000,100000 FS_MB=256
 SIZES ?= 1000,100000,1000000
+FS_MB ?= 256
 
 .PHONY: all help setup kernel module run check vm-run vm-shell bench lint \
 	docs fmt clippy rustfmt checkpatch clean
@@ -32,7 +33,7 @@ help:
 	@echo '  module           build emfs.ko (set-up and dev kernel on first use)'
 	@echo '  vm-run SCRIPT=f  run script f as root in the VM, exit with its status'
 	@echo '  vm-shell         interactive shell in the VM'
-	@echo '  bench            extent map benchmark (SIZES=1000,100000,1000000)'
+	@echo '  bench            extent map, shrinker and fio benchmarks (SIZES=..., FS_MB=256)'
 	@echo '  lint             rustfmt check, CLIPPY=1 build, checkpatch'
 	@echo '  fmt              format the Rust sources'
 	@echo '  docs             build Documentation/ with Sphinx into out/docs'
@@ -68,7 +69,8 @@ vm-shell: module
 	@tools/vm/run --shell
 
 bench: module
-	@EMFS_VM_CMDLINE="kmemleak=off emfs_bench_sizes=$(SIZES)" tools/vm/run --timeout 1800 \
+	@EMFS_VM_CMDLINE="kmemleak=off emfs_bench_sizes=$(SIZES) emfs_bench_fs_mb=$(FS_MB)" \
+		tools/vm/run --timeout 1800 \
 		tools/bench/bench.sh
 
 lint: rustfmt clippy checkpatch docs

@@ -21,4 +21,6 @@ echo "== shrinker benchmark"
 echo "scan/count in ns per call; p99 lookup latency in ns, idle and while the worker runs"
 echo "${sizes//,/ }" >"$dir/bench_shrinker"
 tee "$out/bench-shrinker.txt" <"$dir/bench_shrinker"
+echo
+"$(dirname "$0")/fs.sh"
 rmmod emfs

@@ -2,11 +2,18 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # The guest side of 'make run': load emfs, show what its KUnit suites
-# reported, fill the extent map cache of a synthetic owner, make its
+# reported; mount emfs, write a fragmented file, show it with filefrag,
+# read it back, squeeze the extent map cache through the shrinker, show
+# the counters and trace events, and read again to show the misses that
+# reloaded the maps. Then fill the cache of a synthetic owner, make its
 # shrinker scan, and show the counters and trace events that record it.
 
 set -eu
 stat_of() { awk -v k="$2" '$1 == k { print $2 }' "$1"; }
+show_stats() {
+	echo "  $stats:"
+	awk '{ printf "    %-22s %8s%s", $1, $2, NR % 3 ? "" : "\n" } END { if (NR % 3) print "" }' "$stats"
+}
 
 echo "== insmod $EMFS_KO"
 insmod "$EMFS_KO"
@@ -18,6 +25,62 @@ for dir in /sys/kernel/debug/kunit/emfs_*; do
 	fail=$(grep -c '^    not ok ' "$dir/results" || true)
 	printf '  %-24s %3d passed, %d failed\n' "$suite" "$pass" "$fail"
 done
+
+tracing=/sys/kernel/tracing
+mnt=/tmp/emfs
+echo
+echo "== mount -t emfs -o size=64M none $mnt"
+mkdir -p "$mnt"
+mount -t emfs -o size=64M none "$mnt"
+grep " $mnt " /proc/mounts | sed 's/^/  /'
+id=$(dmesg | sed -n 's/.*emfs: mounted: owner \([0-9]*\),.*/\1/p' | tail -1)
+stats=/proc/fs/emfs/$id/stats
+shrinker=$(ls -d /sys/kernel/debug/shrinker/emfs-extent-map:"$id"-* | head -1)
+
+echo
+echo "== a fragmented file: 2 MiB written back to front in 64 KiB pieces, each"
+echo "   written back before the next, so that first-fit allocation scatters it"
+head -c 2M /dev/urandom >/tmp/src
+xfs_io -f -c "pwrite -q 0 4k" -c fsync "$mnt/spacer" >/dev/null
+# Between pieces, another file takes the next block, so that neighbours
+# in the file are not neighbours on disk.
+for ((i = 31; i >= 0; i--)); do
+	xfs_io -c "pwrite -q -i /tmp/src -s $((i * 65536)) $((i * 65536)) 64k" -c fsync "$mnt/file" 2>/dev/null ||
+		xfs_io -f -c "pwrite -q -i /tmp/src -s $((i * 65536)) $((i * 65536)) 64k" -c fsync "$mnt/file"
+	xfs_io -c "pwrite -q $(((31 - i) * 4096)) 4k" -c fsync "$mnt/spacer"
+done
+echo "  filefrag -v $mnt/file (first extents):"
+filefrag -v "$mnt/file" | sed -n '1,8p' | sed 's/^/    /'
+echo "    ..."
+filefrag "$mnt/file" | sed 's/^/  /'
+echo "  read back: $(cmp -s /tmp/src "$mnt/file" && echo "equal to what was written" || echo DIFFERENT)"
+show_stats
+
+echo
+echo "== squeeze: drop the page cache, then a full scan of the mount's shrinker"
+echo 1 >"$tracing/events/emfs/enable"
+echo >"$tracing/trace"
+echo 1 >/proc/sys/vm/drop_caches
+runs=$(stat_of "$stats" shrinker_runs)
+echo "0 0 100000" >"$shrinker/scan"
+for _ in $(seq 100); do
+	[ "$(stat_of "$stats" shrinker_runs)" -gt "$runs" ] && break
+	sleep 0.1
+done
+grep -E "scan_(enter|exit)" "$tracing/trace" | sed 's/^ */  /'
+echo "  $(grep -c em_shrinker_remove_em "$tracing/trace") em_shrinker_remove_em events"
+show_stats
+
+echo
+echo "== read again: every map is reloaded from the extent records on a miss"
+misses=$(stat_of "$stats" misses)
+echo >"$tracing/trace"
+echo "  read back: $(cmp -s /tmp/src "$mnt/file" && echo "equal to what was written" || echo DIFFERENT)"
+echo 0 >"$tracing/events/emfs/enable"
+echo "  misses: $misses -> $(stat_of "$stats" misses); em_cache_miss events:"
+grep -m4 em_cache_miss "$tracing/trace" | sed 's/^ */    /'
+echo "    ... $(grep -c em_cache_miss "$tracing/trace") in all"
+umount "$mnt"
 
 echo
 echo "== fill the cache: 32 inodes of 1000 extent maps"
@@ -31,7 +94,6 @@ sed 's/^/  /' "$stats"
 
 echo
 echo "== the shrinker at work: three scans of 4000 maps"
-tracing=/sys/kernel/tracing
 echo 1 >"$tracing/events/emfs/em_shrinker_scan_enter/enable"
 echo 1 >"$tracing/events/emfs/em_shrinker_scan_exit/enable"
 echo 1 >"$tracing/events/emfs/em_shrinker_remove_em/enable"

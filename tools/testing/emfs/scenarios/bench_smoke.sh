@@ -50,5 +50,18 @@ for bad in "10" "x" "99999999999"; do
 	fi
 done
 
+# The filesystem benchmark, small: three fio jobs on emfs and tmpfs, two
+# cold-cache rows, every figure positive.
+emfs_bench_fs_mb=8 "$(dirname "$0")/../../../bench/fs.sh" >/tmp/fs.out 2>&1 || fail=1
+cat /tmp/fs.out
+for job in "4k random read" "sequential read" "sequential write" "seqread (128k)" "randread (4k)"; do
+	if grep -q "^$job " /tmp/fs.out && grep "^$job " /tmp/fs.out | awk '{ for (i = NF - 2; i <= NF; i++) if ($i + 0 <= 0) exit 1 }'; then
+		echo "ok: fs benchmark row '$job'"
+	else
+		echo "not ok: fs benchmark row '$job'"
+		fail=1
+	fi
+done
+
 rmmod emfs
 exit $fail

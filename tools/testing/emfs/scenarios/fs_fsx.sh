@@ -1,0 +1,82 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# fsx on emfs: reads, writes, mmap reads and writes, truncate, fallocate,
+# punch hole, fsync, fadvise, sendfile and copy_file_range, with fixed
+# seeds, two files at a time (tools/testing/emfs/fsx/emfs.toml). Once
+# plain, and once while another process forces the shrinker continuously
+# through its debugfs scan file and /proc/sys/vm/drop_caches. Any
+# miscompare fails; the operations run are counted.
+
+set -u
+. "$(dirname "$0")/../lib.sh"
+
+ops=${EMFS_FSX_OPS:-25000}
+conf=$testing_dir/fsx/emfs.toml
+echo clear >/sys/kernel/debug/kmemleak
+insmod "$EMFS_KO" || exit 1
+mnt=$EMFS_SCRATCH/mnt
+check "mount" emfs_mount "$mnt" size=256M
+work=/tmp/fsx
+mkdir -p "$work"
+
+total=0
+# run_fsx NAME SEED...: one fsx per seed, in parallel, on NAME.SEED.
+run_fsx() {
+	local name=$1 seed pids=() rc=0 i=0
+	shift
+	for seed in "$@"; do
+		fsx -f "$conf" -N "$ops" -S "$seed" -P "$work" "$mnt/$name.$seed" \
+			>"$work/$name.$seed.out" 2>&1 &
+		pids+=($!)
+	done
+	for seed in "$@"; do
+		if wait "${pids[$i]}" && grep -q "All operations completed A-OK" "$work/$name.$seed.out"; then
+			note "ok: fsx $name seed $seed: $ops operations"
+			total=$((total + ops))
+		else
+			note "not ok: fsx $name seed $seed"
+			grep -m1 -B2 -A30 "ERROR" "$work/$name.$seed.out" | head -60
+			rc=1
+		fi
+		i=$((i + 1))
+	done
+	return $rc
+}
+
+start=$(date +%s)
+run_fsx plain 1 2 || fail=1
+note "plain: $(($(date +%s) - start)) s"
+cat "$stats"
+
+# The pressure: a full scan of the mount's shrinker and a drop of the page
+# cache and slab caches, back to back.
+runs=$(stat_of "$stats" shrinker_runs)
+freed=$(stat_of "$stats" shrinker_freed)
+misses=$(stat_of "$stats" misses)
+(
+	while :; do
+		echo "0 0 100000" >"$shrinker/scan"
+		echo 3 >/proc/sys/vm/drop_caches
+		sleep 0.05
+	done
+) >/dev/null 2>&1 &
+squeezer=$!
+start=$(date +%s)
+run_fsx pressure 3 4 || fail=1
+note "under pressure: $(($(date +%s) - start)) s"
+kill "$squeezer"
+wait "$squeezer" 2>/dev/null
+cat "$stats"
+note "shrinker runs $(($(stat_of "$stats" shrinker_runs) - runs)), maps freed $(($(stat_of "$stats" shrinker_freed) - freed)), misses $(($(stat_of "$stats" misses) - misses)) under pressure"
+check "the shrinker ran under pressure" test "$(stat_of "$stats" shrinker_runs)" -gt $((runs + 10))
+check "it freed maps" test "$(stat_of "$stats" shrinker_freed)" -gt "$freed"
+check "maps were reloaded" test "$(stat_of "$stats" misses)" -gt "$misses"
+note "fsx operations: $total"
+check "at least 100000 operations" test "$total" -ge 100000
+
+check "umount" umount "$mnt"
+check "live objects: none" test "$(awk '{ s += $2 } END { print s }' /sys/kernel/debug/emfs/live)" -eq 0
+check "rmmod" rmmod emfs
+kmemleak_check
+exit $fail
