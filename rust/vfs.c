@@ -121,6 +121,12 @@ static struct inode *emfs_get_inode(struct super_block *sb,
 		inode->i_fop = &emfs_file_ops;
 		inode->i_mapping->a_ops = &emfs_aops;
 	}
+	/*
+	 * Hashed, unlike ramfs's: __mark_inode_dirty() puts only hashed
+	 * inodes on the writeback lists, and emfs's page cache must reach
+	 * the disk through the flusher and sync(2), not only through fsync.
+	 */
+	insert_inode_hash(inode);
 	return inode;
 }
 

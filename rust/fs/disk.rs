@@ -28,7 +28,13 @@ use kernel::{
         RBTree,
         RBTreeNodeReservation, //
     },
-    sync::Mutex,
+    sync::{
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
+        Mutex,
+    },
     xarray::{
         self,
         XArray, //
@@ -45,18 +51,23 @@ pub(crate) type Block = [u8; BLOCK_SIZE];
 ///
 /// # Invariants
 ///
-/// `reserved <= nr_free`, and `nr_free` is the sum of the extents' lengths.
+/// `nr_free` is the sum of the extents' lengths.
 struct FreeSpace {
     extents: RBTree<u64, u64>,
     nr_free: u64,
-    /// Free blocks promised to dirty page cache.
-    reserved: u64,
 }
 
 /// A simulated disk.
+///
+/// # Invariants
+///
+/// `available <= free.nr_free`: the free blocks not reserved. Reserving
+/// only lowers it, without the lock (it is on the path of every write);
+/// everything else changes it under `free`.
 #[pin_data]
 pub(crate) struct Disk {
     nr_blocks: u64,
+    available: Atomic<u64>,
     #[pin]
     free: Mutex<FreeSpace>,
     #[pin]
@@ -77,12 +88,12 @@ impl Disk {
         };
         try_pin_init!(Self {
             nr_blocks,
+            available: Atomic::new(free_blocks),
             free <- {
                 first?;
                 new_mutex!(FreeSpace {
                     extents,
                     nr_free: free_blocks,
-                    reserved: 0,
                 })
             },
             data <- XArray::new(xarray::AllocKind::Alloc),
@@ -96,39 +107,40 @@ impl Disk {
 
     /// Number of free blocks neither allocated nor reserved.
     pub(crate) fn nr_available(&self) -> u64 {
-        let free = self.free.lock();
-        free.nr_free - free.reserved
+        self.available.load(Relaxed)
     }
 
     /// Number of reserved blocks.
     pub(crate) fn nr_reserved(&self) -> u64 {
-        self.free.lock().reserved
+        let free = self.free.lock();
+        free.nr_free - self.available.load(Relaxed)
     }
 
     /// Reserves `nr` free blocks for a later [`Disk::alloc_reserved`].
-    /// `ENOSPC` if fewer are available.
+    /// `ENOSPC` if fewer are available. Lock free.
     pub(crate) fn reserve(&self, nr: u64) -> Result {
-        let mut free = self.free.lock();
-        if nr > free.nr_free - free.reserved {
-            return Err(ENOSPC);
+        let mut cur = self.available.load(Relaxed);
+        loop {
+            if nr > cur {
+                return Err(ENOSPC);
+            }
+            match self.available.cmpxchg(cur, cur - nr, Relaxed) {
+                Ok(_) => return Ok(()),
+                Err(now) => cur = now,
+            }
         }
-        free.reserved += nr;
-        Ok(())
     }
 
     /// Gives back `nr` reserved blocks; more than are reserved is a
     /// bookkeeping bug, refused with `EINVAL`.
     pub(crate) fn unreserve(&self, nr: u64) -> Result {
-        let mut free = self.free.lock();
-        if nr > free.reserved {
-            pr_err!(
-                "disk: unreserving {} of {} reserved blocks\n",
-                nr,
-                free.reserved
-            );
+        let free = self.free.lock();
+        let reserved = free.nr_free - self.available.load(Relaxed);
+        if nr > reserved {
+            pr_err!("disk: unreserving {} of {} reserved blocks\n", nr, reserved);
             return Err(EINVAL);
         }
-        free.reserved -= nr;
+        self.available.add(nr, Relaxed);
         Ok(())
     }
 
@@ -136,25 +148,23 @@ impl Disk {
     /// `out` as `(start, len)`. All or nothing: `ENOSPC` if fewer than `nr`
     /// blocks are available, `ENOMEM` if `out` cannot grow.
     pub(crate) fn alloc(&self, nr: u64, out: &mut KVec<(u64, u64)>) -> Result {
-        self.alloc_from(nr, false, out)
+        self.reserve(nr)?;
+        self.alloc_reserved(nr, out).inspect_err(|_| {
+            self.available.add(nr, Relaxed);
+        })
     }
 
     /// Allocates `nr` blocks reserved by [`Disk::reserve`], as
     /// [`Disk::alloc`] does. `ENOSPC` if fewer are reserved.
     pub(crate) fn alloc_reserved(&self, nr: u64, out: &mut KVec<(u64, u64)>) -> Result {
-        self.alloc_from(nr, true, out)
-    }
-
-    fn alloc_from(&self, nr: u64, reserved: bool, out: &mut KVec<(u64, u64)>) -> Result {
         let mut free = self.free.lock();
-        let have = if reserved {
-            free.reserved
-        } else {
-            free.nr_free - free.reserved
-        };
-        if nr > have {
+        if nr > free.nr_free - self.available.load(Relaxed) {
             return Err(ENOSPC);
         }
+        self.alloc_locked(&mut free, nr, out)
+    }
+
+    fn alloc_locked(&self, free: &mut FreeSpace, nr: u64, out: &mut KVec<(u64, u64)>) -> Result {
         // Room for the answer first: nothing changes if this fails.
         let first = out.len();
         let mut left = nr;
@@ -182,9 +192,6 @@ impl Disk {
             }
         }
         free.nr_free -= nr;
-        if reserved {
-            free.reserved -= nr;
-        }
         Ok(())
     }
 
@@ -244,8 +251,8 @@ impl Disk {
             }
             let _ = free.extents.insert(node.into_node(new_start, new_len));
             free.nr_free += len;
-            if reserve {
-                free.reserved += len;
+            if !reserve {
+                self.available.add(len, Relaxed);
             }
         }
         let mut data = self.data.lock();

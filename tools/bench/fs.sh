@@ -5,83 +5,106 @@
 # module loaded): fio 4k random read, sequential read and sequential write
 # on emfs and on tmpfs, side by side in one run, printed as ratios; then
 # emfs reads with a cold page cache, right after a full shrink of the
-# extent map cache versus with the maps warm.
+# extent map cache versus with the maps warm. Every figure is the median
+# of $reps runs, the two sides alternating: under emulation one run of a
+# job can be twice as fast as the next.
 #
-#   emfs_bench_fs_mb   file size in MiB (default 256)
+#   emfs_bench_fs_mb    file size in MiB (default 256)
+#   emfs_bench_fs_reps  runs of each job (default 5)
 
 set -eu
 mb=${emfs_bench_fs_mb:-256}
+reps=${emfs_bench_fs_reps:-5}
 out=${EMFS_OUT:-/tmp}
 emfs=/tmp/bench-emfs
 tmp=/tmp/bench-tmpfs
+raw=/tmp/bench-fs.raw
 mkdir -p "$emfs" "$tmp"
 mount -t emfs -o size=$((mb * 2 + 64))M none "$emfs"
 mount -t tmpfs -o size=$((mb * 2 + 64))M none "$tmp"
 id=$(dmesg | sed -n 's/.*emfs: mounted: owner \([0-9]*\),.*/\1/p' | tail -1)
 stats=/proc/fs/emfs/$id/stats
 shrinker=$(ls -d /sys/kernel/debug/shrinker/emfs-extent-map:"$id"-* | head -1)
+stat_of() { awk -v k="$1" '$1 == k { print $2 }' "$stats"; }
+: >"$raw"
 
-# fio_run DIR NAME ARGS...: prints "<MiB/s> <IOPS>".
+# fio_run KEY DIR ARGS...: appends "KEY <MiB/s>" to $raw.
 fio_run() {
-	local dir=$1 name=$2
+	local key=$1 dir=$2
 	shift 2
-	fio --name="$name" --filename="$dir/bench" --size="${mb}M" \
+	fio --name=bench --filename="$dir/bench" --size="${mb}M" \
 		--ioengine=psync --output-format=json "$@" >/tmp/fio.json
-	python3 - <<'PY'
-import json
+	python3 - "$key" >>"$raw" <<'PY'
+import json, sys
 j = json.load(open("/tmp/fio.json"))["jobs"][0]
 d = j["write"] if j["write"]["io_bytes"] else j["read"]
-print(f'{d["bw"] / 1024:.1f} {d["iops"]:.0f}')
+print(sys.argv[1], f'{d["bw"] / 1024:.1f}')
 PY
 }
 
-stat_of() { awk -v k="$1" '$1 == k { print $2 }' "$stats"; }
-
-ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
-
-declare -A r
-for fs in emfs tmpfs; do
-	dir=$emfs
-	[ $fs = tmpfs ] && dir=$tmp
-	r[$fs.seqwrite]=$(fio_run "$dir" seqwrite --rw=write --bs=128k --end_fsync=1)
-	r[$fs.seqread]=$(fio_run "$dir" seqread --rw=read --bs=128k)
-	r[$fs.randread]=$(fio_run "$dir" randread --rw=randread --bs=4k)
+# The page cache is warm: fio's default drops the file's page cache before
+# a job, which tmpfs ignores (the page cache is its storage), so it is
+# kept on both sides; the cold case is the next table. The first write
+# creates the file, the next ones overwrite it (copy on write on emfs).
+for ((i = 0; i < reps; i++)); do
+	for fs in emfs tmpfs; do
+		dir=$emfs
+		[ $fs = tmpfs ] && dir=$tmp
+		fio_run "$fs.seqwrite" "$dir" --rw=write --bs=128k --end_fsync=1 --invalidate=0
+		fio_run "$fs.seqread" "$dir" --rw=read --bs=128k --invalidate=0
+		fio_run "$fs.randread" "$dir" --rw=randread --bs=4k --invalidate=0
+	done
 done
 
-echo "== filesystem benchmark: fio, ${mb} MiB file, psync, page cache warm"
-printf '%-22s %12s %12s %8s\n' job "emfs MiB/s" "tmpfs MiB/s" ratio
-for job in randread seqread seqwrite; do
-	set -- ${r[emfs.$job]} ${r[tmpfs.$job]}
-	label=$job
-	case $job in
-	randread) label="4k random read" ;;
-	seqread) label="sequential read" ;;
-	seqwrite) label="sequential write" ;;
-	esac
-	printf '%-22s %12s %12s %8s\n' "$label" "$1" "$3" "$(ratio "$1" "$3")"
-done | tee "$out/bench-fs.txt"
-
 # Cold page cache: every read goes through read_folio and the extent map
-# tree. Warm maps versus maps dropped by a full shrink just before.
-echo
-echo "== emfs reads with a cold page cache: extent maps warm vs right after a full shrink"
-printf '%-22s %12s %12s %8s %10s\n' job "warm MiB/s" "shrunk MiB/s" ratio misses | tee -a "$out/bench-fs.txt"
-for job in seqread randread; do
-	bs=128k
-	[ $job = randread ] && bs=4k
+# tree, with the maps warm, or dropped by a full shrink just before. The
+# two alternate which goes first.
+cold_run() {
+	local state=$1 job=$2 rw=read bs=128k runs before
+	[ "$job" = randread ] && rw=randread bs=4k
 	echo 1 >/proc/sys/vm/drop_caches
-	rw=read
-	[ $job = randread ] && rw=randread
-	warm=$(fio_run "$emfs" $job --rw=$rw --bs=$bs)
-	echo 1 >/proc/sys/vm/drop_caches
-	runs=$(stat_of shrinker_runs)
-	echo "0 0 10000000" >"$shrinker/scan"
-	while [ "$(stat_of shrinker_runs)" -le "$runs" ]; do sleep 0.1; done
-	misses=$(stat_of misses)
-	cold=$(fio_run "$emfs" $job --rw=$rw --bs=$bs)
-	set -- $warm $cold
-	printf '%-22s %12s %12s %8s %10s\n' "$job ($bs)" "$1" "$3" "$(ratio "$3" "$1")" \
-		$(($(stat_of misses) - misses))
-done | tee -a "$out/bench-fs.txt"
-cat "$stats"
+	if [ "$state" = shrunk ]; then
+		runs=$(stat_of shrinker_runs)
+		echo "0 0 10000000" >"$shrinker/scan"
+		while [ "$(stat_of shrinker_runs)" -le "$runs" ]; do sleep 0.1; done
+	fi
+	sleep 1
+	before=$(stat_of misses)
+	fio_run "$state.$job" "$emfs" --rw=$rw --bs=$bs
+	echo "misses.$state.$job $(($(stat_of misses) - before))" >>"$raw"
+}
+for ((i = 0; i < reps; i++)); do
+	for job in seqread randread; do
+		if ((i % 2)); then
+			cold_run shrunk $job
+			cold_run warm $job
+		else
+			cold_run warm $job
+			cold_run shrunk $job
+		fi
+	done
+done
+
+python3 - "$raw" "$mb" "$reps" <<'PY' | tee "$out/bench-fs.txt"
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    key, value = line.split()
+    runs.setdefault(key, []).append(float(value))
+med = {k: statistics.median(v) for k, v in runs.items()}
+print(f"== filesystem benchmark: fio, {sys.argv[2]} MiB file, psync, median of {sys.argv[3]} runs")
+print("   writes end with fsync; reads from a warm page cache")
+print(f"{'job':<22} {'emfs MiB/s':>12} {'tmpfs MiB/s':>12} {'ratio':>8}")
+for job, label in (("randread", "4k random read"), ("seqread", "sequential read"),
+                   ("seqwrite", "sequential write")):
+    e, t = med[f"emfs.{job}"], med[f"tmpfs.{job}"]
+    print(f"{label:<22} {e:>12.1f} {t:>12.1f} {e / t:>8.2f}")
+print()
+print("== emfs reads with a cold page cache: extent maps warm vs right after a full shrink")
+print(f"{'job':<16} {'warm MiB/s':>11} {'misses':>7} {'shrunk MiB/s':>13} {'misses':>7} {'ratio':>6}")
+for job, label in (("seqread", "seqread (128k)"), ("randread", "randread (4k)")):
+    w, s = med[f"warm.{job}"], med[f"shrunk.{job}"]
+    wm, sm = med[f"misses.warm.{job}"], med[f"misses.shrunk.{job}"]
+    print(f"{label:<16} {w:>11.1f} {wm:>7.0f} {s:>13.1f} {sm:>7.0f} {s / w:>6.2f}")
+PY
 umount "$emfs" "$tmp"
