@@ -60,13 +60,12 @@ done
 # tree, with the maps warm, or dropped by a full shrink just before. The
 # two alternate which goes first.
 cold_run() {
-	local state=$1 job=$2 rw=read bs=128k runs before
+	local state=$1 job=$2 rw=read bs=128k before
 	[ "$job" = randread ] && rw=randread bs=4k
 	echo 1 >/proc/sys/vm/drop_caches
 	if [ "$state" = shrunk ]; then
-		runs=$(stat_of shrinker_runs)
 		echo "0 0 10000000" >"$shrinker/scan"
-		while [ "$(stat_of shrinker_runs)" -le "$runs" ]; do sleep 0.1; done
+		while [ "$(stat_of maps_evictable)" -gt 0 ]; do sleep 0.1; done
 	fi
 	sleep 1
 	before=$(stat_of misses)

@@ -73,6 +73,15 @@ expect "fragmented: seek" seeks frag <<'T'
 DATA	0
 HOLE	12288
 T
+# The same through xfs_io (which asks for FIEMAP_FLAG_SYNC), in 512-byte
+# units.
+expect "fragmented: xfs_io fiemap" xfs_io -c "fiemap -v" frag <<'T'
+frag:
+ EXT: FILE-OFFSET      BLOCK-RANGE      TOTAL FLAGS
+   0: [0..7]:          48..55               8   0x0
+   1: [8..15]:         64..71               8   0x0
+   2: [16..23]:        80..87               8   0x1
+T
 
 # Preallocated: blocks 11-26 for 64k, then a write in the middle goes to
 # block 27 (copy on write) and frees block 15. Prealloc is a hole for
