@@ -11,10 +11,14 @@
 #
 #   emfs_bench_fs_mb    file size in MiB (default 256)
 #   emfs_bench_fs_reps  runs of each job (default 5)
+#   emfs_bench_fs_cold  the cold-cache jobs (default "seqread randread")
+#   emfs_bench_fs_settle  seconds to let a cache drop settle (default 1)
 
 set -eu
 mb=${emfs_bench_fs_mb:-256}
 reps=${emfs_bench_fs_reps:-5}
+cold_jobs=${emfs_bench_fs_cold:-seqread randread}
+settle=${emfs_bench_fs_settle:-1}
 out=${EMFS_OUT:-/tmp}
 emfs=/tmp/bench-emfs
 tmp=/tmp/bench-tmpfs
@@ -67,13 +71,13 @@ cold_run() {
 		echo "0 0 10000000" >"$shrinker/scan"
 		while [ "$(stat_of maps_evictable)" -gt 0 ]; do sleep 0.1; done
 	fi
-	sleep 1
+	sleep "$settle"
 	before=$(stat_of misses)
 	fio_run "$state.$job" "$emfs" --rw=$rw --bs=$bs
 	echo "misses.$state.$job $(($(stat_of misses) - before))" >>"$raw"
 }
 for ((i = 0; i < reps; i++)); do
-	for job in seqread randread; do
+	for job in $cold_jobs; do
 		if ((i % 2)); then
 			cold_run shrunk $job
 			cold_run warm $job
@@ -102,6 +106,8 @@ print()
 print("== emfs reads with a cold page cache: extent maps warm vs right after a full shrink")
 print(f"{'job':<16} {'warm MiB/s':>11} {'misses':>7} {'shrunk MiB/s':>13} {'misses':>7} {'ratio':>6}")
 for job, label in (("seqread", "seqread (128k)"), ("randread", "randread (4k)")):
+    if f"warm.{job}" not in med:
+        continue
     w, s = med[f"warm.{job}"], med[f"shrunk.{job}"]
     wm, sm = med[f"misses.warm.{job}"], med[f"misses.shrunk.{job}"]
     print(f"{label:<16} {w:>11.1f} {wm:>7.0f} {s:>13.1f} {sm:>7.0f} {s / w:>6.2f}")

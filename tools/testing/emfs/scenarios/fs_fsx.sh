@@ -3,7 +3,7 @@
 #
 # fsx on emfs: reads, writes, mmap reads and writes, truncate, fallocate,
 # punch hole, fsync, fadvise, sendfile and copy_file_range, with fixed
-# seeds, two files at a time (tools/testing/emfs/fsx/emfs.toml). Once
+# seeds, four files at a time (tools/testing/emfs/fsx/emfs.toml). Once
 # plain, and once while another process forces the shrinker continuously
 # through its debugfs scan file and /proc/sys/vm/drop_caches. Any
 # miscompare fails; the operations run are counted.
@@ -11,7 +11,7 @@
 set -u
 . "$(dirname "$0")/../lib.sh"
 
-ops=${EMFS_FSX_OPS:-25000}
+ops=${EMFS_FSX_OPS:-12500}
 conf=$testing_dir/fsx/emfs.toml
 echo clear >/sys/kernel/debug/kmemleak
 insmod "$EMFS_KO" || exit 1
@@ -45,7 +45,7 @@ run_fsx() {
 }
 
 start=$(date +%s)
-run_fsx plain 1 2 || fail=1
+run_fsx plain 1 2 3 4 || fail=1
 note "plain: $(($(date +%s) - start)) s"
 cat "$stats"
 
@@ -64,7 +64,7 @@ misses=$(stat_of "$stats" misses)
 ) >/dev/null 2>&1 &
 squeezer=$!
 start=$(date +%s)
-run_fsx pressure 3 4 || fail=1
+run_fsx pressure 5 6 7 8 || fail=1
 note "under pressure: $(($(date +%s) - start)) s"
 kill "$squeezer"
 wait "$squeezer" 2>/dev/null
