@@ -45,8 +45,7 @@ xfs_io -f -c "pwrite -q 0 4k" -c fsync "$mnt/spacer" >/dev/null
 # Between pieces, another file takes the next block, so that neighbours
 # in the file are not neighbours on disk.
 for ((i = 31; i >= 0; i--)); do
-	xfs_io -c "pwrite -q -i /tmp/src -s $((i * 65536)) $((i * 65536)) 64k" -c fsync "$mnt/file" 2>/dev/null ||
-		xfs_io -f -c "pwrite -q -i /tmp/src -s $((i * 65536)) $((i * 65536)) 64k" -c fsync "$mnt/file"
+	xfs_io -f -c "pwrite -q -i /tmp/src -s $((i * 65536)) $((i * 65536)) 64k" -c fsync "$mnt/file"
 	xfs_io -c "pwrite -q $(((31 - i) * 4096)) 4k" -c fsync "$mnt/spacer"
 done
 echo "  filefrag -v $mnt/file (first extents):"
