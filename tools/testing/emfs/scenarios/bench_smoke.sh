@@ -55,7 +55,7 @@ done
 emfs_bench_fs_mb=4 emfs_bench_fs_reps=1 emfs_bench_fs_cold=seqread emfs_bench_fs_settle=0 \
 	"$(dirname "$0")/../../../bench/fs.sh" >/tmp/fs.out 2>&1 || fail=1
 cat /tmp/fs.out
-for job in "4k random read" "sequential read" "sequential write"; do
+for job in "4k random read" "sequential read" "sequential write" "seq. write + fsync"; do
 	if grep -q "^$job " /tmp/fs.out && grep "^$job " /tmp/fs.out | awk '{ for (i = NF - 2; i <= NF; i++) if ($i + 0 <= 0) exit 1 }'; then
 		echo "ok: fs benchmark row '$job'"
 	else
