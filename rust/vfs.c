@@ -236,9 +236,12 @@ static int emfs_read_folio(struct file *file, struct folio *folio)
 	return ret;
 }
 
-/* The folio at @index, locked and uptodate, reserved for dirtying. */
+/*
+ * The folio at @index, locked and reserved for dirtying; filled from the
+ * disk if it is not uptodate and @fill says its old contents are needed.
+ */
 static struct folio *emfs_get_folio(struct inode *inode, pgoff_t index,
-				    fgf_t fgp)
+				    fgf_t fgp, bool fill)
 {
 	struct folio *folio;
 	int ret;
@@ -248,7 +251,7 @@ static struct folio *emfs_get_folio(struct inode *inode, pgoff_t index,
 	if (IS_ERR(folio))
 		return folio;
 	ret = emfs_folio_reserve(inode, folio);
-	if (!ret && !folio_test_uptodate(folio))
+	if (!ret && fill && !folio_test_uptodate(folio))
 		ret = emfs_fill_folio(inode, folio);
 	if (ret) {
 		if (!folio_test_dirty(folio))
@@ -272,7 +275,7 @@ static int emfs_zero_range(struct inode *inode, loff_t from, loff_t to)
 	if (from >= to)
 		return 0;
 	folio = emfs_get_folio(inode, from >> PAGE_SHIFT,
-			       FGP_LOCK | FGP_CREAT | FGP_STABLE);
+			       FGP_LOCK | FGP_CREAT | FGP_STABLE, true);
 	if (IS_ERR(folio))
 		return PTR_ERR(folio);
 	folio_zero_range(folio, offset_in_folio(folio, from), to - from);
@@ -294,25 +297,13 @@ static int emfs_write_begin(const struct kiocb *iocb,
 			    unsigned int len, struct folio **foliop,
 			    void **fsdata)
 {
-	struct inode *inode = mapping->host;
-	struct folio *folio;
-	int ret;
+	/* A partial write needs what is around it. */
+	struct folio *folio = emfs_get_folio(mapping->host, pos >> PAGE_SHIFT,
+					     FGP_WRITEBEGIN,
+					     len != PAGE_SIZE);
 
-	folio = __filemap_get_folio(mapping, pos >> PAGE_SHIFT, FGP_WRITEBEGIN,
-				    mapping_gfp_mask(mapping));
 	if (IS_ERR(folio))
 		return PTR_ERR(folio);
-	ret = emfs_folio_reserve(inode, folio);
-	/* A partial write needs what is around it. */
-	if (!ret && !folio_test_uptodate(folio) && len != folio_size(folio))
-		ret = emfs_fill_folio(inode, folio);
-	if (ret) {
-		if (!folio_test_dirty(folio))
-			emfs_folio_unreserve(inode, folio);
-		folio_unlock(folio);
-		folio_put(folio);
-		return ret;
-	}
 	*foliop = folio;
 	return 0;
 }
