@@ -60,6 +60,10 @@ use kernel::{
         },
         Arc,
     },
+    time::{
+        delay::fsleep,
+        Delta, //
+    },
 };
 
 /// Mounted emfs superblocks alive.
@@ -141,10 +145,23 @@ impl Drop for EmfsInode {
         if let Some(f) = self.file.take() {
             LIVE_FILES.add(-1, Relaxed);
             // The page cache is gone: nothing is dirty or in flight.
-            if let Err(e) = f.map.punch(&f.disk, 0, u64::MAX) {
+            if let Err(e) = until_memory(|| f.map.punch(&f.disk, 0, u64::MAX)) {
                 pr_err!("ino {}: blocks not freed: {:?}\n", f.map.cache().ino(), e);
             }
             let _ = f.owner.remove_inode(f.map.cache().ino());
+        }
+    }
+}
+
+/// Runs `op`, which changes nothing when it fails with `ENOMEM`, until it
+/// gets the memory it needs. For what must not fail half way: the page
+/// cache of a truncated or punched range is already gone, and the blocks
+/// of an evicted inode must go back to the disk.
+fn until_memory(mut op: impl FnMut() -> Result) -> Result {
+    loop {
+        match op() {
+            Err(e) if e == ENOMEM => fsleep(Delta::from_millis(1)),
+            r => return r,
         }
     }
 }
@@ -312,17 +329,16 @@ impl FileSystem for Emfs {
     }
 
     fn truncate(sb: &EmfsSb, inode: &EmfsInode, size: u64) -> Result {
-        inode
-            .file()?
-            .map
-            .punch(&sb.disk, size.next_multiple_of(BLOCKSIZE), u64::MAX)
+        let map = &inode.file()?.map;
+        until_memory(|| map.punch(&sb.disk, size.next_multiple_of(BLOCKSIZE), u64::MAX))
     }
 
     fn punch_hole(sb: &EmfsSb, inode: &EmfsInode, start: u64, end: u64) -> Result {
         if end <= start {
             return Ok(());
         }
-        inode.file()?.map.punch(&sb.disk, start, end)
+        let map = &inode.file()?.map;
+        until_memory(|| map.punch(&sb.disk, start, end))
     }
 
     fn allocate(sb: &EmfsSb, inode: &EmfsInode, start: u64, end: u64) -> Result {
