@@ -27,6 +27,7 @@ pub(crate) mod records;
 use self::{
     disk::Disk,
     file::{
+        until_memory,
         FileMap,
         OrderedExtent, //
     },
@@ -59,10 +60,6 @@ use kernel::{
             Relaxed, //
         },
         Arc,
-    },
-    time::{
-        delay::fsleep,
-        Delta, //
     },
 };
 
@@ -149,19 +146,6 @@ impl Drop for EmfsInode {
                 pr_err!("ino {}: blocks not freed: {:?}\n", f.map.cache().ino(), e);
             }
             let _ = f.owner.remove_inode(f.map.cache().ino());
-        }
-    }
-}
-
-/// Runs `op`, which changes nothing when it fails with `ENOMEM`, until it
-/// gets the memory it needs. For what must not fail half way: the page
-/// cache of a truncated or punched range is already gone, and the blocks
-/// of an evicted inode must go back to the disk.
-fn until_memory(mut op: impl FnMut() -> Result) -> Result {
-    loop {
-        match op() {
-            Err(e) if e == ENOMEM => fsleep(Delta::from_millis(1)),
-            r => return r,
         }
     }
 }

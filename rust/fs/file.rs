@@ -57,14 +57,24 @@ const BLOCK: u64 = super::disk::BLOCK_SIZE as u64;
 /// hold once it completes.
 pub(crate) type OrderedExtent = FileExtent;
 
-/// Gives `freed` back to the disk. The records no longer hold these
-/// blocks, so a failure to free them would leak them: retry while memory is
-/// short. Any other error is a bookkeeping bug, which `Disk::free` logs.
+/// Runs `op`, which changes nothing when it fails with `ENOMEM`, until it
+/// gets the memory it needs. For what must not fail half way: blocks the
+/// records no longer hold, ordered extents whose data is on disk, ranges
+/// whose page cache is already gone, an evicted inode's blocks.
+pub(crate) fn until_memory(mut op: impl FnMut() -> Result) -> Result {
+    loop {
+        match op() {
+            Err(e) if e == ENOMEM => fsleep(Delta::from_millis(1)),
+            r => return r,
+        }
+    }
+}
+
+/// Gives `freed` back to the disk, which the records no longer hold. Any
+/// error but `ENOMEM` is a bookkeeping bug, which `Disk::free` logs.
 fn free_blocks(disk: &Disk, freed: &[(u64, u64)]) {
     for &(block, n) in freed {
-        while disk.free(block, n) == Err(ENOMEM) {
-            fsleep(Delta::from_millis(1));
-        }
+        let _ = until_memory(|| disk.free(block, n));
     }
 }
 
@@ -234,21 +244,14 @@ impl FileMap {
     /// while memory is short: their data is on disk and must be recorded.
     pub(crate) fn finish_writes(&self, disk: &Disk, ordered: &[OrderedExtent]) {
         for oe in ordered {
-            loop {
-                match self.finish_write(disk, oe) {
-                    Ok(()) => break,
-                    Err(e) if e == ENOMEM => fsleep(Delta::from_millis(1)),
-                    Err(e) => {
-                        pr_err!(
-                            "ino {}: ordered extent [{}, {}) failed: {:?}\n",
-                            self.em.ino(),
-                            oe.start,
-                            oe.end(),
-                            e
-                        );
-                        break;
-                    }
-                }
+            if let Err(e) = until_memory(|| self.finish_write(disk, oe)) {
+                pr_err!(
+                    "ino {}: ordered extent [{}, {}) failed: {:?}\n",
+                    self.em.ino(),
+                    oe.start,
+                    oe.end(),
+                    e
+                );
             }
         }
     }
