@@ -746,14 +746,18 @@ pub(crate) unsafe fn show_options<T: FileSystem>(
     0
 }
 
-/// The data of a live inode.
+/// The data of a mounted superblock and of one of its live inodes.
 ///
 /// # Safety
 ///
-/// `inode` came from [`new_inode_data`] and has not been dropped.
-unsafe fn inode_data<'a, T: FileSystem>(inode: *mut c_void) -> &'a T::InodeData {
+/// As for [`data`]; `inode` came from [`new_inode_data`] for `sb` and has
+/// not been dropped.
+unsafe fn sb_inode<'a, T: FileSystem>(
+    sb: *mut bindings::super_block,
+    inode: *mut c_void,
+) -> (&'a T::Data, &'a T::InodeData) {
     // SAFETY: As the caller promises.
-    unsafe { &*inode.cast::<T::InodeData>() }
+    unsafe { (data::<T>(sb), &*inode.cast::<T::InodeData>()) }
 }
 
 fn errno(r: Result) -> c_int {
@@ -795,7 +799,7 @@ pub(crate) unsafe fn read_block<T: FileSystem>(
     // SAFETY: As the caller promises, `dst` is ours alone for the call.
     let dst = unsafe { &mut *dst.cast::<BlockBuf>() };
     // SAFETY: As the caller promises.
-    let (data, inode) = unsafe { (data::<T>(sb), inode_data::<T>(inode)) };
+    let (data, inode) = unsafe { sb_inode::<T>(sb, inode) };
     errno(T::read_block(data, inode, pos, size, dst))
 }
 
@@ -818,7 +822,7 @@ pub(crate) unsafe fn write_back<T: FileSystem>(
     // INVARIANT: The caller holds the folios locked during the call.
     let folios = WritebackFolios { folios };
     // SAFETY: As the caller promises.
-    let (data, inode) = unsafe { (data::<T>(sb), inode_data::<T>(inode)) };
+    let (data, inode) = unsafe { sb_inode::<T>(sb, inode) };
     match T::write_back(data, inode, pos, &folios).and_then(|w| Ok(KBox::new(w, GFP_KERNEL)?)) {
         Ok(w) => {
             // SAFETY: `wb` is valid for a write.
@@ -841,7 +845,7 @@ pub(crate) unsafe fn finish_write_back<T: FileSystem>(
     // SAFETY: As the caller promises.
     let wb = unsafe { KBox::from_raw(wb.cast::<T::Writeback>()) };
     // SAFETY: As the caller promises.
-    let (data, inode) = unsafe { (data::<T>(sb), inode_data::<T>(inode)) };
+    let (data, inode) = unsafe { sb_inode::<T>(sb, inode) };
     T::finish_write_back(data, inode, KBox::into_inner(wb));
 }
 
@@ -854,7 +858,7 @@ pub(crate) unsafe fn fsync<T: FileSystem>(
     inode: *mut c_void,
 ) -> c_int {
     // SAFETY: As the caller promises.
-    let (data, inode) = unsafe { (data::<T>(sb), inode_data::<T>(inode)) };
+    let (data, inode) = unsafe { sb_inode::<T>(sb, inode) };
     errno(T::fsync(data, inode))
 }
 
@@ -867,7 +871,7 @@ pub(crate) unsafe fn truncate<T: FileSystem>(
     size: u64,
 ) -> c_int {
     // SAFETY: As the caller promises.
-    let (data, inode) = unsafe { (data::<T>(sb), inode_data::<T>(inode)) };
+    let (data, inode) = unsafe { sb_inode::<T>(sb, inode) };
     errno(T::truncate(data, inode, size))
 }
 
@@ -881,7 +885,7 @@ pub(crate) unsafe fn punch_hole<T: FileSystem>(
     end: u64,
 ) -> c_int {
     // SAFETY: As the caller promises.
-    let (data, inode) = unsafe { (data::<T>(sb), inode_data::<T>(inode)) };
+    let (data, inode) = unsafe { sb_inode::<T>(sb, inode) };
     errno(T::punch_hole(data, inode, start, end))
 }
 
@@ -895,7 +899,7 @@ pub(crate) unsafe fn allocate<T: FileSystem>(
     end: u64,
 ) -> c_int {
     // SAFETY: As the caller promises.
-    let (data, inode) = unsafe { (data::<T>(sb), inode_data::<T>(inode)) };
+    let (data, inode) = unsafe { sb_inode::<T>(sb, inode) };
     errno(T::allocate(data, inode, start, end))
 }
 
@@ -922,7 +926,7 @@ pub(crate) unsafe fn fiemap<T: FileSystem>(
         _p: PhantomData,
     };
     // SAFETY: As the caller promises.
-    let (data, inode) = unsafe { (data::<T>(sb), inode_data::<T>(inode)) };
+    let (data, inode) = unsafe { sb_inode::<T>(sb, inode) };
     errno(T::fiemap(data, inode, size, start, len, &mapping, &mut fi))
 }
 
@@ -945,7 +949,7 @@ pub(crate) unsafe fn seek<T: FileSystem>(
         _p: PhantomData,
     };
     // SAFETY: As the caller promises.
-    let (data, inode) = unsafe { (data::<T>(sb), inode_data::<T>(inode)) };
+    let (data, inode) = unsafe { sb_inode::<T>(sb, inode) };
     match T::seek(data, inode, size, offset, want_data, &mapping) {
         Ok(pos) => {
             // SAFETY: `out` is valid for a write.
