@@ -262,21 +262,6 @@ impl Disk {
         Ok(())
     }
 
-    /// Writes one block. `EINVAL` outside the disk, `ENOMEM`.
-    pub(crate) fn write_block(&self, block: u64, src: &Block) -> Result {
-        if block >= self.nr_blocks {
-            return Err(EINVAL);
-        }
-        // Zeroed in place: a block is too big for the stack.
-        let mut copy = KBox::<Block>::init(pin_init::init_zeroed(), GFP_KERNEL)?;
-        copy.copy_from_slice(src);
-        self.data
-            .lock()
-            .store(block as usize, copy, GFP_KERNEL)
-            .map_err(|e| e.error)?;
-        Ok(())
-    }
-
     /// Stores `data`, in order, in the blocks of `pieces` (as from
     /// [`Disk::alloc`]), which must hold as many blocks as `data`.
     /// `EINVAL`, or `ENOMEM` having stored only some: the caller frees the
@@ -402,10 +387,14 @@ mod tests {
         let d = disk(4)?;
         let mut got = KVec::new();
         d.alloc(4, &mut got)?;
+        let mut data = KVec::new();
+        data.push(
+            KBox::<Block>::init(pin_init::init_zeroed(), GFP_KERNEL)?,
+            GFP_KERNEL,
+        )?;
+        data[0].fill(0xa5);
+        d.store_blocks(&[(2, 1)], data)?;
         let mut buf = KBox::<Block>::init(pin_init::init_zeroed(), GFP_KERNEL)?;
-        buf.fill(0xa5);
-        d.write_block(2, &buf)?;
-        buf.fill(0);
         d.read_block(2, &mut buf)?;
         assert!(buf.iter().all(|&b| b == 0xa5));
         // Never written: zeroes.
@@ -416,7 +405,9 @@ mod tests {
         d.read_block(2, &mut buf)?;
         assert!(buf.iter().all(|&b| b == 0));
         assert_eq!(d.read_block(4, &mut buf).err(), Some(EINVAL));
-        assert_eq!(d.write_block(4, &buf).err(), Some(EINVAL));
+        let mut data = KVec::new();
+        data.push(buf, GFP_KERNEL)?;
+        assert_eq!(d.store_blocks(&[(4, 1)], data).err(), Some(EINVAL));
         Ok(())
     }
 

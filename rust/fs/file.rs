@@ -132,39 +132,12 @@ impl FileMap {
 }
 
 impl FileMap {
-    /// Copy on write for the block-aligned range `[start, start + len)`
-    /// (`cow_file_range()`): allocates new blocks for it, and caches a
-    /// pinned map on the list of modified extents for each extent they
-    /// form, replacing what the cache held for the range. Returns the
-    /// ordered extents; their data goes to their blocks, then each is
-    /// completed with [`FileMap::finish_write`].
-    ///
-    /// `ENOSPC` if the disk is full, `ENOMEM`, `EINVAL` if unaligned;
-    /// nothing changes on failure.
-    pub(crate) fn start_write(
-        &self,
-        disk: &Disk,
-        start: u64,
-        len: u64,
-        generation: u64,
-    ) -> Result<KVec<OrderedExtent>> {
-        if len == 0 || start % BLOCK != 0 || len % BLOCK != 0 {
-            return Err(EINVAL);
-        }
-        let mut pieces = KVec::new();
-        disk.alloc(len / BLOCK, &mut pieces)?;
-        self.start_write_at(&pieces, start, generation)
-            .inspect_err(|_| {
-                for &(block, n) in pieces.iter() {
-                    let _ = disk.free(block, n);
-                }
-            })
-    }
-
     /// Writes `data`, blocks from file offset `start`, back to the disk
     /// (writeback of dirty page cache): takes blocks from the disk's
     /// reservation, stores the data in them and starts the ordered
-    /// extents, as [`FileMap::start_write`] does. `ENOSPC` if not enough
+    /// extents, as `cow_file_range()` does: new blocks, and a pinned map on the list of
+    /// modified extents for each extent they form, replacing what the cache
+    /// held for the range. `ENOSPC` if not enough
     /// blocks are reserved, `ENOMEM`; nothing changes on failure.
     pub(crate) fn write_back(
         &self,
@@ -717,6 +690,29 @@ mod tests {
         Ok(())
     }
 
+    /// Copy on write without page cache (`cow_file_range()`): new blocks
+    /// for `[start, start + len)` and their ordered extents, as
+    /// [`FileMap::write_back`] makes them, without reservation or data.
+    fn start_write(
+        map: &FileMap,
+        disk: &Disk,
+        start: u64,
+        len: u64,
+        generation: u64,
+    ) -> Result<KVec<OrderedExtent>> {
+        if len == 0 || start % BLOCK != 0 || len % BLOCK != 0 {
+            return Err(EINVAL);
+        }
+        let mut pieces = KVec::new();
+        disk.alloc(len / BLOCK, &mut pieces)?;
+        map.start_write_at(&pieces, start, generation)
+            .inspect_err(|_| {
+                for &(block, n) in pieces.iter() {
+                    let _ = disk.free(block, n);
+                }
+            })
+    }
+
     fn disk(blocks: u64) -> Result<Pin<KBox<Disk>>> {
         KBox::pin_init(Disk::new(blocks), GFP_KERNEL)
     }
@@ -725,7 +721,7 @@ mod tests {
     fn write_pins_until_finished() -> Result {
         let f = fixture()?;
         let d = disk(64)?;
-        let oes = f.map.start_write(&d, 0, 4 * K4, 5)?;
+        let oes = start_write(&f.map, &d, 0, 4 * K4, 5)?;
         assert_eq!(oes.len(), 1);
         assert_eq!(d.nr_free(), 60);
         {
@@ -752,12 +748,12 @@ mod tests {
     fn overwrite_frees_the_old_blocks() -> Result {
         let f = fixture()?;
         let d = disk(16)?;
-        for oe in f.map.start_write(&d, 0, 8 * K4, 1)?.iter() {
+        for oe in start_write(&f.map, &d, 0, 8 * K4, 1)?.iter() {
             f.map.finish_write(&d, oe)?;
         }
         assert_eq!(d.nr_free(), 8);
         // Copy on write of the middle: new blocks, the old middle freed.
-        for oe in f.map.start_write(&d, 2 * K4, 2 * K4, 2)?.iter() {
+        for oe in start_write(&f.map, &d, 2 * K4, 2 * K4, 2)?.iter() {
             f.map.finish_write(&d, oe)?;
         }
         assert_eq!(d.nr_free(), 8);
@@ -784,7 +780,7 @@ mod tests {
         d.alloc(8, &mut held)?;
         d.free(1, 1)?;
         d.free(3, 2)?;
-        let oes = f.map.start_write(&d, 0, 3 * K4, 1)?;
+        let oes = start_write(&f.map, &d, 0, 3 * K4, 1)?;
         assert_eq!(oes.len(), 2);
         assert_eq!((oes[0].start, oes[0].len, oes[0].block), (0, K4, 1));
         assert_eq!((oes[1].start, oes[1].len, oes[1].block), (K4, 2 * K4, 3));
@@ -799,14 +795,17 @@ mod tests {
     fn enospc_changes_nothing() -> Result {
         let f = fixture()?;
         let d = disk(4)?;
-        for oe in f.map.start_write(&d, 0, 2 * K4, 1)?.iter() {
+        for oe in start_write(&f.map, &d, 0, 2 * K4, 1)?.iter() {
             f.map.finish_write(&d, oe)?;
         }
-        assert_eq!(f.map.start_write(&d, 8 * K4, 3 * K4, 2).err(), Some(ENOSPC));
+        assert_eq!(
+            start_write(&f.map, &d, 8 * K4, 3 * K4, 2).err(),
+            Some(ENOSPC)
+        );
         assert_eq!(d.nr_free(), 2);
         assert_eq!(f.map.cache().tree().read().nr_pinned(), 0);
         // Freeing space (overwriting in place frees the old blocks) works.
-        for oe in f.map.start_write(&d, 0, 2 * K4, 3)?.iter() {
+        for oe in start_write(&f.map, &d, 0, 2 * K4, 3)?.iter() {
             f.map.finish_write(&d, oe)?;
         }
         assert_eq!(d.nr_free(), 2);
@@ -818,7 +817,7 @@ mod tests {
         let f = fixture()?;
         let d = disk(16)?;
         for start in [0, K4, 2 * K4] {
-            for oe in f.map.start_write(&d, start, K4, 1)?.iter() {
+            for oe in start_write(&f.map, &d, start, K4, 1)?.iter() {
                 f.map.finish_write(&d, oe)?;
             }
         }
@@ -852,10 +851,10 @@ mod tests {
         let f = fixture()?;
         let d = disk(16)?;
         f.reg.owner().set_generation(1);
-        for oe in f.map.start_write(&d, 0, 2 * K4, 1)?.iter() {
+        for oe in start_write(&f.map, &d, 0, 2 * K4, 1)?.iter() {
             f.map.finish_write(&d, oe)?;
         }
-        for oe in f.map.start_write(&d, 4 * K4, K4, 1)?.iter() {
+        for oe in start_write(&f.map, &d, 4 * K4, K4, 1)?.iter() {
             f.map.finish_write(&d, oe)?;
         }
         // The shrinker drops the unlogged maps of this generation.
@@ -882,7 +881,7 @@ mod tests {
     fn punch_frees_blocks_and_drops_maps() -> Result {
         let f = fixture()?;
         let d = disk(16)?;
-        for oe in f.map.start_write(&d, 0, 8 * K4, 1)?.iter() {
+        for oe in start_write(&f.map, &d, 0, 8 * K4, 1)?.iter() {
             f.map.finish_write(&d, oe)?;
         }
         let _ = f.map.get_extent(0, 8 * K4)?;
@@ -909,7 +908,7 @@ mod tests {
     fn preallocate_fills_holes_only() -> Result {
         let f = fixture()?;
         let d = disk(16)?;
-        for oe in f.map.start_write(&d, 2 * K4, K4, 1)?.iter() {
+        for oe in start_write(&f.map, &d, 2 * K4, K4, 1)?.iter() {
             f.map.finish_write(&d, oe)?;
         }
         let _ = f.map.get_extent(0, 8 * K4)?;
