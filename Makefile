@@ -11,6 +11,10 @@ ifdef KDIR
 export KDIR
 endif
 
+# Kernel flavour: dev (gcc, lockdep, kmemleak) or kasan (clang, KASAN, UBSAN).
+KERNEL ?= dev
+export EMFS_KERNEL := $(KERNEL)
+
 # make check SUITE=<kunit suite> / SCENARIO=<scenario name>
 SUITE ?=
 SCENARIO ?=
@@ -39,7 +43,8 @@ help:
 	@echo '  docs             build Documentation/ with Sphinx into out/docs'
 	@echo '  setup, kernel    install the toolchain / build the cached dev kernel'
 	@echo '  clean            remove build products (the kernel cache stays)'
-	@echo 'Variables: KDIR=<kernel build> to use your own Rust-enabled kernel.'
+	@echo 'Variables: KDIR=<kernel build> to use your own Rust-enabled kernel;'
+	@echo '  KERNEL=kasan to build and test against the KASAN/UBSAN kernel flavour.'
 
 setup:
 	@tools/setup.sh

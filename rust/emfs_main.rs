@@ -61,6 +61,7 @@ struct Emfs {
     _fs: glue::vfs::Registration<fs::Emfs>,
     _synthetic: Pin<KBox<File<synthetic::Synthetic>>>,
     _live: Pin<KBox<File<()>>>,
+    _check: Pin<KBox<File<()>>>,
     _bench: Pin<KBox<File<Mutex<bench::BenchResults>>>>,
     _bench_shrinker: Pin<KBox<File<Mutex<bench::ShrinkResults>>>>,
     _debugfs: Dir,
@@ -112,6 +113,12 @@ fn show_live(_: &(), f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
     writeln!(f, "files {}", fs::live_files())
 }
 
+/// `/sys/kernel/debug/emfs/check`: reading it checks every mounted emfs
+/// ([`fs::Check`]); problems are also logged, one line each.
+fn show_check(_: &(), f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    core::fmt::Display::fmt(&fs::Check::run(), f)
+}
+
 impl kernel::Module for Emfs {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let proc_root = glue::proc::ProcDir::new(c"fs/emfs", None)?;
@@ -147,12 +154,17 @@ impl kernel::Module for Emfs {
             debugfs.read_callback_file(c"live", (), &show_live),
             GFP_KERNEL,
         )?;
+        let check = KBox::pin_init(
+            debugfs.read_callback_file(c"check", (), &show_check),
+            GFP_KERNEL,
+        )?;
         let fs = glue::vfs::Registration::new()?;
         pr_info!("loaded\n");
         Ok(Emfs {
             _fs: fs,
             _synthetic: synthetic,
             _live: live,
+            _check: check,
             _bench: bench,
             _bench_shrinker: bench_shrinker,
             _debugfs: debugfs,

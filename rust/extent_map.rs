@@ -802,6 +802,29 @@ impl EmCounters {
     }
 }
 
+/// A tree's recount, from [`TreeInner::check`].
+#[derive(Default, Clone, Copy, Debug)]
+pub(crate) struct TreeCheck {
+    /// Maps in the tree.
+    pub(crate) cached: u64,
+    /// Pinned maps.
+    pub(crate) pinned: u64,
+    /// Maps being logged.
+    pub(crate) logging: u64,
+    /// Maps on the set of modified extents.
+    pub(crate) modified: u64,
+    /// Problems found (each logged).
+    pub(crate) problems: u64,
+}
+
+impl TreeCheck {
+    /// Logs a problem of inode `ino`'s tree and counts it.
+    pub(crate) fn problem(&mut self, ino: u64, what: fmt::Arguments<'_>) {
+        pr_err!("check: ino {}: {}\n", ino, what);
+        self.problems += 1;
+    }
+}
+
 /// The extent maps of one inode (`struct extent_map_tree`).
 #[pin_data]
 pub(crate) struct ExtentMapTree {
@@ -1170,6 +1193,69 @@ impl TreeInner {
     /// The maps on the set of modified extents, in file order.
     pub(crate) fn modified_maps(&self) -> impl Iterator<Item = &Arc<ExtentMap>> {
         self.modified.values()
+    }
+
+    /// Recounts the tree and checks its invariants: maps valid, in order
+    /// and not overlapping; the set of modified extents made of cached maps
+    /// marked as listed; the cached, pinned, logging and modified counts
+    /// equal to the recount. Each problem is logged; the recount is
+    /// returned (the `check` debugfs file).
+    pub(crate) fn check(&self) -> TreeCheck {
+        let mut c = TreeCheck::default();
+        let mut prev_end = 0;
+        for em in self.maps.values() {
+            c.cached += 1;
+            c.pinned += u64::from(em.is_pinned());
+            let logging = u64::from(em.is_logging());
+            c.logging += logging;
+            if let Err(why) = em.info().validate(self.blocksize) {
+                c.problem(
+                    self.ino,
+                    format_args!("map at {} is invalid: {}", em.start(), why),
+                );
+            }
+            if em.start() < prev_end {
+                c.problem(
+                    self.ino,
+                    format_args!("map at {} overlaps the map before it", em.start()),
+                );
+            }
+            prev_end = em.end();
+            let on_list = self
+                .modified
+                .get(&em.start())
+                .is_some_and(|m| core::ptr::eq(&**m, &**em));
+            if em.is_listed() != on_list {
+                c.problem(
+                    self.ino,
+                    format_args!("map at {}: modified flag and list disagree", em.start()),
+                );
+            }
+        }
+        for em in self.modified.values() {
+            c.modified += 1;
+            if !em.is_listed() || !self.contains(em) {
+                c.problem(
+                    self.ino,
+                    format_args!("listed map at {} is not a modified cached map", em.start()),
+                );
+            }
+        }
+        let counts = [
+            ("cached", self.nr_cached, c.cached),
+            ("pinned", self.nr_pinned, c.pinned),
+            ("logging", self.nr_logging, c.logging),
+            ("modified", self.nr_modified, c.modified),
+        ];
+        for (what, kept, recount) in counts {
+            if kept as u64 != recount {
+                c.problem(
+                    self.ino,
+                    format_args!("{} count {} but {} counted", what, kept, recount),
+                );
+            }
+        }
+        c
     }
 
     /// Returns whether any map of the tree has yet to be logged.

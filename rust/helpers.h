@@ -141,6 +141,19 @@ int emfs_vfs_fiemap(struct super_block *sb, void *inode, u64 size, u64 start,
 int emfs_vfs_seek(struct super_block *sb, void *inode, u64 size, u64 offset,
 		  bool want_data, struct address_space *mapping, u64 *out);
 void emfs_folio_copy_out(struct folio *folio, void *dst);
+/*
+ * emfs_walk() visits each mounted emfs superblock (with s_umount held
+ * shared, after syncing it if @sync), then each of its regular files.
+ */
+struct emfs_walk_ops {
+	void (*sb)(void *ctx, struct super_block *sb, bool done);
+	void (*inode)(void *ctx, struct super_block *sb, void *data,
+		      u64 reserved);
+	void *ctx;
+	bool sync;
+};
+
+void emfs_walk(const struct emfs_walk_ops *ops);
 bool emfs_mapping_dirty_range(struct address_space *mapping, u64 from, u64 to,
 			      u64 *start, u64 *end);
 int emfs_fiemap_fill(struct fiemap_extent_info *fi, u64 logical, u64 physical,

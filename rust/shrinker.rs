@@ -49,7 +49,8 @@ use crate::{
         EmCounters,
         EvictedMap,
         ExtentMap,
-        ExtentMapTree, //
+        ExtentMapTree,
+        TreeCheck, //
     },
     glue::{
         proc::{
@@ -348,6 +349,48 @@ impl EmOwner {
         kernel::sync::lock::spinlock::SpinLockBackend,
     > {
         self.inodes.lock()
+    }
+
+    /// Checks every registered tree ([`TreeInner::check`]) and the owner's
+    /// counters against the sum of their recounts. Exact when no map is
+    /// being added or dropped meanwhile.
+    ///
+    /// [`TreeInner::check`]: crate::extent_map::TreeInner::check
+    pub(crate) fn check(&self) -> TreeCheck {
+        let mut sum = TreeCheck::default();
+        let mut inodes = 0u64;
+        let mut ino = 0;
+        while let Some(inode) = self.inode_after(ino) {
+            ino = inode.ino();
+            inodes += 1;
+            let c = inode.tree().read().check();
+            sum.cached += c.cached;
+            sum.pinned += c.pinned;
+            sum.logging += c.logging;
+            sum.modified += c.modified;
+            sum.problems += c.problems;
+        }
+        let c = &self.counters;
+        let counts = [
+            ("inodes", self.nr_inodes.load(Relaxed) as i64, inodes),
+            ("cached", c.cached(), sum.cached),
+            ("evictable", c.evictable(), sum.cached - sum.pinned),
+            ("pinned", c.pinned(), sum.pinned),
+            ("modified", c.modified(), sum.modified),
+        ];
+        for (what, kept, recount) in counts {
+            if kept != recount as i64 {
+                pr_err!(
+                    "check: owner {}: {} counter {} but {} counted\n",
+                    self.id,
+                    what,
+                    kept,
+                    recount
+                );
+                sum.problems += 1;
+            }
+        }
+        sum
     }
 
     fn is_closing(&self) -> bool {

@@ -100,6 +100,7 @@ static const struct inode_operations emfs_dir_inode_ops;
 static const struct inode_operations emfs_file_inode_ops;
 static const struct file_operations emfs_file_ops;
 static const struct address_space_operations emfs_aops;
+static struct file_system_type emfs_fs_type;
 
 static struct inode *emfs_get_inode(struct super_block *sb,
 				    const struct inode *dir, umode_t mode)
@@ -749,6 +750,63 @@ bool emfs_mapping_dirty_range(struct address_space *mapping, u64 from, u64 to,
 	*start = (u64)first << PAGE_SHIFT;
 	*end = (u64)next << PAGE_SHIFT;
 	return true;
+}
+
+/* Folios of @mapping holding a space reservation (the private flag). */
+static u64 emfs_mapping_reserved(struct address_space *mapping)
+{
+	XA_STATE(xas, &mapping->i_pages, 0);
+	struct folio *folio;
+	u64 n = 0;
+
+	rcu_read_lock();
+	xas_for_each(&xas, folio, ULONG_MAX) {
+		if (xas_retry(&xas, folio) || xa_is_value(folio))
+			continue;
+		if (folio_test_private(folio))
+			n++;
+	}
+	rcu_read_unlock();
+	return n;
+}
+
+/* The inode walk of fs/drop_caches.c, for each regular file with data. */
+static void emfs_walk_sb(struct super_block *sb, void *arg)
+{
+	const struct emfs_walk_ops *ops = arg;
+	struct inode *inode, *toput_inode = NULL;
+
+	if (ops->sync)
+		sync_filesystem(sb);
+	ops->sb(ops->ctx, sb, false);
+	spin_lock(&sb->s_inode_list_lock);
+	list_for_each_entry(inode, &sb->s_inodes, i_sb_list) {
+		spin_lock(&inode->i_lock);
+		if ((inode_state_read(inode) & (I_FREEING | I_WILL_FREE | I_NEW)) ||
+		    !S_ISREG(inode->i_mode) || !READ_ONCE(EMFS_I(inode)->data)) {
+			spin_unlock(&inode->i_lock);
+			continue;
+		}
+		__iget(inode);
+		spin_unlock(&inode->i_lock);
+		spin_unlock(&sb->s_inode_list_lock);
+
+		ops->inode(ops->ctx, sb, emfs_data(inode),
+			   emfs_mapping_reserved(inode->i_mapping));
+		iput(toput_inode);
+		toput_inode = inode;
+
+		cond_resched();
+		spin_lock(&sb->s_inode_list_lock);
+	}
+	spin_unlock(&sb->s_inode_list_lock);
+	iput(toput_inode);
+	ops->sb(ops->ctx, sb, true);
+}
+
+void emfs_walk(const struct emfs_walk_ops *ops)
+{
+	iterate_supers_type(&emfs_fs_type, emfs_walk_sb, (void *)ops);
 }
 
 int emfs_fiemap_fill(struct fiemap_extent_info *fi, u64 logical, u64 physical,

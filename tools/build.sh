@@ -46,9 +46,20 @@ resolve_kdir() {
 	export KDIR
 }
 
+# kbuild ARGS...: make in the kernel build for the module, with the
+# compiler the kernel was built with (.emfs-kmake-args, e.g. LLVM=-19) and
+# the module's output directory for the flavour.
 kbuild() {
+	local mo extra=""
+	mo=$(emfs_module_dir)
+	[ -f "$KDIR/.emfs-kmake-args" ] && extra=$(cat "$KDIR/.emfs-kmake-args")
+	if [ "$mo" != "$EMFS_TOP" ]; then
+		mkdir -p "$mo"
+		extra+=" MO=$mo"
+	fi
+	# shellcheck disable=SC2086
 	make -C "$KDIR" M="$EMFS_TOP" RUSTC="$RUSTC" BINDGEN="$BINDGEN" \
-		CLIPPY_DRIVER="$CLIPPY_DRIVER" "$@"
+		CLIPPY_DRIVER="$CLIPPY_DRIVER" $extra "$@"
 }
 
 cmd_module() {
@@ -68,7 +79,7 @@ cmd_module() {
 		die "objtool warnings in the module build"
 	fi
 	rm -f "$log"
-	say "built $EMFS_TOP/emfs.ko against $KDIR"
+	say "built $(emfs_module_dir)/emfs.ko against $KDIR"
 }
 
 cmd_clippy() {

@@ -5,6 +5,12 @@
 #
 # Usage: tools/kernel.sh [--print-kdir]
 #
+# The flavour comes from $EMFS_KERNEL (make's KERNEL=): "dev" (the default)
+# is tools/kconfig/emfs.config built with gcc; "kasan" adds
+# tools/kconfig/kasan.config and builds with LLVM=-19. The extra make
+# arguments of a flavour are kept in <build>/.emfs-kmake-args, so that the
+# module is built with the same compiler as its kernel.
+#
 # The source is Debian's linux-source-$KVER package, fetched with a private
 # apt configuration (own sources list, lists and cache directories under
 # $EMFS_CACHE) that reuses the Debian mirror already configured on this
@@ -22,11 +28,17 @@ set -euo pipefail
 KVER=${EMFS_KVER:-7.3}
 SUITE=${EMFS_KSUITE:-trixie-backports}
 FRAGMENT=${EMFS_KCONFIG:-$EMFS_TOP/tools/kconfig/emfs.config}
-FLAVOUR=${EMFS_KFLAVOUR:-dev}
+FLAVOUR=${EMFS_KERNEL:-dev}
+case "$FLAVOUR" in
+dev) fragments=("$FRAGMENT"); flavour_args="" ;;
+kasan) fragments=("$FRAGMENT" "$EMFS_TOP/tools/kconfig/kasan.config")
+	flavour_args="LLVM=-19" ;;
+*) die "unknown kernel flavour '$FLAVOUR' (KERNEL=dev or KERNEL=kasan)" ;;
+esac
 
 rustc_ver=$(/usr/bin/rustc --version 2>/dev/null | awk '{print $2}') ||
 	die "/usr/bin/rustc is missing: run tools/setup.sh first"
-frag_hash=$(sha256sum "$FRAGMENT" | cut -c1-12)
+frag_hash=$(cat "${fragments[@]}" | sha256sum | cut -c1-12)
 key="linux-$KVER-$FLAVOUR-$frag_hash-rustc-$rustc_ver"
 KDIR="$EMFS_CACHE/kernel/$key"
 
@@ -83,11 +95,11 @@ fi
 step "configure $KDIR"
 export LIBCLANG_PATH=/usr/lib/llvm-19/lib
 kmake=(make -C "$src" O="$KDIR" RUSTC=/usr/bin/rustc
-	BINDGEN="$EMFS_CACHE/cargo/bin/bindgen" ${EMFS_KMAKE_ARGS:-})
+	BINDGEN="$EMFS_CACHE/cargo/bin/bindgen" $flavour_args ${EMFS_KMAKE_ARGS:-})
 mkdir -p "$KDIR"
 run_step "make tinyconfig" "${kmake[@]}" -s tinyconfig
 run_step "merge fragment" "$src/scripts/kconfig/merge_config.sh" -m -O "$KDIR" \
-	"$KDIR/.config" "$FRAGMENT" >/dev/null
+	"$KDIR/.config" "${fragments[@]}" >/dev/null
 run_step "make olddefconfig" "${kmake[@]}" -s olddefconfig
 run_step "make rustavailable" "${kmake[@]}" -s rustavailable
 
@@ -104,12 +116,13 @@ while IFS= read -r line; do
 		grep -qx "$line" "$KDIR/.config" ||
 			{ say "fragment: $line did not stick"; bad=1; } ;;
 	esac
-done <"$FRAGMENT"
+done < <(cat "${fragments[@]}")
 [ $bad -eq 0 ] || die "configuration fragment not satisfied (see above)"
 
 step "build (make -j$(($(nproc) + 1)), about 5 to 10 minutes on 2 cores)"
 start=$(date +%s)
 run_step "kernel build" "${kmake[@]}" -s -j$(($(nproc) + 1))
+echo "$flavour_args" >"$KDIR/.emfs-kmake-args"
 touch "$KDIR/.emfs-built"
 say "built in $(($(date +%s) - start)) s: $KDIR"
 

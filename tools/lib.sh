@@ -11,6 +11,20 @@ mkdir -p "$EMFS_CACHE"
 EMFS_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export EMFS_TOP
 
+# The kernel flavour (make KERNEL=dev|kasan; see tools/kernel.sh). The
+# module for the dev kernel is built in the checkout, as Kbuild does by
+# default; for another flavour in out/<flavour>/ (Kbuild's MO=).
+: "${EMFS_KERNEL:=dev}"
+export EMFS_KERNEL
+
+emfs_module_dir() {
+	if [ "$EMFS_KERNEL" = dev ]; then
+		echo "$EMFS_TOP"
+	else
+		echo "$EMFS_TOP/out/$EMFS_KERNEL"
+	fi
+}
+
 step() { printf '\n==> %s\n' "$*"; }
 say() { printf '    %s\n' "$*"; }
 die() { printf 'emfs: error: %s\n' "$*" >&2; exit 1; }

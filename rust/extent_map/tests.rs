@@ -820,6 +820,33 @@ mod cases {
     }
 
     #[test]
+    fn check_recounts_and_finds_a_wrong_count() -> Result {
+        let f = Fixture::new()?;
+        for i in 0..16 {
+            let info = regular(i * K8, K4, i * K8);
+            let info = if i % 4 == 0 { pinned(info) } else { info };
+            f.add_plain(info, i % 2 == 0)?;
+        }
+        let c = f.tree.read().check();
+        assert_eq!((c.cached, c.pinned, c.modified, c.logging), (16, 4, 8, 0));
+        assert_eq!(c.problems, 0);
+        // A count that drifted from the maps is found; so is a map marked
+        // modified that is not on the list.
+        f.tree.write().nr_pinned += 1;
+        assert_eq!(f.tree.read().check().problems, 1);
+        f.tree.write().nr_pinned -= 1;
+        let listed = f.tree.lookup(2 * K8, K4).ok_or(ENOENT)?;
+        let node = f.tree.write().list_del(&listed).ok_or(ENOENT)?;
+        listed.set_listed(true);
+        assert_eq!(f.tree.read().check().problems, 1);
+        listed.set_listed(false);
+        f.tree.write().list_add(listed, node);
+        assert_eq!(f.tree.read().check().problems, 0);
+        f.unpin_all()?;
+        f.finish()
+    }
+
+    #[test]
     fn drop_all_drops_pinned_and_logging() -> Result {
         let f = Fixture::new()?;
         for i in 0..64 {

@@ -32,6 +32,8 @@ use crate::{
         ExtentMap,
         ExtentMapInfo,
         PreparedMap,
+        TreeCheck,
+        EXTENT_MAP_HOLE,
         EXTENT_MAP_LAST_BYTE, //
     },
     glue::vfs::fiemap_flags,
@@ -379,6 +381,126 @@ impl FileMap {
         }
         FsyncReport { full, logged }
     }
+}
+
+/// A file's recount, from [`FileMap::check`].
+#[derive(Default, Clone, Copy, Debug)]
+pub(crate) struct FileCheck {
+    /// Records.
+    pub(crate) records: u64,
+    /// Disk blocks the records hold.
+    pub(crate) blocks: u64,
+    /// Disk blocks of ordered extents not recorded yet (pinned maps).
+    pub(crate) in_flight: u64,
+    /// The tree's recount.
+    pub(crate) tree: TreeCheck,
+}
+
+impl FileMap {
+    /// Checks the file's records (block aligned, not empty, in order, not
+    /// overlapping, on the disk of `disk_blocks` blocks) and every cached
+    /// map that is not pinned against them: a hole map must cover no
+    /// record, any other map must say for each of its bytes what the
+    /// records say. Pinned maps are ordered extents, not recorded yet.
+    /// Appends every piece of disk the file holds to `pieces`, for the
+    /// disk's recount. Problems are logged and counted in `tree.problems`.
+    /// `ENOMEM` if `pieces` cannot grow.
+    pub(crate) fn check(
+        &self,
+        disk_blocks: u64,
+        pieces: &mut KVec<(u64, u64)>,
+    ) -> Result<FileCheck> {
+        let ino = self.em.ino();
+        let mut c = FileCheck::default();
+        let mut problems = 0;
+        let mut problem = |what: core::fmt::Arguments<'_>| {
+            pr_err!("check: ino {}: {}\n", ino, what);
+            problems += 1;
+        };
+        let records = self.records.lock();
+        let mut prev_end = 0;
+        for r in records.iter() {
+            c.records += 1;
+            let blocks = r.len / BLOCK;
+            c.blocks += blocks;
+            if r.len == 0 || r.start % BLOCK != 0 || r.len % BLOCK != 0 {
+                problem(format_args!(
+                    "record [{}, +{}) is not whole blocks",
+                    r.start, r.len
+                ));
+            }
+            if r.start < prev_end {
+                problem(format_args!(
+                    "record at {} overlaps the one before",
+                    r.start
+                ));
+            }
+            if r.block.checked_add(blocks).is_none_or(|e| e > disk_blocks) {
+                problem(format_args!("record at {} is off the disk", r.start));
+            }
+            prev_end = r.end();
+            pieces.push((r.block, blocks), GFP_KERNEL)?;
+        }
+        // Room for the pinned maps' pieces first: nothing may sleep under
+        // the tree's lock.
+        let tree = loop {
+            let pinned = self.em.tree().read().nr_pinned();
+            pieces.reserve(pinned, GFP_KERNEL)?;
+            let tree = self.em.tree().read();
+            if tree.nr_pinned() <= pinned {
+                break tree;
+            }
+        };
+        c.tree = tree.check();
+        for em in tree.iter() {
+            if em.is_pinned() {
+                c.in_flight += em.len() / BLOCK;
+                pieces
+                    .push_within_capacity((em.block_start() / BLOCK, em.len() / BLOCK))
+                    .map_err(|_| ENOMEM)?;
+                continue;
+            }
+            if !agrees(em, &records) {
+                problem(format_args!(
+                    "map [{}, {}) disagrees with the records",
+                    em.start(),
+                    em.end()
+                ));
+            }
+        }
+        c.tree.problems += problems;
+        Ok(c)
+    }
+}
+
+/// Returns whether the unpinned map `em` says what `records` say of each
+/// of its bytes.
+fn agrees(em: &ExtentMap, records: &FileRecords) -> bool {
+    let (start, end) = (em.start(), em.end());
+    if em.disk_bytenr() == EXTENT_MAP_HOLE {
+        return records.find(start).is_none_or(|r| r.start >= end);
+    }
+    if em.disk_bytenr() >= EXTENT_MAP_LAST_BYTE {
+        // emfs caches no inline or delalloc maps.
+        return false;
+    }
+    let kind = if em.flags().contains(EmFlags::PREALLOC) {
+        ExtentKind::Prealloc
+    } else {
+        ExtentKind::Regular
+    };
+    let mut pos = start;
+    while pos < end {
+        let Some(r) = records.find(pos).filter(|r| r.start <= pos) else {
+            return false;
+        };
+        let on_disk = r.block * BLOCK + (pos - r.start);
+        if r.kind != kind || on_disk != em.block_start() + (pos - start) {
+            return false;
+        }
+        pos = r.end();
+    }
+    true
 }
 
 /// One extent of a FIEMAP answer.
@@ -874,6 +996,43 @@ mod tests {
         assert!(!f.map.cache().tree().read().needs_full_sync());
         // The data is still found: reloaded from the records.
         assert_eq!(f.map.get_extent(K4, 8 * K4)?.disk_bytenr(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn check_compares_maps_with_records() -> Result {
+        let f = fixture()?;
+        let d = disk(16)?;
+        let check = |f: &Fixture| -> Result<FileCheck> {
+            let mut pieces = KVec::new();
+            let c = f.map.check(16, &mut pieces)?;
+            assert_eq!(d.check(&mut pieces).problems, 0);
+            Ok(c)
+        };
+        let ordered = start_write(&f.map, &d, 0, 4 * K4, 1)?;
+        // In flight: the pinned map's blocks count as used.
+        let c = check(&f)?;
+        assert_eq!((c.records, c.in_flight, c.tree.pinned), (0, 4, 1));
+        assert_eq!(c.tree.problems, 0);
+        for oe in ordered.iter() {
+            f.map.finish_write(&d, oe)?;
+        }
+        let _ = f.map.get_extent(6 * K4, 16 * K4)?;
+        let c = check(&f)?;
+        assert_eq!((c.records, c.blocks, c.in_flight), (1, 4, 0));
+        assert_eq!((c.tree.cached, c.tree.problems), (2, 0));
+        // A map that says [K4, 2K4) is in another block than the records
+        // say, and a hole map over data: two problems.
+        let tree = f.map.cache().tree();
+        tree.replace_range(
+            PreparedMap::new(ExtentMapInfo::regular(K4, K4, 9 * K4))?,
+            false,
+        )?;
+        assert_eq!(f.map.check(16, &mut KVec::new())?.tree.problems, 1);
+        tree.replace_range(PreparedMap::new(ExtentMapInfo::hole(2 * K4, K4))?, false)?;
+        assert_eq!(f.map.check(16, &mut KVec::new())?.tree.problems, 2);
+        // A record off a disk of 2 blocks.
+        assert_eq!(f.map.check(2, &mut KVec::new())?.tree.problems, 3);
         Ok(())
     }
 

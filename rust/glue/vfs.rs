@@ -51,6 +51,7 @@ mod ffi {
         pub(super) fn emfs_sb_init(sb: *mut c_void) -> c_int;
         pub(super) fn emfs_init_root_inode(inode: *mut c_void);
         pub(super) fn emfs_folio_copy_out(folio: *mut c_void, dst: *mut u8);
+        pub(super) fn emfs_walk(ops: *const super::WalkOps);
         pub(super) fn emfs_mapping_dirty_range(
             mapping: *mut c_void,
             from: u64,
@@ -314,6 +315,76 @@ impl<T: FileSystem> Drop for Registration<T> {
         // module, so none is left when the module's data is dropped.
         unsafe { ffi::emfs_unregister_fs() };
     }
+}
+
+/// A visit of every mounted superblock of a filesystem and its regular
+/// files, by [`walk`].
+pub(crate) trait Walk<T: FileSystem> {
+    /// A superblock, before its files (`done == false`) and after them.
+    fn superblock(&mut self, data: &T::Data, done: bool);
+
+    /// A regular file of that superblock; `reserved` folios of its page
+    /// cache hold a space reservation.
+    fn file(&mut self, data: &T::Data, inode: &T::InodeData, reserved: u64);
+}
+
+/// `struct emfs_walk_ops` of rust/helpers.h.
+#[repr(C)]
+struct WalkOps {
+    sb: unsafe extern "C" fn(*mut c_void, *mut bindings::super_block, bool),
+    inode: unsafe extern "C" fn(*mut c_void, *mut bindings::super_block, *mut c_void, u64),
+    ctx: *mut c_void,
+    sync: bool,
+}
+
+/// # Safety
+///
+/// `ctx` is the `&mut W` of [`walk`]; `sb` a superblock of `T` whose
+/// `s_umount` is held, so mounted until the call returns.
+unsafe extern "C" fn walk_sb<T: FileSystem, W: Walk<T>>(
+    ctx: *mut c_void,
+    sb: *mut bindings::super_block,
+    done: bool,
+) {
+    // SAFETY: As the caller promises; `walk` holds the only other
+    // reference to the walker, unused while `emfs_walk` runs.
+    let w = unsafe { &mut *ctx.cast::<W>() };
+    // SAFETY: As the caller promises.
+    w.superblock(unsafe { data::<T>(sb) }, done);
+}
+
+/// # Safety
+///
+/// As for [`walk_sb`]; `inode` is the data of a regular file of `sb` held
+/// by a reference (`__iget()`) for the call.
+unsafe extern "C" fn walk_inode<T: FileSystem, W: Walk<T>>(
+    ctx: *mut c_void,
+    sb: *mut bindings::super_block,
+    inode: *mut c_void,
+    reserved: u64,
+) {
+    // SAFETY: As for `walk_sb`.
+    let w = unsafe { &mut *ctx.cast::<W>() };
+    // SAFETY: As the caller promises.
+    let (data, inode) = unsafe { sb_inode::<T>(sb, inode) };
+    w.file(data, inode, reserved);
+}
+
+/// Visits every mounted superblock of `T` (`iterate_supers_type()`, with
+/// `s_umount` held shared), after writing it back and waiting for that if
+/// `sync` (`sync_filesystem()`), then each of its regular files, as
+/// `drop_caches` walks a superblock's inodes. May sleep.
+pub(crate) fn walk<T: FileSystem, W: Walk<T>>(w: &mut W, sync: bool) {
+    let ops = WalkOps {
+        sb: walk_sb::<T, W>,
+        inode: walk_inode::<T, W>,
+        ctx: core::ptr::from_mut(w).cast(),
+        sync,
+    };
+    // SAFETY: `ops` lives across the call; its callbacks are instantiated
+    // for `T`, whose trampolines the filesystem type of rust/vfs.c uses,
+    // and `ctx` is the walker they expect.
+    unsafe { ffi::emfs_walk(&ops) };
 }
 
 /// Instantiates the VFS trampolines of rust/vfs.c for filesystem `$t`.

@@ -11,6 +11,7 @@
 #   shrink_all          make the mount's shrinker evict every map it can,
 #                       and wait until none is left evictable
 #   kmemleak_check      age, scan and report kmemleak (fails on a report)
+#   emfs_check          run the debugfs consistency check; fails on a problem
 
 fail=0
 testing_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -71,4 +72,13 @@ kmemleak_check() {
 	else
 		note "ok: kmemleak clean"
 	fi
+}
+
+# emfs_check: the module's consistency check of every mounted emfs
+# (/sys/kernel/debug/emfs/check); prints it and fails on any problem.
+emfs_check() {
+	local out
+	out=$(cat /sys/kernel/debug/emfs/check) || return 1
+	echo "$out" | sed 's/^/    check: /'
+	echo "$out" | grep -qx 'problems 0'
 }
