@@ -193,6 +193,16 @@ void emfs_fail_alloc_disarm(void)
 #endif
 }
 
+bool emfs_fault_injection_active(void)
+{
+#ifdef CONFIG_FAULT_INJECTION
+	return current->make_it_fail ||
+	       READ_ONCE(emfs_fail_alloc.probability) != 0;
+#else
+	return false;
+#endif
+}
+
 u64 emfs_slab_bytes(void)
 {
 	return (global_node_page_state_pages(NR_SLAB_UNRECLAIMABLE_B) +

@@ -31,6 +31,7 @@ void emfs_lockdep_assert_held_write(rwlock_t *lock);
 bool emfs_should_fail_alloc(void);
 void emfs_fail_alloc_arm(unsigned long interval, int times);
 void emfs_fail_alloc_disarm(void);
+bool emfs_fault_injection_active(void);
 unsigned int emfs_memalloc_nofs_save(void);
 void emfs_memalloc_nofs_restore(unsigned int flags);
 

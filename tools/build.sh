@@ -52,14 +52,11 @@ resolve_kdir() {
 kbuild() {
 	local mo extra=""
 	mo=$(emfs_module_dir)
+	mkdir -p "$mo"
 	[ -f "$KDIR/.emfs-kmake-args" ] && extra=$(cat "$KDIR/.emfs-kmake-args")
-	if [ "$mo" != "$EMFS_TOP" ]; then
-		mkdir -p "$mo"
-		extra+=" MO=$mo"
-	fi
 	# shellcheck disable=SC2086
 	make -C "$KDIR" M="$EMFS_TOP" RUSTC="$RUSTC" BINDGEN="$BINDGEN" \
-		CLIPPY_DRIVER="$CLIPPY_DRIVER" $extra "$@"
+		CLIPPY_DRIVER="$CLIPPY_DRIVER" MO="$mo" $extra "$@"
 }
 
 cmd_module() {

@@ -12,17 +12,13 @@ EMFS_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export EMFS_TOP
 
 # The kernel flavour (make KERNEL=dev|kasan; see tools/kernel.sh). The
-# module for the dev kernel is built in the checkout, as Kbuild does by
-# default; for another flavour in out/<flavour>/ (Kbuild's MO=).
+# module is built out of the source tree, in out/<flavour>/ (Kbuild's MO=),
+# so that a module for each flavour can be built from one checkout.
 : "${EMFS_KERNEL:=dev}"
 export EMFS_KERNEL
 
 emfs_module_dir() {
-	if [ "$EMFS_KERNEL" = dev ]; then
-		echo "$EMFS_TOP"
-	else
-		echo "$EMFS_TOP/out/$EMFS_KERNEL"
-	fi
+	echo "$EMFS_TOP/out/$EMFS_KERNEL"
 }
 
 step() { printf '\n==> %s\n' "$*"; }

@@ -397,6 +397,7 @@ impl Disk {
 #[kernel::macros::kunit_tests(emfs_disk)]
 mod tests {
     use super::*;
+    use crate::glue::alloc::refusal;
 
     fn disk(nr: u64) -> Result<Pin<KBox<Disk>>> {
         KBox::pin_init(Disk::new(nr), GFP_KERNEL)
@@ -464,11 +465,11 @@ mod tests {
         let mut got = KVec::new();
         d.alloc(4, &mut got)?;
         // Already free, outside the disk, empty, overflowing.
-        assert_eq!(d.free(4, 1).err(), Some(EINVAL));
-        assert_eq!(d.free(2, 3).err(), Some(EINVAL));
-        assert_eq!(d.free(8, 1).err(), Some(EINVAL));
-        assert_eq!(d.free(0, 0).err(), Some(EINVAL));
-        assert_eq!(d.free(1, u64::MAX).err(), Some(EINVAL));
+        assert_eq!(refusal(d.free(4, 1))?, Some(EINVAL));
+        assert_eq!(refusal(d.free(2, 3))?, Some(EINVAL));
+        assert_eq!(refusal(d.free(8, 1))?, Some(EINVAL));
+        assert_eq!(refusal(d.free(0, 0))?, Some(EINVAL));
+        assert_eq!(refusal(d.free(1, u64::MAX))?, Some(EINVAL));
         assert_eq!(d.nr_free(), 4);
         Ok(())
     }

@@ -158,7 +158,9 @@ impl FileMap {
             .inspect_err(|_| {
                 // Back to the reservation, forgetting what was stored.
                 for &(block, n) in pieces.iter() {
-                    let _ = disk.unalloc(block, n);
+                    // The reservation must come back, or a dirty folio
+                    // would hold a block the disk no longer has.
+                    let _ = until_memory(|| disk.unalloc(block, n));
                 }
             })
     }
@@ -332,9 +334,7 @@ impl FileMap {
             Ok(())
         })();
         if let Err(e) = built {
-            for &(block, n) in pieces.iter() {
-                let _ = disk.free(block, n);
-            }
+            free_blocks(disk, &pieces);
             return Err(e);
         }
         records.take_from(&mut scratch);
@@ -710,6 +710,10 @@ mod tests {
     use crate::extent_map::{
         ExtentMapInfo,
         EXTENT_MAP_HOLE, //
+    };
+    use crate::glue::alloc::{
+        outcome,
+        refusal, //
     };
     use crate::shrinker::EmOwnerRegistration;
     use kernel::sync::atomic::Relaxed;
@@ -1267,16 +1271,16 @@ mod tests {
                     .map(|&(s, e)| (s.max(from), e.min(to)))
             })
         };
-        assert_eq!(seek(0, true), Ok(K4));
-        assert_eq!(seek(K4 + 10, true), Ok(K4 + 10));
-        assert_eq!(seek(2 * K4, true), Ok(6 * K4));
-        assert_eq!(seek(0, false), Ok(0));
-        assert_eq!(seek(K4, false), Ok(2 * K4));
-        assert_eq!(seek(6 * K4, false), Ok(7 * K4));
-        assert_eq!(seek(7 * K4, true).err(), Some(ENXIO));
-        assert_eq!(seek(7 * K4, false), Ok(7 * K4));
-        assert_eq!(seek(size, true).err(), Some(ENXIO));
-        assert_eq!(seek(size, false).err(), Some(ENXIO));
+        assert_eq!(outcome(seek(0, true))?, Ok(K4));
+        assert_eq!(outcome(seek(K4 + 10, true))?, Ok(K4 + 10));
+        assert_eq!(outcome(seek(2 * K4, true))?, Ok(6 * K4));
+        assert_eq!(outcome(seek(0, false))?, Ok(0));
+        assert_eq!(outcome(seek(K4, false))?, Ok(2 * K4));
+        assert_eq!(outcome(seek(6 * K4, false))?, Ok(7 * K4));
+        assert_eq!(refusal(seek(7 * K4, true))?, Some(ENXIO));
+        assert_eq!(outcome(seek(7 * K4, false))?, Ok(7 * K4));
+        assert_eq!(refusal(seek(size, true))?, Some(ENXIO));
+        assert_eq!(refusal(seek(size, false))?, Some(ENXIO));
         Ok(())
     }
 }

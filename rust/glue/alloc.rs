@@ -7,7 +7,7 @@
 //! anyway: inside a [`NoFsScope`], every allocation of the task behaves as
 //! `GFP_NOFS`, so reclaim it triggers does not recurse into filesystems.
 
-use kernel::types::NotThreadSafe;
+use kernel::{prelude::*, types::NotThreadSafe};
 
 mod ffi {
     unsafe extern "C" {
@@ -55,6 +55,7 @@ mod fault_ffi {
         pub(super) fn emfs_should_fail_alloc() -> bool;
         pub(super) fn emfs_fail_alloc_arm(interval: kernel::ffi::c_ulong, times: i32);
         pub(super) fn emfs_fail_alloc_disarm();
+        pub(super) fn emfs_fault_injection_active() -> bool;
     }
 }
 
@@ -64,6 +65,29 @@ pub(crate) fn should_fail_alloc() -> bool {
     // SAFETY: Reads and updates the module's static fault attribute, which
     // `should_fail_ex` synchronises itself.
     unsafe { fault_ffi::emfs_should_fail_alloc() }
+}
+
+/// Returns whether allocations of the current task may be failed on
+/// purpose: the kernel's fault injection is on for it (`make-it-fail`), or
+/// the module's own is armed. Best-effort steps (a split, a merge) may then
+/// have been skipped; tests that see one skipped give up with `ENOMEM`.
+pub(crate) fn fault_injection_active() -> bool {
+    // SAFETY: Reads the current task's flag and the module's attribute.
+    unsafe { fault_ffi::emfs_fault_injection_active() }
+}
+
+/// For tests: the outcome of an operation, with its `ENOMEM` under fault
+/// injection passed up as the test's own error.
+pub(crate) fn outcome<T>(r: Result<T>) -> Result<Result<T>> {
+    match r {
+        Err(e) if e == ENOMEM && fault_injection_active() => Err(ENOMEM),
+        r => Ok(r),
+    }
+}
+
+/// For tests: the error an operation failed with, if any, as [`outcome`].
+pub(crate) fn refusal<T>(r: Result<T>) -> Result<Option<Error>> {
+    Ok(outcome(r)?.err())
 }
 
 /// While alive, makes every `interval`-th allocation of the module fail, at

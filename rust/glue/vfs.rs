@@ -894,7 +894,13 @@ pub(crate) unsafe fn write_back<T: FileSystem>(
     let folios = WritebackFolios { folios };
     // SAFETY: As the caller promises.
     let (data, inode) = unsafe { sb_inode::<T>(sb, inode) };
-    match T::write_back(data, inode, pos, &folios).and_then(|w| Ok(KBox::new(w, GFP_KERNEL)?)) {
+    // The box first: once the write back has started, its ordered extents
+    // must reach `finish_write_back`, whatever memory is left.
+    let slot = match KBox::<T::Writeback>::new_uninit(GFP_KERNEL) {
+        Ok(slot) => slot,
+        Err(_) => return ENOMEM.to_errno(),
+    };
+    match T::write_back(data, inode, pos, &folios).map(|w| KBox::write(slot, w)) {
         Ok(w) => {
             // SAFETY: `wb` is valid for a write.
             unsafe { wb.write(KBox::into_raw(w).cast()) };

@@ -28,8 +28,11 @@ TOP = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(TOP / "tools" / "testing"))
 import emfs_harness as harness  # noqa: E402
 
+CHECK_LINE = re.compile(r"^(not )?ok: (.+)$")
 SCENARIOS = TOP / "tools" / "testing" / "emfs" / "scenarios"
-LOGS = TOP / "out" / "logs"
+# The kernel flavour (make KERNEL=...): its guest logs go apart.
+FLAVOUR = os.environ.get("EMFS_KERNEL", "dev")
+LOGS = TOP / "out" / "logs" / ("" if FLAVOUR == "dev" else FLAVOUR)
 
 
 class Run:
@@ -177,9 +180,17 @@ def phase_scenarios(run, only):
             log = LOGS / f"scenario-{script.stem}.log"
             # The KUnit phase runs the suites; scenarios load the module
             # without running them again.
-            rc, text = vm_run(script, log, "kunit.enable=0")
+            # A scenario marked "emfs-scenario: kunit" needs the suites.
+            marked = "emfs-scenario: kunit" in script.read_text()
+            rc, text = vm_run(script, log, "" if marked else "kunit.enable=0")
             verdict = harness.judge_scan(text, harness.Verdict(),
                                          f"scenario/{script.stem}")
+            # Each check the scenario made ("ok: what" / "not ok: what").
+            for line in text.splitlines():
+                m = CHECK_LINE.match(harness.strip(line))
+                if m:
+                    run.result(f"scenario/{script.stem}: {m.group(2)}",
+                               m.group(1) is None)
             run.result(f"scenario/{script.stem}", rc == 0,
                        "" if rc == 0 else f"exit status {rc}; log {log}")
             for name, ok, detail in verdict.results:
@@ -196,9 +207,13 @@ def main():
 
     run = Run()
     start = time.monotonic()
+    print(f"kernel flavour: {FLAVOUR}")
     if phase_build(run, args):
         if not args.suite and not args.scenario:
-            phase_lint(run)
+            # The sources are the same for every flavour: lint once, on
+            # the dev kernel's build.
+            if FLAVOUR == "dev":
+                phase_lint(run)
             phase_harness(run)
             phase_runner(run)
         if not args.scenario:

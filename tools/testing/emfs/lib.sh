@@ -12,6 +12,7 @@
 #                       and wait until none is left evictable
 #   kmemleak_check      age, scan and report kmemleak (fails on a report)
 #   emfs_check          run the debugfs consistency check; fails on a problem
+#   fault_arm PCT, fault_disarm   failslab and fail_page_alloc on the module
 
 fail=0
 testing_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -81,4 +82,51 @@ emfs_check() {
 	out=$(cat /sys/kernel/debug/emfs/check) || return 1
 	echo "$out" | sed 's/^/    check: /'
 	echo "$out" | grep -qx 'problems 0'
+}
+
+# Fault injection (Documentation/fault-injection): failslab and
+# fail_page_alloc, task-filtered (only tasks with make-it-fail set), and
+# restricted to allocations with the module's code on the stack
+# (require-start/require-end: the span of its text in /proc/kallsyms).
+#
+#   fault_arm PERCENT   fail PERCENT% of those allocations
+#   fault_disarm        stop; sets $injected to the failures injected
+fault_times=100000000
+fault_attrs="failslab fail_page_alloc"
+
+fault_arm() {
+	local pct=$1 a d lo hi
+	# shellcheck disable=SC2046
+	set -- $(python3 -c '
+a = [int(l.split()[0], 16) for l in open("/proc/kallsyms")
+     if l.rstrip().endswith("[emfs]") and l.split()[1] in "tT"]
+print(min(a), max(a) + 65536)')
+	lo=${1:-} hi=${2:-}
+	[ -n "$lo" ] || { note "not ok: the module text found in /proc/kallsyms"; return 1; }
+	for a in $fault_attrs; do
+		d=/sys/kernel/debug/$a
+		echo 0 >"$d/probability"
+		echo "$fault_times" >"$d/times"
+		echo 1 >"$d/interval"
+		echo 0 >"$d/verbose"
+		echo Y >"$d/task-filter"
+		echo N >"$d/ignore-gfp-wait"
+		echo 32 >"$d/stacktrace-depth"
+		echo "$lo" >"$d/require-start"
+		echo "$hi" >"$d/require-end"
+		echo "$pct" >"$d/probability"
+	done
+	echo N >/sys/kernel/debug/fail_page_alloc/ignore-gfp-highmem
+	echo 0 >/sys/kernel/debug/fail_page_alloc/min-order
+}
+
+fault_disarm() {
+	local a n
+	injected=0
+	for a in $fault_attrs; do
+		echo 0 >"/sys/kernel/debug/$a/probability"
+		n=$((fault_times - $(cat "/sys/kernel/debug/$a/times")))
+		note "$a: $n failures injected"
+		injected=$((injected + n))
+	done
 }

@@ -1,0 +1,336 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""The bad-input matrix: every case gives emfs something wrong and expects
+one exact errno (and, where emfs explains itself, a line in the kernel
+log). Prints "ok: <case>" or "not ok: <case> (...)" per case, as the other
+scenarios do; exits 1 if any case failed.
+
+Usage: bad_input.py MOUNTPOINT SCRATCH_DIR OWNER_ID
+
+MOUNTPOINT is a mounted emfs (any size of at least 16 MiB); SCRATCH_DIR an
+empty directory for the mount cases. Everything the cases create is
+removed again.
+"""
+
+import ctypes
+import errno
+import fcntl
+import os
+import struct
+import sys
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+libc.ftruncate.argtypes = [ctypes.c_int, ctypes.c_int64]
+libc.lseek.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int]
+libc.lseek.restype = ctypes.c_int64
+libc.pwrite.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int64]
+libc.pwrite.restype = ctypes.c_ssize_t
+
+MAX_LFS = (1 << 63) - 1
+FALLOC_FL_KEEP_SIZE = 0x01
+FALLOC_FL_PUNCH_HOLE = 0x02
+FALLOC_FL_COLLAPSE_RANGE = 0x08
+FALLOC_FL_ZERO_RANGE = 0x10
+FALLOC_FL_INSERT_RANGE = 0x20
+FALLOC_FL_UNSHARE_RANGE = 0x40
+SEEK_DATA, SEEK_HOLE = 3, 4
+FS_IOC_FIEMAP = 0xC020660B
+FS_IOC_GETFLAGS = 0x80086601
+FIEMAP_FLAG_SYNC, FIEMAP_FLAG_XATTR = 0x1, 0x2
+FIEMAP_MAX_EXTENTS = 0xFFFFFFFF // 56
+
+failed = 0
+cases = 0
+
+
+class Kmsg:
+    """The kernel log from now on (/dev/kmsg, read without blocking)."""
+
+    def __init__(self):
+        self.fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+        os.lseek(self.fd, 0, os.SEEK_END)
+
+    def read(self):
+        lines = []
+        while True:
+            try:
+                rec = os.read(self.fd, 8192).decode(errors="replace")
+            except BlockingIOError:
+                return "\n".join(lines)
+            except OSError as e:  # EPIPE: records were overwritten
+                if e.errno != errno.EPIPE:
+                    raise
+                continue
+            lines.append(rec.split(";", 1)[-1].strip())
+
+
+kmsg = Kmsg()
+
+
+def result(name, ok, detail=""):
+    global failed, cases
+    cases += 1
+    if ok:
+        print(f"ok: {name}")
+    else:
+        failed += 1
+        print(f"not ok: {name} ({detail})")
+
+
+def errno_of(fn):
+    """Runs fn; returns 0 on success, else the errno it failed with."""
+    try:
+        r = fn()
+    except OSError as e:
+        return e.errno
+    if isinstance(r, int) and r < 0:
+        return ctypes.get_errno()
+    return 0
+
+
+def expect(name, want, fn, log=None):
+    """Case `name`: fn fails with errno `want` (0: succeeds), and the
+    kernel log gains a line containing `log`."""
+    kmsg.read()
+    got = errno_of(fn)
+    ok = got == want
+    detail = f"errno {errno.errorcode.get(got, got)}, expected {errno.errorcode.get(want, want)}"
+    if ok and log:
+        text = kmsg.read()
+        ok = log in text
+        detail = f"no kernel log line with {log!r}"
+    result(name, ok, detail)
+
+
+def main():
+    mnt, scratch, owner = sys.argv[1], sys.argv[2], sys.argv[3]
+    target = os.path.join(scratch, "m").encode()
+    os.makedirs(target, exist_ok=True)
+
+    # Mount options.
+    def mount(opts):
+        def go():
+            r = libc.mount(b"none", target, b"emfs", 0, opts.encode())
+            if r == 0:
+                libc.umount2(target, 0)
+            return r
+        return go
+
+    for opts, log in [
+        ("bogus", "unknown mount option 'bogus'"),
+        ("bogus=1", "unknown mount option 'bogus'"),
+        ("size", "mount option 'size' needs a value"),
+        ("size=", "mount option 'size'"),
+        ("size=abc", "bad value 'abc' for mount option 'size'"),
+        ("size=12x", "bad value '12x'"),
+        ("size=-1", "bad value '-1'"),
+        ("size=1.5M", "bad value '1.5M'"),
+        ("size=18446744073709551616", "bad value"),
+        ("size=20000000T", "bad value"),
+        ("size=1020k", "is out of range"),
+        ("size=4k", "is out of range"),
+        ("size=65G", "is out of range"),
+        ("size=1T", "is out of range"),
+        ("size=1025k", "is not a multiple of 4096 bytes"),
+        ("size=2M,size=4M", "given more than once"),
+        ("size=2M,bogus", "unknown mount option 'bogus'"),
+    ]:
+        expect(f"mount -o {opts}: EINVAL", errno.EINVAL, mount(opts), log)
+    for opts in ("size=1M", "size=64G", "size=1048576"):
+        expect(f"mount -o {opts}: the limits are accepted", 0, mount(opts))
+
+    # Offsets and lengths at and past the maximum file size.
+    path = os.path.join(mnt, "f")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    before = os.statvfs(mnt).f_bfree
+    expect("pwrite at offset -1: EINVAL", errno.EINVAL,
+           lambda: libc.pwrite(fd, b"x", 1, -1))
+    # The maximum is LLONG_MAX: a write whose end passes it overflows
+    # loff_t, which the VFS refuses before emfs sees it.
+    expect("pwrite at the maximum file size: EINVAL", errno.EINVAL,
+           lambda: libc.pwrite(fd, b"x", 1, MAX_LFS))
+    near = MAX_LFS - 2047
+    expect("pwrite one byte across it: EINVAL", errno.EINVAL,
+           lambda: libc.pwrite(fd, b"y" * 2048, 2048, near))
+    n = libc.pwrite(fd, b"y" * 2047, 2047, near)
+    result("pwrite ending at the maximum file size", n == 2047, f"wrote {n}")
+    result("the size is the maximum file size", os.fstat(fd).st_size == MAX_LFS,
+           f"size {os.fstat(fd).st_size}")
+    os.fsync(fd)
+    result("those bytes read back", os.pread(fd, 2047, near) == b"y" * 2047)
+    result("the rest of their block reads as zeroes",
+           os.pread(fd, 2049, near - 2049) == bytes(2049))
+    expect("pread across the maximum file size: EINVAL", errno.EINVAL,
+           lambda: os.pread(fd, 10, MAX_LFS - 5))
+    result("a hole below it reads as zeroes", os.pread(fd, 8, 1 << 62) == bytes(8))
+    result("SEEK_DATA from 0 finds the last block",
+           libc.lseek(fd, 0, SEEK_DATA) == MAX_LFS - 4095,
+           f"got {libc.lseek(fd, 0, SEEK_DATA)}")
+    expect("ftruncate to -1: EINVAL", errno.EINVAL, lambda: libc.ftruncate(fd, -1))
+    expect("ftruncate to 0 frees the block", 0, lambda: os.ftruncate(fd, 0))
+    os.fsync(fd)
+    result("statfs: the space is back", os.statvfs(mnt).f_bfree == before,
+           f"{os.statvfs(mnt).f_bfree} free, {before} before")
+    expect("ftruncate to the maximum file size", 0, lambda: os.ftruncate(fd, MAX_LFS))
+    result("SEEK_DATA in a file that is one hole: ENXIO",
+           errno_of(lambda: os.lseek(fd, 0, SEEK_DATA)) == errno.ENXIO)
+    result("SEEK_HOLE from 0 in it: 0", os.lseek(fd, 0, SEEK_HOLE) == 0)
+    os.ftruncate(fd, 0)
+
+    # fallocate.
+    for what, mode, off, length, want in [
+        ("offset + length past the maximum file size", 0, MAX_LFS - 4096, 8192, errno.EFBIG),
+        ("length 0", 0, 0, 0, errno.EINVAL),
+        ("negative offset", 0, -4096, 4096, errno.EINVAL),
+        ("negative length", 0, 0, -4096, errno.EINVAL),
+        ("FALLOC_FL_ZERO_RANGE", FALLOC_FL_ZERO_RANGE, 0, 4096, errno.EOPNOTSUPP),
+        ("FALLOC_FL_COLLAPSE_RANGE", FALLOC_FL_COLLAPSE_RANGE, 0, 4096, errno.EOPNOTSUPP),
+        ("FALLOC_FL_INSERT_RANGE", FALLOC_FL_INSERT_RANGE, 0, 4096, errno.EOPNOTSUPP),
+        ("FALLOC_FL_UNSHARE_RANGE", FALLOC_FL_UNSHARE_RANGE, 0, 4096, errno.EOPNOTSUPP),
+        ("PUNCH_HOLE without KEEP_SIZE", FALLOC_FL_PUNCH_HOLE, 0, 4096, errno.EOPNOTSUPP),
+        ("an unknown mode bit", 0x1000, 0, 4096, errno.EOPNOTSUPP),
+        ("a disk's worth and more", 0, 0, 1 << 40, errno.ENOSPC),
+    ]:
+        expect(f"fallocate, {what}: {errno.errorcode[want]}", want,
+               lambda: libc.fallocate(fd, mode, off, length))
+    result("fallocate that failed allocated nothing",
+           os.statvfs(mnt).f_bfree == before and os.fstat(fd).st_size == 0)
+    ro = os.open(path, os.O_RDONLY)
+    expect("fallocate on a read-only descriptor: EBADF", errno.EBADF,
+           lambda: libc.fallocate(ro, 0, 0, 4096))
+    os.close(ro)
+
+    # FIEMAP.
+    os.pwrite(fd, b"z" * 8192, 0)
+
+    def fiemap(start, length, flags, count=4):
+        def go():
+            buf = bytearray(struct.pack("=QQLLLL", start, length, flags, 0, count, 0))
+            # Room for at most 4: a larger count must be refused unread.
+            buf += bytes(56 * min(count, 4))
+            fcntl.ioctl(fd, FS_IOC_FIEMAP, buf)
+            return struct.unpack_from("=QQLLLL", buf)[3]
+        return go
+
+    expect("FIEMAP with FIEMAP_FLAG_XATTR: EBADR", errno.EBADR,
+           fiemap(0, 1 << 20, FIEMAP_FLAG_XATTR))
+    expect("FIEMAP with an unknown flag: EBADR", errno.EBADR, fiemap(0, 1 << 20, 0x80))
+    expect("FIEMAP of length 0: EINVAL", errno.EINVAL, fiemap(0, 0, 0))
+    expect("FIEMAP from the maximum file size: EFBIG", errno.EFBIG, fiemap(MAX_LFS, 4096, 0))
+    expect("FIEMAP with too many extents asked for: EINVAL", errno.EINVAL,
+           fiemap(0, 4096, 0, FIEMAP_MAX_EXTENTS + 1))
+    result("FIEMAP whose end overflows is clamped: one extent",
+           fiemap(4096, (1 << 64) - 1, FIEMAP_FLAG_SYNC)() == 1)
+    result("FIEMAP past EOF: no extent", fiemap(1 << 30, 4096, 0)() == 0)
+
+    # SEEK_DATA and SEEK_HOLE.
+    size = os.fstat(fd).st_size
+    for what, off, whence, want in [
+        ("SEEK_DATA at EOF", size, SEEK_DATA, errno.ENXIO),
+        ("SEEK_HOLE at EOF", size, SEEK_HOLE, errno.ENXIO),
+        ("SEEK_DATA past EOF", 1 << 62, SEEK_DATA, errno.ENXIO),
+        ("SEEK_HOLE past EOF", 1 << 62, SEEK_HOLE, errno.ENXIO),
+        ("SEEK_DATA from -1", -1, SEEK_DATA, errno.ENXIO),
+        ("an unknown whence", 0, 7, errno.EINVAL),
+    ]:
+        expect(f"{what}: {errno.errorcode[want]}", want,
+               lambda: libc.lseek(fd, off, whence))
+    expect("an ioctl emfs does not have: ENOTTY", errno.ENOTTY,
+           lambda: fcntl.ioctl(fd, FS_IOC_GETFLAGS, bytes(8)))
+    expect("setxattr: EOPNOTSUPP", errno.EOPNOTSUPP,
+           lambda: os.setxattr(path, "user.x", b"1"))
+    expect("O_DIRECT: EINVAL", errno.EINVAL,
+           lambda: os.close(os.open(path, os.O_RDWR | os.O_DIRECT)))
+    os.close(fd)
+
+    # Names and directories.
+    name255 = os.path.join(mnt, "n" * 255)
+    name256 = os.path.join(mnt, "n" * 256)
+    expect("a name of 255 bytes", 0, lambda: os.close(os.open(name255, os.O_CREAT | os.O_WRONLY)))
+    expect("a name of 256 bytes: ENAMETOOLONG", errno.ENAMETOOLONG,
+           lambda: os.open(name256, os.O_CREAT | os.O_WRONLY))
+    expect("mkdir of 256 bytes: ENAMETOOLONG", errno.ENAMETOOLONG, lambda: os.mkdir(name256))
+    expect("rename to 256 bytes: ENAMETOOLONG", errno.ENAMETOOLONG,
+           lambda: os.rename(name255, name256))
+    os.unlink(name255)
+    d, full = os.path.join(mnt, "d"), os.path.join(mnt, "full")
+    os.mkdir(d)
+    os.mkdir(full)
+    open(os.path.join(full, "x"), "w").close()
+    expect("open a directory for writing: EISDIR", errno.EISDIR, lambda: os.open(d, os.O_WRONLY))
+    expect("open a directory read-write: EISDIR", errno.EISDIR, lambda: os.open(d, os.O_RDWR))
+    dfd = os.open(d, os.O_RDONLY)
+    expect("write to a directory: EBADF", errno.EBADF, lambda: os.write(dfd, b"x"))
+    expect("read a directory: EISDIR", errno.EISDIR, lambda: os.read(dfd, 10))
+    os.close(dfd)
+    expect("truncate a directory: EISDIR", errno.EISDIR, lambda: os.truncate(d, 0))
+    expect("rename over a non-empty directory: ENOTEMPTY", errno.ENOTEMPTY,
+           lambda: os.rename(d, full))
+    expect("rename a directory over a file: ENOTDIR", errno.ENOTDIR,
+           lambda: os.rename(d, os.path.join(full, "x")))
+    expect("rename a file over a directory: EISDIR", errno.EISDIR,
+           lambda: os.rename(os.path.join(full, "x"), d))
+    expect("rename a directory into itself: EINVAL", errno.EINVAL,
+           lambda: os.rename(full, os.path.join(full, "sub")))
+    expect("rmdir of a non-empty directory: ENOTEMPTY", errno.ENOTEMPTY, lambda: os.rmdir(full))
+    expect("unlink of a directory: EISDIR", errno.EISDIR, lambda: os.unlink(d))
+    expect("hard link to a directory: EPERM", errno.EPERM,
+           lambda: os.link(d, os.path.join(mnt, "dl")))
+    expect("symlink (emfs has none): EPERM", errno.EPERM,
+           lambda: os.symlink("f", os.path.join(mnt, "s")))
+    expect("mknod of a FIFO (emfs has none): EPERM", errno.EPERM,
+           lambda: os.mkfifo(os.path.join(mnt, "p")))
+    os.unlink(os.path.join(full, "x"))
+    os.rmdir(full)
+    os.rmdir(d)
+    os.unlink(path)
+
+    # Files that take no writes, and the module's knobs given garbage.
+    def write(p, data):
+        def go():
+            wfd = os.open(p, os.O_WRONLY)
+            try:
+                return os.write(wfd, data)
+            finally:
+                os.close(wfd)
+        return go
+
+    expect("write to /proc/fs/emfs/<id>/stats: EIO", errno.EIO,
+           write(f"/proc/fs/emfs/{owner}/stats", b"0\n"))
+    expect("open /proc/fs/emfs for writing: EISDIR", errno.EISDIR,
+           lambda: os.open("/proc/fs/emfs", os.O_WRONLY))
+    dbg = "/sys/kernel/debug/emfs"
+    for f in ("live", "check"):
+        expect(f"write to debugfs {f}: EINVAL", errno.EINVAL, write(f"{dbg}/{f}", b"1\n"))
+    for knob, data, log in [
+        ("bench", b"abc", "bench: expected up to 8 numbers"),
+        ("bench", b"1 2 3 4 5 6 7 8 9", "bench: expected up to 8 numbers"),
+        ("bench", b"-5", "bench: expected"),
+        ("bench", b"99999999999999999999", "bench: expected"),
+        ("bench", b"0", "out of range"),
+        ("bench", b"4000001", "out of range"),
+        ("bench", b"\xff\xfe", "bench: expected"),
+        ("bench", b"1" * 200, None),
+        ("bench_shrinker", b"x y", "bench_shrinker: expected"),
+        ("bench_shrinker", b"1", "out of range"),
+        ("bench_shrinker", b"4000001", "out of range"),
+        ("synthetic", b"abc", "synthetic: expected"),
+        ("synthetic", b"1", "synthetic: expected"),
+        ("synthetic", b"1 2 3", "synthetic: expected"),
+        ("synthetic", b"-1 5", "synthetic: expected"),
+        ("synthetic", b"100000000 100000000", "synthetic: expected"),
+        ("synthetic", b"1" * 100, None),
+    ]:
+        shown = data[:24].decode(errors="replace")
+        expect(f"debugfs {knob} given {shown!r}: EINVAL", errno.EINVAL,
+               write(f"{dbg}/{knob}", data), log)
+
+    print(f"bad input: {cases} cases, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
