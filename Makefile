@@ -20,11 +20,13 @@ SUITE ?=
 SCENARIO ?=
 # make vm-run SCRIPT=path/to/script.sh
 SCRIPT ?=
+# make stress DURATION=600 (seconds)
+DURATION ?= 300
 # make bench SIZES=1000,100000 FS_MB=256
 SIZES ?= 1000,100000,1000000
 FS_MB ?= 256
 
-.PHONY: all help setup kernel module run check vm-run vm-shell bench lint \
+.PHONY: all help setup kernel module run check check-full stress vm-run vm-shell bench lint \
 	docs fmt clippy rustfmt checkpatch clean
 
 all: module
@@ -34,6 +36,8 @@ help:
 	@echo '  run              boot the VM and run the demonstration'
 	@echo '  check            build, lint and run every test; ends with "N passed, N failed"'
 	@echo '  check SUITE=s    only KUnit suite s;  check SCENARIO=n  only scenario n'
+	@echo '  check-full       check on the dev kernel, then on the KASAN kernel, then a long stress'
+	@echo '  stress           the stress run for DURATION seconds (default 300), under lockdep'
 	@echo '  module           build emfs.ko (set-up and dev kernel on first use)'
 	@echo '  vm-run SCRIPT=f  run script f as root in the VM, exit with its status'
 	@echo '  vm-shell         interactive shell in the VM'
@@ -65,6 +69,15 @@ run: module
 check:
 	@python3 tools/testing/check.py $(if $(SUITE),--suite $(SUITE)) \
 		$(if $(SCENARIO),--scenario $(SCENARIO))
+
+check-full:
+	@$(MAKE) --no-print-directory check
+	@$(MAKE) --no-print-directory check KERNEL=kasan
+	@$(MAKE) --no-print-directory stress DURATION=$(DURATION)
+
+stress: module
+	@EMFS_VM_CMDLINE="EMFS_STRESS_SECS=$(DURATION)" \
+		tools/vm/run --timeout $$(($(DURATION) + 600)) tools/testing/emfs/stress.sh
 
 vm-run: module
 	@test -n "$(SCRIPT)" || { echo 'usage: make vm-run SCRIPT=path/to/script.sh'; exit 2; }

@@ -11,7 +11,7 @@
 set -u
 . "$(dirname "$0")/../lib.sh"
 
-ops=${EMFS_FSX_OPS:-12500}
+ops=${EMFS_FSX_OPS:-6250}
 conf=$testing_dir/fsx/emfs.toml
 echo clear >/sys/kernel/debug/kmemleak
 insmod "$EMFS_KO" || exit 1
@@ -74,7 +74,7 @@ check "the shrinker ran under pressure" test "$(stat_of "$stats" shrinker_runs)"
 check "it freed maps" test "$(stat_of "$stats" shrinker_freed)" -gt "$freed"
 check "maps were reloaded" test "$(stat_of "$stats" misses)" -gt "$misses"
 note "fsx operations: $total"
-check "at least 100000 operations" test "$total" -ge 100000
+check "at least $((8 * ops)) operations" test "$total" -ge $((8 * ops))
 
 check "umount" umount "$mnt"
 check "live objects: none" test "$(awk '{ s += $2 } END { print s }' /sys/kernel/debug/emfs/live)" -eq 0
