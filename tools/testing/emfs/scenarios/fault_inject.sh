@@ -23,7 +23,7 @@
 set -u
 . "$(dirname "$0")/../lib.sh"
 
-ops=${EMFS_FAULT_FSX_OPS:-2000}
+ops=${EMFS_FAULT_FSX_OPS:-1500}
 echo clear >/sys/kernel/debug/kmemleak
 insmod "$EMFS_KO" || exit 1
 kunit=/sys/kernel/debug/kunit

@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# fio with verify on a 128 MiB file: random 16k writes, each block with a
+# fio with verify on a 64 MiB file: random 16k writes, each block with a
 # crc32c header, verified as fio goes; then the page cache and every
 # extent map are dropped and a verify-only pass reads it all back through
 # maps reloaded from the records.
@@ -9,7 +9,7 @@
 set -u
 . "$(dirname "$0")/../lib.sh"
 
-size=${EMFS_FIO_SIZE:-128M}
+size=${EMFS_FIO_SIZE:-64M}
 echo clear >/sys/kernel/debug/kmemleak
 insmod "$EMFS_KO" || exit 1
 mnt=$EMFS_SCRATCH/mnt

@@ -11,7 +11,7 @@
 set -u
 . "$(dirname "$0")/../lib.sh"
 
-ops=${EMFS_FSX_OPS:-6250}
+ops=${EMFS_FSX_OPS:-3000}
 conf=$testing_dir/fsx/emfs.toml
 echo clear >/sys/kernel/debug/kmemleak
 insmod "$EMFS_KO" || exit 1
