@@ -36,7 +36,6 @@ FLAVOUR_CMDLINE = {
              "EMFS_STRESS_SECS=20",
 }
 TIMEOUT = {"dev": 900, "kasan": 1800}
-CHECK_LINE = re.compile(r"^(not )?ok: (.+)$")
 SCENARIOS = TOP / "tools" / "testing" / "emfs" / "scenarios"
 # The kernel flavour (make KERNEL=...): its guest logs go apart.
 FLAVOUR = os.environ.get("EMFS_KERNEL", "dev")
@@ -195,11 +194,8 @@ def phase_scenarios(run, only):
             verdict = harness.judge_scan(text, harness.Verdict(),
                                          f"scenario/{script.stem}")
             # Each check the scenario made ("ok: what" / "not ok: what").
-            for line in text.splitlines():
-                m = CHECK_LINE.match(harness.strip(line))
-                if m:
-                    run.result(f"scenario/{script.stem}: {m.group(2)}",
-                               m.group(1) is None)
+            for what, ok in harness.scenario_checks(text):
+                run.result(f"scenario/{script.stem}: {what}", ok)
             run.result(f"scenario/{script.stem}", rc == 0,
                        "" if rc == 0 else f"exit status {rc}; log {log}")
             for name, ok, detail in verdict.results:

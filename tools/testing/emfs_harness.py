@@ -88,6 +88,21 @@ def parse_ktap(text):
     return suites
 
 
+_CHECK_LINE = re.compile(r"^(not )?ok: (.+)$")
+
+
+def scenario_checks(text):
+    """Every check a scenario printed ("ok: what" or "not ok: what"), in
+    order, as (what, passed). Kernel lines (with a printk time) are not
+    the scenario's."""
+    checks = []
+    for raw in text.splitlines():
+        m = _CHECK_LINE.match(raw.rstrip("\r\n").replace("\r", ""))
+        if m:
+            checks.append((m.group(2), m.group(1) is None))
+    return checks
+
+
 @dataclass
 class Hit:
     kind: str

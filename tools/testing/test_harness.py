@@ -88,6 +88,17 @@ class HarnessTest(unittest.TestCase):
         self.assertEqual([(c.name, c.ok, c.skipped) for c in suite.cases],
                          [("table_case", False, False), ("skipped_case", True, True)])
 
+    def test_scenario_checks_are_counted(self):
+        log = ("[    1.000000] emfs: loaded\n"
+               "ok: mount\r\n"
+               "not ok: umount (EBUSY)\n"
+               "    ok 3 some_kunit_case\n"
+               "[    2.000000] ok: not from the scenario\n"
+               "ok: rmmod\n")
+        self.assertEqual(harness.scenario_checks(log), [
+            ("mount", True), ("umount (EBUSY)", False),
+            ("rmmod", True)])
+
     def test_clean_scenario_log_has_no_hits(self):
         self.assertEqual(harness.scan_log((FIXTURES / "kunit-pass.log").read_text()), [])
 
