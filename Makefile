@@ -75,9 +75,9 @@ check-full:
 	@$(MAKE) --no-print-directory check KERNEL=kasan
 	@$(MAKE) --no-print-directory stress DURATION=$(DURATION)
 
-stress: module
-	@EMFS_VM_CMDLINE="EMFS_STRESS_SECS=$(DURATION)" \
-		tools/vm/run --timeout $$(($(DURATION) + 600)) tools/testing/emfs/stress.sh
+stress:
+	@EMFS_STRESS_SECS=$(DURATION) EMFS_VM_CMDLINE="EMFS_STRESS_SECS=$(DURATION)" \
+		python3 tools/testing/check.py --scenario stress
 
 vm-run: module
 	@test -n "$(SCRIPT)" || { echo 'usage: make vm-run SCRIPT=path/to/script.sh'; exit 2; }

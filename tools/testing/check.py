@@ -87,6 +87,12 @@ def expected_suites():
 
 def vm_run(script, log, extra_cmdline="", timeout=900):
     env = dict(os.environ)
+    # What the caller put in EMFS_VM_CMDLINE (make stress) wins over the
+    # same key=value given here.
+    words = {}
+    for word in (extra_cmdline + " " + env.get("EMFS_VM_CMDLINE", "")).split():
+        words[word.split("=", 1)[0]] = word
+    extra_cmdline = " ".join(words.values())
     if extra_cmdline:
         env["EMFS_VM_CMDLINE"] = extra_cmdline
     proc = sh(["tools/vm/run", "--quiet", "--timeout", str(timeout),
@@ -190,7 +196,9 @@ def phase_scenarios(run, only):
             # A scenario marked "emfs-scenario: kunit" needs the suites.
             marked = "emfs-scenario: kunit" in script.read_text()
             cmdline = ("" if marked else "kunit.enable=0 ") + FLAVOUR_CMDLINE.get(FLAVOUR, "")
-            rc, text = vm_run(script, log, cmdline.strip(), timeout=TIMEOUT[FLAVOUR])
+            # A long stress run (make stress) gets its duration on top.
+            timeout = TIMEOUT[FLAVOUR] + int(os.environ.get("EMFS_STRESS_SECS", "0"))
+            rc, text = vm_run(script, log, cmdline.strip(), timeout=timeout)
             verdict = harness.judge_scan(text, harness.Verdict(),
                                          f"scenario/{script.stem}")
             # Each check the scenario made ("ok: what" / "not ok: what").
