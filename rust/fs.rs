@@ -374,12 +374,14 @@ impl FileSystem for Emfs {
 filesystem!(Emfs);
 
 /// The consistency check of every mounted emfs (`check` in debugfs): each
-/// superblock is written back first, then every regular file's records and
-/// maps are checked ([`FileMap::check`]), the owner's counters recounted
-/// ([`EmOwner::check`]), the disk's free space and the blocks the files
-/// hold checked against each other ([`Disk::check`]), and the reserved
-/// blocks against the dirty folios holding a reservation. Exact on a
-/// filesystem nobody writes to meanwhile.
+/// superblock is written back first; then every regular file's records,
+/// and its unpinned maps against them, are checked ([`FileMap::check`]);
+/// each extent map tree and the owner's counters are recounted once
+/// ([`EmOwner::check`]), and the owner's trees counted against the files
+/// found; the disk's free space and the blocks the files hold are checked
+/// against each other ([`Disk::check`]), and the reserved blocks against
+/// the dirty folios holding a reservation. Exact on a filesystem nobody
+/// writes to meanwhile.
 #[derive(Default)]
 pub(crate) struct Check {
     /// Mounts checked.
@@ -400,12 +402,11 @@ pub(crate) struct Check {
     pub(crate) reserved: u64,
     /// Problems found, each logged.
     pub(crate) problems: u64,
-    /// The current mount's: pieces of disk its files hold, and folios
-    /// holding a reservation.
+    /// The current mount's: pieces of disk its files hold, folios holding
+    /// a reservation, and files.
     pieces: KVec<(u64, u64)>,
     reserved_folios: u64,
-    /// The current mount's cached maps.
-    mount_maps: u64,
+    mount_files: u64,
 }
 
 impl Check {
@@ -432,17 +433,20 @@ impl crate::glue::vfs::Walk<Emfs> for Check {
             self.mounts += 1;
             self.pieces.clear();
             self.reserved_folios = 0;
-            self.mount_maps = 0;
+            self.mount_files = 0;
             return;
         }
         let id = sb.owner.owner().id();
-        let owner = sb.owner.owner().check();
-        self.problems += owner.problems;
-        let mount_maps = self.mount_maps;
-        if owner.cached != mount_maps {
+        // Every tree once: its counts, and the owner's counters.
+        let (trees, inodes) = sb.owner.owner().check();
+        self.problems += trees.problems;
+        self.maps += trees.cached;
+        self.pinned += trees.pinned;
+        let mount_files = self.mount_files;
+        if inodes != mount_files {
             self.problem(format_args!(
-                "owner {}: {} maps in its trees, {} in its files'",
-                id, owner.cached, mount_maps
+                "owner {}: {} trees registered, {} files found",
+                id, inodes, mount_files
             ));
         }
         let disk = sb.disk.check(&mut self.pieces);
@@ -464,14 +468,12 @@ impl crate::glue::vfs::Walk<Emfs> for Check {
             return;
         };
         self.files += 1;
+        self.mount_files += 1;
         self.reserved_folios += reserved;
         match f.map.check(sb.disk.nr_blocks(), &mut self.pieces) {
             Ok(c) => {
                 self.records += c.records;
-                self.maps += c.tree.cached;
-                self.mount_maps += c.tree.cached;
-                self.pinned += c.tree.pinned;
-                self.problems += c.tree.problems;
+                self.problems += c.problems;
             }
             Err(e) => self.problem(format_args!(
                 "ino {}: not checked: {:?}",

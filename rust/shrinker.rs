@@ -352,11 +352,12 @@ impl EmOwner {
     }
 
     /// Checks every registered tree ([`TreeInner::check`]) and the owner's
-    /// counters against the sum of their recounts. Exact when no map is
-    /// being added or dropped meanwhile.
+    /// counters against the sum of their recounts; returns the sum and the
+    /// number of trees. Exact when no map is being added or dropped
+    /// meanwhile.
     ///
     /// [`TreeInner::check`]: crate::extent_map::TreeInner::check
-    pub(crate) fn check(&self) -> TreeCheck {
+    pub(crate) fn check(&self) -> (TreeCheck, u64) {
         let mut sum = TreeCheck::default();
         let mut inodes = 0u64;
         let mut ino = 0;
@@ -390,7 +391,7 @@ impl EmOwner {
                 sum.problems += 1;
             }
         }
-        sum
+        (sum, inodes)
     }
 
     fn is_closing(&self) -> bool {

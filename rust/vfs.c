@@ -757,7 +757,7 @@ static u64 emfs_mapping_reserved(struct address_space *mapping)
 {
 	XA_STATE(xas, &mapping->i_pages, 0);
 	struct folio *folio;
-	u64 n = 0;
+	u64 n = 0, seen = 0;
 
 	rcu_read_lock();
 	xas_for_each(&xas, folio, ULONG_MAX) {
@@ -765,6 +765,13 @@ static u64 emfs_mapping_reserved(struct address_space *mapping)
 			continue;
 		if (folio_test_private(folio))
 			n++;
+		/* A large page cache: let others run now and then. */
+		if (++seen % 1024 == 0) {
+			xas_pause(&xas);
+			rcu_read_unlock();
+			cond_resched();
+			rcu_read_lock();
+		}
 	}
 	rcu_read_unlock();
 	return n;

@@ -32,7 +32,6 @@ use crate::{
         ExtentMap,
         ExtentMapInfo,
         PreparedMap,
-        TreeCheck,
         EXTENT_MAP_HOLE,
         EXTENT_MAP_LAST_BYTE, //
     },
@@ -392,8 +391,8 @@ pub(crate) struct FileCheck {
     pub(crate) blocks: u64,
     /// Disk blocks of ordered extents not recorded yet (pinned maps).
     pub(crate) in_flight: u64,
-    /// The tree's recount.
-    pub(crate) tree: TreeCheck,
+    /// Problems found (each logged).
+    pub(crate) problems: u64,
 }
 
 impl FileMap {
@@ -403,7 +402,8 @@ impl FileMap {
     /// record, any other map must say for each of its bytes what the
     /// records say. Pinned maps are ordered extents, not recorded yet.
     /// Appends every piece of disk the file holds to `pieces`, for the
-    /// disk's recount. Problems are logged and counted in `tree.problems`.
+    /// disk's recount. Problems are logged and counted. The tree's own
+    /// counts are the owner's to check ([`crate::shrinker::EmOwner::check`]).
     /// `ENOMEM` if `pieces` cannot grow.
     pub(crate) fn check(
         &self,
@@ -451,7 +451,6 @@ impl FileMap {
                 break tree;
             }
         };
-        c.tree = tree.check();
         for em in tree.iter() {
             if em.is_pinned() {
                 c.in_flight += em.len() / BLOCK;
@@ -468,7 +467,7 @@ impl FileMap {
                 ));
             }
         }
-        c.tree.problems += problems;
+        c.problems = problems;
         Ok(c)
     }
 }
@@ -1016,15 +1015,17 @@ mod tests {
         let ordered = start_write(&f.map, &d, 0, 4 * K4, 1)?;
         // In flight: the pinned map's blocks count as used.
         let c = check(&f)?;
-        assert_eq!((c.records, c.in_flight, c.tree.pinned), (0, 4, 1));
-        assert_eq!(c.tree.problems, 0);
+        let tree = f.map.cache().tree().read().check();
+        assert_eq!((c.records, c.in_flight, tree.pinned), (0, 4, 1));
+        assert_eq!((c.problems, tree.problems), (0, 0));
         for oe in ordered.iter() {
             f.map.finish_write(&d, oe)?;
         }
         let _ = f.map.get_extent(6 * K4, 16 * K4)?;
         let c = check(&f)?;
         assert_eq!((c.records, c.blocks, c.in_flight), (1, 4, 0));
-        assert_eq!((c.tree.cached, c.tree.problems), (2, 0));
+        let tree = f.map.cache().tree().read().check();
+        assert_eq!((tree.cached, c.problems, tree.problems), (2, 0, 0));
         // A map that says [K4, 2K4) is in another block than the records
         // say, and a hole map over data: two problems.
         let tree = f.map.cache().tree();
@@ -1032,11 +1033,11 @@ mod tests {
             PreparedMap::new(ExtentMapInfo::regular(K4, K4, 9 * K4))?,
             false,
         )?;
-        assert_eq!(f.map.check(16, &mut KVec::new())?.tree.problems, 1);
+        assert_eq!(f.map.check(16, &mut KVec::new())?.problems, 1);
         tree.replace_range(PreparedMap::new(ExtentMapInfo::hole(2 * K4, K4))?, false)?;
-        assert_eq!(f.map.check(16, &mut KVec::new())?.tree.problems, 2);
+        assert_eq!(f.map.check(16, &mut KVec::new())?.problems, 2);
         // A record off a disk of 2 blocks.
-        assert_eq!(f.map.check(2, &mut KVec::new())?.tree.problems, 3);
+        assert_eq!(f.map.check(2, &mut KVec::new())?.problems, 3);
         Ok(())
     }
 

@@ -71,6 +71,7 @@ pub(crate) fn should_fail_alloc() -> bool {
 /// purpose: the kernel's fault injection is on for it (`make-it-fail`), or
 /// the module's own is armed. Best-effort steps (a split, a merge) may then
 /// have been skipped; tests that see one skipped give up with `ENOMEM`.
+#[cfg(CONFIG_KUNIT = "y")]
 pub(crate) fn fault_injection_active() -> bool {
     // SAFETY: Reads the current task's flag and the module's attribute.
     unsafe { fault_ffi::emfs_fault_injection_active() }
@@ -78,6 +79,7 @@ pub(crate) fn fault_injection_active() -> bool {
 
 /// For tests: the outcome of an operation, with its `ENOMEM` under fault
 /// injection passed up as the test's own error.
+#[cfg(CONFIG_KUNIT = "y")]
 pub(crate) fn outcome<T>(r: Result<T>) -> Result<Result<T>> {
     match r {
         Err(e) if e == ENOMEM && fault_injection_active() => Err(ENOMEM),
@@ -86,6 +88,7 @@ pub(crate) fn outcome<T>(r: Result<T>) -> Result<Result<T>> {
 }
 
 /// For tests: the error an operation failed with, if any, as [`outcome`].
+#[cfg(CONFIG_KUNIT = "y")]
 pub(crate) fn refusal<T>(r: Result<T>) -> Result<Option<Error>> {
     Ok(outcome(r)?.err())
 }
