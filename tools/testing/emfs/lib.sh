@@ -12,6 +12,7 @@
 #                       and wait until none is left evictable
 #   kmemleak_check      age, scan and report kmemleak (fails on a report)
 #   emfs_check          run the debugfs consistency check; fails on a problem
+#   none_alive          the module has no live object left (debugfs live)
 #   fault_arm PCT, fault_disarm   failslab and fail_page_alloc on the module
 
 fail=0
@@ -129,4 +130,13 @@ fault_disarm() {
 		note "$a: $n failures injected"
 		injected=$((injected + n))
 	done
+}
+
+# none_alive: every live object count of the module is zero
+# (/sys/kernel/debug/emfs/live); prints the counts when not.
+none_alive() {
+	local live=/sys/kernel/debug/emfs/live
+	[ "$(awk '{ s += $2 } END { print s }' "$live")" -eq 0 ] && return 0
+	cat "$live"
+	return 1
 }

@@ -125,7 +125,7 @@ check "the second instance was mounted and unmounted" test "$(count "$work/mount
 check "the shrinker ran" test "$(stat_of "$stats" shrinker_runs)" -gt 0
 check "consistency check" emfs_check
 check "umount" umount "$mnt"
-check "live objects: none" test "$(awk '{ s += $2 } END { print s }' /sys/kernel/debug/emfs/live)" -eq 0
+check "live objects: none" none_alive
 check "rmmod" rmmod emfs
 kmemleak_check
 exit $fail

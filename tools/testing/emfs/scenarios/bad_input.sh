@@ -21,7 +21,7 @@ python3 "$testing_dir/bad_input.py" "$mnt" "$EMFS_SCRATCH" "$id" || fail=1
 check "consistency check" emfs_check
 check "nothing left in the mount" test -z "$(ls -A "$mnt")"
 check "umount" umount "$mnt"
-check "live objects: none" test "$(awk '{ s += $2 } END { print s }' /sys/kernel/debug/emfs/live)" -eq 0
+check "live objects: none" none_alive
 check "rmmod" rmmod emfs
 kmemleak_check
 exit $fail

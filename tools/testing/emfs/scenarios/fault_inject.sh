@@ -57,8 +57,7 @@ for interval in 3 7 13 31; do
 	check "KUnit, 1 in $interval allocations failing: no assertion failed half way" test "$midway" -eq 0
 	[ "$midway" -eq 0 ] || results_of 'Expected ' | grep -v 'is_test_result_ok('
 done
-cat /sys/kernel/debug/emfs/live
-check "KUnit: no object left alive" test "$(awk '{ s += $2 } END { print s }' /sys/kernel/debug/emfs/live)" -eq 0
+check "KUnit: no object left alive" none_alive
 for s in $suites; do echo run >"$kunit/$s/run"; done
 check "KUnit: every case passes again without injection" test "$(results_of '^    not ok ' | wc -l)" -eq 0
 note "KUnit: $(results_of '^    ok ' | wc -l) cases passed after the injected runs"
@@ -108,8 +107,7 @@ check "fsx: failures were injected" test "$injected" -gt 0
 cat "$stats"
 check "consistency check after fsx" emfs_check
 check "umount" umount "$mnt"
-cat /sys/kernel/debug/emfs/live
-check "live objects: none" test "$(awk '{ s += $2 } END { print s }' /sys/kernel/debug/emfs/live)" -eq 0
+check "live objects: none" none_alive
 note "fault injection: $total_injected allocation failures injected in all"
 check "rmmod" rmmod emfs
 kmemleak_check

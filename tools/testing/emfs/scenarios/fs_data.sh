@@ -86,8 +86,7 @@ check "after the hole intact" cmp -i 11000 frag /tmp/frag.src
 check "rmmod refused while mounted" sh -c '! rmmod emfs 2>/dev/null'
 cd /
 check "umount" umount "$mnt"
-cat /sys/kernel/debug/emfs/live
-check "live objects: none" test "$(awk '{ s += $2 } END { print s }' /sys/kernel/debug/emfs/live)" -eq 0
+check "live objects: none" none_alive
 check "rmmod" rmmod emfs
 kmemleak_check
 exit $fail

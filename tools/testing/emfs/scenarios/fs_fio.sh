@@ -51,7 +51,7 @@ cat "$stats"
 start=$(date +%s)
 check "umount" umount "$mnt"
 note "umount: $(($(date +%s) - start)) s"
-check "live objects: none" test "$(awk '{ s += $2 } END { print s }' /sys/kernel/debug/emfs/live)" -eq 0
+check "live objects: none" none_alive
 check "rmmod" rmmod emfs
 kmemleak_check
 exit $fail

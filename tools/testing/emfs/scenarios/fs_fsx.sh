@@ -77,7 +77,7 @@ note "fsx operations: $total"
 check "at least $((8 * ops)) operations" test "$total" -ge $((8 * ops))
 
 check "umount" umount "$mnt"
-check "live objects: none" test "$(awk '{ s += $2 } END { print s }' /sys/kernel/debug/emfs/live)" -eq 0
+check "live objects: none" none_alive
 check "rmmod" rmmod emfs
 kmemleak_check
 exit $fail

@@ -162,7 +162,7 @@ check "SEEK_HOLE in the last hole: itself" test "$(lseek holes 70000 SEEK_HOLE)"
 
 cd /
 check "umount" umount "$mnt"
-check "live objects: none" test "$(awk '{ s += $2 } END { print s }' /sys/kernel/debug/emfs/live)" -eq 0
+check "live objects: none" none_alive
 check "rmmod" rmmod emfs
 kmemleak_check
 exit $fail
