@@ -5,9 +5,17 @@
  * The events are defined here in C because an out-of-tree module cannot add
  * to the kernel crate's bindings; rust/helpers.c instantiates them and
  * exports one plain function per event for the Rust side to call.
+ *
+ * A module that compiles the extent map tree in as a library (the sample in
+ * samples/) defines EMFS_TRACE_SYSTEM_SAMPLE, so that its events are its
+ * own, under "emfs_sample", when it is loaded next to emfs.
  */
 #undef TRACE_SYSTEM
+#ifdef EMFS_TRACE_SYSTEM_SAMPLE
+#define TRACE_SYSTEM emfs_sample
+#else
 #define TRACE_SYSTEM emfs
+#endif
 
 #if !defined(_EMFS_TRACE_H) || defined(TRACE_HEADER_MULTI_READ)
 #define _EMFS_TRACE_H

@@ -81,7 +81,9 @@
 //! [`EmCounters`] are atomics and take no lock. The shrinker worker only
 //! try-locks a tree and skips it when it is busy.
 
-#[cfg(CONFIG_KUNIT = "y")]
+// By path, so that a module including this file as a library finds it too.
+#[cfg(all(CONFIG_KUNIT = "y", not(emfs_library)))]
+#[path = "extent_map/tests.rs"]
 mod tests;
 
 use crate::glue::{

@@ -83,8 +83,9 @@ cmd_clippy() {
 	resolve_kdir
 	local log
 	log=$(mktemp)
-	# Touch the crate root so every Rust object is rebuilt under clippy.
-	touch "$EMFS_TOP/rust/emfs_main.rs"
+	# Touch the crate roots so every Rust object is rebuilt under clippy.
+	# shellcheck disable=SC2046
+	(cd "$EMFS_TOP" && touch $(crate_roots))
 	if ! kbuild -s CLIPPY=1 modules >"$log" 2>&1; then
 		cat "$log"
 		rm -f "$log"
@@ -96,8 +97,9 @@ cmd_clippy() {
 		die "CLIPPY=1 build has warnings"
 	fi
 	rm -f "$log"
-	# Leave a module built without clippy's instrumentation.
-	touch "$EMFS_TOP/rust/emfs_main.rs"
+	# Leave modules built without clippy's instrumentation.
+	# shellcheck disable=SC2046
+	(cd "$EMFS_TOP" && touch $(crate_roots))
 	kbuild -s modules
 	say "clippy: clean"
 }

@@ -292,6 +292,7 @@ impl<T> Drop for RwLockWriteGuard<'_, T> {
     }
 }
 
+#[cfg(not(emfs_library))]
 #[kernel::macros::kunit_tests(emfs_rwlock)]
 mod tests {
     use super::*;

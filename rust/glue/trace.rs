@@ -98,6 +98,7 @@ pub(crate) fn em_cache_miss_enabled() -> bool {
     unsafe { ffi::emfs_trace_em_cache_miss_enabled() }
 }
 
+#[cfg(not(emfs_library))]
 #[kernel::macros::kunit_tests(emfs_glue)]
 mod tests {
     use super::*;
