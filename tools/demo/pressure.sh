@@ -1,0 +1,54 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# pressure.sh MNT [ROUNDS] - the run emfs-trace records in 'make run' (and
+# in the tools scenario): fill the extent map cache, squeeze memory until
+# the kernel calls the shrinkers, and read again.
+#
+#   1. 4 fio jobs write 2 MiB each on emfs at MNT in random 4 KiB pieces,
+#      each written back at once (fsync), so that the jobs' blocks
+#      interleave on disk and every piece is an extent map of its own;
+#   2. a synthetic owner adds 32 inodes of 2000 maps (debugfs synthetic):
+#      the cache a large file system would hold;
+#   3. the page cache is dropped and the files read back: every lookup
+#      hits;
+#   4. a 160 MiB ballast file is written and read, as clean page cache;
+#   5. ROUNDS (default 3) rounds of squeeze.py, each after reading the
+#      ballast again: anonymous memory until the kernel has reclaimed for
+#      a while; kswapd and direct reclaim call the shrinkers, whose
+#      workers evict maps;
+#   6. the page cache is dropped and the files read again: the evicted
+#      maps are loaded back on misses.
+#
+# The synthetic owner is left for the caller to remove ("0 0" into
+# /sys/kernel/debug/emfs/synthetic) once the recording has stopped.
+
+set -eu
+mnt=$1
+rounds=${2:-3}
+here=$(dirname "$0")
+# Each phase is named in the trace, for emfs-trace plot to draw.
+mark() { echo "$1" >/sys/kernel/tracing/trace_marker; echo "$1: $2"; }
+
+mark "write" "fio, 4 jobs x 2 MiB of random 4 KiB writes, fsync after each"
+fio --name=fill --directory="$mnt" --rw=randwrite --bs=4k --size=2M --numjobs=4 \
+	--fsync=1 --ioengine=psync --randrepeat=1 --minimal >/dev/null
+mark "synthetic owner" "32 inodes x 2000 maps"
+echo "32 2000" >/sys/kernel/debug/emfs/synthetic
+sleep 1
+echo 1 >/proc/sys/vm/drop_caches
+mark "read" "the files, through the cache"
+echo "  $(cat "$mnt"/fill.* | wc -c) bytes"
+sleep 1
+mark "ballast" "160 MiB of clean page cache for reclaim to take"
+dd if=/dev/zero of="$mnt/ballast" bs=1M count=160 conv=fsync status=none
+for ((r = 1; r <= rounds; r++)); do
+	cat "$mnt/ballast" >/dev/null
+	mark "squeeze $r" "memory pressure"
+	python3 "$here/squeeze.py" 1
+done
+sleep 1
+echo 1 >/proc/sys/vm/drop_caches
+mark "read again" "evicted maps are loaded back on misses"
+echo "  $(cat "$mnt"/fill.* | wc -c) bytes"
+sleep 1
