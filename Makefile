@@ -27,13 +27,13 @@ SIZES ?= 1000,100000,1000000
 FS_MB ?= 256
 
 .PHONY: all help setup kernel module run check check-full stress vm-run vm-shell bench lint \
-	docs fmt clippy rustfmt checkpatch clean
+	docs fmt clippy rustfmt checkpatch rust-analyzer clean
 
 all: module
 
 help:
 	@echo 'emfs targets:'
-	@echo '  run              boot the VM and run the demonstration'
+	@echo '  run              boot the VM and run the demonstration; draws out/emfs-trace.png'
 	@echo '  check            build, lint and run every test; ends with "N passed, N failed"'
 	@echo '  check SUITE=s    only KUnit suite s;  check SCENARIO=n  only scenario n'
 	@echo '  check-full       check on the dev kernel, then on the KASAN kernel, then a long stress'
@@ -42,9 +42,10 @@ help:
 	@echo '  vm-run SCRIPT=f  run script f as root in the VM, exit with its status'
 	@echo '  vm-shell         interactive shell in the VM'
 	@echo '  bench            extent map, shrinker and fio benchmarks (SIZES=..., FS_MB=256)'
-	@echo '  lint             rustfmt check, CLIPPY=1 build, checkpatch'
+	@echo '  lint             rustfmt check, CLIPPY=1 build, checkpatch, Sphinx'
 	@echo '  fmt              format the Rust sources'
 	@echo '  docs             build Documentation/ with Sphinx into out/docs'
+	@echo '  rust-analyzer    write rust-project.json for editors (the kernel crate resolved)'
 	@echo '  setup, kernel    install the toolchain / build the cached dev kernel'
 	@echo '  clean            remove build products (the kernel cache stays)'
 	@echo 'Variables: KDIR=<kernel build> to use your own Rust-enabled kernel;'
@@ -63,8 +64,12 @@ endif
 module:
 	@tools/build.sh module
 
+# The demonstration's guest has 768 MiB, so that memory pressure comes
+# quickly; its emfs-trace recording is drawn on the host.
 run: module
-	@tools/vm/run tools/demo/demo.sh
+	@tools/vm/run --mem 768M tools/demo/demo.sh
+	@tools/emfs-trace plot out/vm/emfs-trace -o out/emfs-trace.png >/dev/null && \
+		echo "emfs: the picture of the cache and its shrinker: out/emfs-trace.png"
 
 check:
 	@python3 tools/testing/check.py $(if $(SUITE),--suite $(SUITE)) \
@@ -96,7 +101,7 @@ lint: rustfmt clippy checkpatch docs
 docs:
 	@tools/build.sh docs
 
-rustfmt clippy checkpatch fmt:
+rustfmt clippy checkpatch fmt rust-analyzer:
 	@tools/build.sh $@
 
 clean:

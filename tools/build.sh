@@ -3,7 +3,7 @@
 #
 # tools/build.sh - build the emfs module and run its lint gates.
 #
-# Usage: tools/build.sh kdir|module|clippy|rustfmt|checkpatch|lint|clean
+# Usage: tools/build.sh kdir|module|clippy|rustfmt|checkpatch|docs|rust-analyzer|lint|clean
 #
 #   kdir        print the kernel build directory in use
 #   module      build emfs.ko (after set-up and the cached kernel if needed)
@@ -11,6 +11,8 @@
 #   rustfmt     check the Rust sources against the kernel's rustfmt config
 #   checkpatch  run the kernel's checkpatch.pl on the C files
 #   docs        build Documentation/ with Sphinx into out/docs (warnings fail)
+#   rust-analyzer  write rust-project.json, so that editors resolve the
+#               kernel crate in the module's sources
 #   lint        rustfmt, clippy and checkpatch
 #   clean       remove build products
 #
@@ -145,6 +147,53 @@ cmd_docs() {
 	say "docs: out/docs/index.html"
 }
 
+# The kernel's generator (scripts/generate_rust_analyzer.py, through 'make
+# M=... rust-analyzer') describes the kernel's crates and every crate root
+# named in a Kbuild file next to it: that finds samples/walkthrough.rs but
+# not rust/emfs_main.rs, which the top-level Kbuild names. It is added here
+# with the sample's dependencies and configuration; the sample gets the
+# --cfg its Kbuild gives it. The result is checked: both crates, depending
+# on a kernel crate whose sources exist.
+cmd_rust_analyzer() {
+	resolve_kdir
+	local mo made
+	mo=$(emfs_module_dir)
+	rm -f "$mo/rust-project.json" "$EMFS_TOP/rust-project.json.new"
+	kbuild -s rust-analyzer >/dev/null || die "rust-analyzer: the kernel's generator failed"
+	for made in "$mo/rust-project.json" "$EMFS_TOP/rust-project.json"; do
+		[ -s "$made" ] && break
+	done
+	[ -s "$made" ] || die "rust-analyzer: the kernel wrote no rust-project.json"
+	python3 - "$made" "$EMFS_TOP" <<'PY' || die "rust-analyzer: rust-project.json is not usable"
+import json, os, sys
+made, top = sys.argv[1], sys.argv[2]
+project = json.load(open(made))
+crates = project["crates"]
+index = {os.path.realpath(c["root_module"]): i for i, c in enumerate(crates)}
+sample = index.get(os.path.realpath(f"{top}/samples/walkthrough.rs"))
+if sample is None:
+    sys.exit("the sample crate is missing: the generator did not read samples/Kbuild")
+crates[sample]["cfg"] = crates[sample]["cfg"] + ["emfs_library"]
+main = os.path.realpath(f"{top}/rust/emfs_main.rs")
+if main not in index:
+    crates.append(dict(crates[sample], display_name="emfs_main",
+                       root_module=main, cfg=crates[sample]["cfg"][:-1]))
+for root in (main, os.path.realpath(f"{top}/samples/walkthrough.rs")):
+    crate = next(c for c in crates if os.path.realpath(c["root_module"]) == root)
+    names = {crates[d["crate"]]["display_name"]: crates[d["crate"]] for d in crate["deps"]}
+    if "kernel" not in names or not os.path.exists(names["kernel"]["root_module"]):
+        sys.exit(f"{root}: no kernel crate among its dependencies")
+if not os.path.isdir(project["sysroot"]):
+    sys.exit(f"sysroot {project['sysroot']} does not exist")
+json.dump(project, open(f"{top}/rust-project.json.new", "w"), sort_keys=True, indent=4)
+print(f"{len(crates)} crates; emfs_main and walkthrough depend on "
+      + ", ".join(sorted(names)))
+PY
+	mv "$EMFS_TOP/rust-project.json.new" "$EMFS_TOP/rust-project.json"
+	[ "$made" = "$EMFS_TOP/rust-project.json" ] || rm -f "$made"
+	say "rust-analyzer: rust-project.json"
+}
+
 case "${1:-}" in
 kdir) resolve_kdir; echo "$KDIR" ;;
 module) cmd_module ;;
@@ -153,6 +202,7 @@ rustfmt) cmd_rustfmt ;;
 fmt) cmd_fmt ;;
 checkpatch) cmd_checkpatch ;;
 docs) cmd_docs ;;
+rust-analyzer) cmd_rust_analyzer ;;
 lint) cmd_rustfmt; cmd_clippy; cmd_checkpatch ;;
 clean)
 	if KDIR=$("$EMFS_TOP/tools/kernel.sh" --print-kdir 2>/dev/null) && [ -d "$KDIR" ]; then
@@ -160,5 +210,5 @@ clean)
 	fi
 	rm -rf "$EMFS_TOP/out"
 	;;
-*) sed -n '4,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+*) sed -n '4,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

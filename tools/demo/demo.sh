@@ -7,6 +7,8 @@
 # the counters and trace events, and read again to show the misses that
 # reloaded the maps. Then fill the cache of a synthetic owner, make its
 # shrinker scan, and show the counters and trace events that record it.
+# Last, record a run under real memory pressure with tools/emfs-trace
+# (tools/demo/pressure.sh), for 'make run' to draw on the host.
 
 set -eu
 stat_of() { awk -v k="$2" '$1 == k { print $2 }' "$1"; }
@@ -115,6 +117,26 @@ echo "== final counters ($stats)"
 sed 's/^/  /' "$stats"
 
 echo "0 0" >"$syn"
+
+echo
+echo "== the shrinker under memory pressure, recorded by tools/emfs-trace"
+echo "   (tools/demo/pressure.sh: write, a synthetic owner, read, a ballast"
+echo "   of page cache, three rounds of squeeze, read again)"
+mount -t emfs -o size=256M none "$mnt"
+id=$(dmesg | sed -n 's/.*emfs: mounted: owner \([0-9]*\),.*/\1/p' | tail -1)
+rec=${EMFS_OUT:-$EMFS_SCRATCH}/emfs-trace
+rm -rf "$rec"
+"$EMFS_TOP/tools/emfs-trace" record -o "$rec" -- "$EMFS_TOP/tools/demo/pressure.sh" "$mnt" 3 |
+	sed 's/^/  /'
+echo
+echo "== tools/emfs-stat: the mount (owner $id) and the synthetic owner"
+"$EMFS_TOP/tools/emfs-stat" | sed 's/^/  /'
+echo
+echo "== tools/emfs-trace report"
+"$EMFS_TOP/tools/emfs-trace" report "$rec" | sed 's/^/  /'
+echo "0 0" >"$syn"
+umount "$mnt"
+
 echo
 echo "== rmmod emfs"
 rmmod emfs

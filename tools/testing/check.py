@@ -85,7 +85,7 @@ def expected_suites():
     return suites
 
 
-def vm_run(script, log, extra_cmdline="", timeout=900):
+def vm_run(script, log, extra_cmdline="", timeout=900, mem=None):
     env = dict(os.environ)
     # What the caller put in EMFS_VM_CMDLINE (make stress) wins over the
     # same key=value given here.
@@ -96,7 +96,8 @@ def vm_run(script, log, extra_cmdline="", timeout=900):
     if extra_cmdline:
         env["EMFS_VM_CMDLINE"] = extra_cmdline
     proc = sh(["tools/vm/run", "--quiet", "--timeout", str(timeout),
-               "--log", str(log), str(script)], env=env)
+               "--log", str(log)] + (["--mem", mem] if mem else []) + [str(script)],
+              env=env)
     text = log.read_text(errors="replace") if log.exists() else ""
     return proc.returncode, text
 
@@ -125,7 +126,7 @@ def phase_build(run, args):
 
 def phase_lint(run):
     with run.phase("lint"):
-        for gate in ("rustfmt", "clippy", "checkpatch", "docs"):
+        for gate in ("rustfmt", "clippy", "checkpatch", "docs", "rust-analyzer"):
             ok = sh(["tools/build.sh", gate]).returncode == 0
             run.result(f"lint/{gate}", ok)
 
@@ -180,6 +181,29 @@ def phase_kunit(run, only):
             show_tail(text)
 
 
+def plot_tools_recording():
+    """The tools scenario leaves its emfs-trace recording in out/vm: draw
+    it on the host, as 'make run' does."""
+    rec = TOP / "out" / "vm" / "tools-recording"
+    png = LOGS / "tools-recording.png"
+    if png.exists():
+        png.unlink()
+    if not rec.is_dir():
+        yield "emfs-trace plot on the host", False, f"no recording in {rec}"
+        return
+    proc = sh(["tools/emfs-trace", "plot", str(rec), "-o", str(png)],
+              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ok = (proc.returncode == 0 and png.exists()
+          and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+          and png.stat().st_size > 20000)
+    yield (f"emfs-trace plot on the host draws {png.relative_to(TOP)}", ok,
+           proc.stdout.strip()[-300:])
+
+
+# Checks run on the host after a scenario, on what it left in out/vm.
+HOST_CHECKS = {"tools": plot_tools_recording}
+
+
 def phase_scenarios(run, only):
     scripts = sorted(SCENARIOS.glob("*.sh"))
     if only:
@@ -194,11 +218,16 @@ def phase_scenarios(run, only):
             # The KUnit phase runs the suites; scenarios load the module
             # without running them again.
             # A scenario marked "emfs-scenario: kunit" needs the suites.
-            marked = "emfs-scenario: kunit" in script.read_text()
+            text = script.read_text()
+            marked = "emfs-scenario: kunit" in text
             cmdline = ("" if marked else "kunit.enable=0 ") + FLAVOUR_CMDLINE.get(FLAVOUR, "")
+            # "emfs-scenario: mem=SIZE": the guest's memory, for a scenario
+            # that squeezes it.
+            mem = re.search(r"emfs-scenario: mem=(\w+)", text)
             # A long stress run (make stress) gets its duration on top.
             timeout = TIMEOUT[FLAVOUR] + int(os.environ.get("EMFS_STRESS_SECS", "0"))
-            rc, text = vm_run(script, log, cmdline.strip(), timeout=timeout)
+            rc, text = vm_run(script, log, cmdline.strip(), timeout=timeout,
+                              mem=mem.group(1) if mem else None)
             verdict = harness.judge_scan(text, harness.Verdict(),
                                          f"scenario/{script.stem}")
             # Each check the scenario made ("ok: what" / "not ok: what").
@@ -206,6 +235,10 @@ def phase_scenarios(run, only):
                 run.result(f"scenario/{script.stem}: {what}", ok)
             run.result(f"scenario/{script.stem}", rc == 0,
                        "" if rc == 0 else f"exit status {rc}; log {log}")
+            host = HOST_CHECKS.get(script.stem)
+            if host:
+                for what, ok, detail in host():
+                    run.result(f"scenario/{script.stem}: {what}", ok, detail)
             for name, ok, detail in verdict.results:
                 run.result(name, ok, detail)
             if rc != 0 or verdict.failed:
