@@ -44,7 +44,7 @@ mark "ballast" "160 MiB of clean page cache for reclaim to take"
 dd if=/dev/zero of="$mnt/ballast" bs=1M count=160 conv=fsync status=none
 for ((r = 1; r <= rounds; r++)); do
 	cat "$mnt/ballast" >/dev/null
-	mark "squeeze $r" "memory pressure"
+	mark "squeeze $r" "memory pressure, round $r of $rounds"
 	python3 "$here/squeeze.py" 1
 done
 sleep 1

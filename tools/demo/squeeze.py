@@ -53,7 +53,7 @@ def squeeze(rounds):
             held.append(b"\x5a" * STEP)
         time.sleep(0.5)
         after = vmstat()
-        print(f"squeeze {r}: held {len(held) * STEP >> 20} MiB for "
+        print(f"{f'round {r}: ' if rounds > 1 else ''}held {len(held) * STEP >> 20} MiB for "
               f"{time.monotonic() - start:.1f} s; the kernel scanned "
               f"{after['slabs_scanned'] - before['slabs_scanned']} slab objects "
               f"(all shrinkers), reclaimed "
