@@ -12,7 +12,7 @@
 #      the cache a large file system would hold;
 #   3. the page cache is dropped and the files read back: every lookup
 #      hits;
-#   4. a 160 MiB ballast file is written and read, as clean page cache;
+#   4. a ballast file (160 MiB) is written and read, as clean page cache;
 #   5. ROUNDS (default 3) rounds of squeeze.py, each after reading the
 #      ballast again: anonymous memory until the kernel has reclaimed for
 #      a while; kswapd and direct reclaim call the shrinkers, whose
@@ -22,10 +22,17 @@
 #
 # The synthetic owner is left for the caller to remove ("0 0" into
 # /sys/kernel/debug/emfs/synthetic) once the recording has stopped.
+#
+# A smaller run (the tools scenario) sets PRESSURE_SYNTHETIC ("inodes
+# maps", default "32 2000"), PRESSURE_BALLAST_MB (default 160) and
+# PRESSURE_PAUSE (seconds between phases, default 1).
 
 set -eu
 mnt=$1
 rounds=${2:-3}
+synthetic=${PRESSURE_SYNTHETIC:-32 2000}
+ballast=${PRESSURE_BALLAST_MB:-160}
+pause=${PRESSURE_PAUSE:-1}
 here=$(dirname "$0")
 # Each phase is named in the trace, for emfs-trace plot to draw.
 mark() { echo "$1" >/sys/kernel/tracing/trace_marker; echo "$1: $2"; }
@@ -33,22 +40,22 @@ mark() { echo "$1" >/sys/kernel/tracing/trace_marker; echo "$1: $2"; }
 mark "write" "fio, 4 jobs x 2 MiB of random 4 KiB writes, fsync after each"
 fio --name=fill --directory="$mnt" --rw=randwrite --bs=4k --size=2M --numjobs=4 \
 	--fsync=1 --ioengine=psync --randrepeat=1 --minimal >/dev/null
-mark "synthetic owner" "32 inodes x 2000 maps"
-echo "32 2000" >/sys/kernel/debug/emfs/synthetic
-sleep 1
+mark "synthetic owner" "${synthetic% *} inodes x ${synthetic#* } maps"
+echo "$synthetic" >/sys/kernel/debug/emfs/synthetic
+sleep "$pause"
 echo 1 >/proc/sys/vm/drop_caches
 mark "read" "the files, through the cache"
 echo "  $(cat "$mnt"/fill.* | wc -c) bytes"
-sleep 1
-mark "ballast" "160 MiB of clean page cache for reclaim to take"
-dd if=/dev/zero of="$mnt/ballast" bs=1M count=160 conv=fsync status=none
+sleep "$pause"
+mark "ballast" "$ballast MiB of clean page cache for reclaim to take"
+dd if=/dev/zero of="$mnt/ballast" bs=1M count="$ballast" conv=fsync status=none
 for ((r = 1; r <= rounds; r++)); do
 	cat "$mnt/ballast" >/dev/null
 	mark "squeeze $r" "memory pressure, round $r of $rounds"
 	python3 "$here/squeeze.py" 1
 done
-sleep 1
+sleep "$pause"
 echo 1 >/proc/sys/vm/drop_caches
 mark "read again" "evicted maps are loaded back on misses"
 echo "  $(cat "$mnt"/fill.* | wc -c) bytes"
-sleep 1
+sleep "$pause"
