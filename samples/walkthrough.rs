@@ -98,7 +98,7 @@ fn show(tree: &ExtentMapTree, counters: &EmCounters, what: &str) {
     }
 }
 
-/// Formats a map as `[start, end) -> where`.
+/// Formats a map as `[start, end) disk D` (or `hole`), with its flags.
 struct Show<'a>(&'a ExtentMap);
 
 impl kernel::fmt::Display for Show<'_> {
