@@ -817,6 +817,25 @@ mod cases {
     }
 
     #[test]
+    fn delalloc_maps_merge_with_delalloc_only() -> Result {
+        let f = Fixture::new()?;
+        let delalloc = |start, len| ExtentMapInfo {
+            disk_bytenr: EXTENT_MAP_DELALLOC,
+            ..ExtentMapInfo::hole(start, len)
+        };
+        assert!(!delalloc(0, K4).on_disk());
+        f.add(delalloc(0, K4))?;
+        f.add(delalloc(K4, K4))?;
+        // A hole next to them is another sentinel: no merge.
+        f.add(ExtentMapInfo::hole(K8, K4))?;
+        f.expect(&[(0, K8), (K8, K4)])?;
+        let em = f.tree.search(K4, 1).ok_or(ENOENT)?;
+        assert_eq!(em.disk_bytenr(), EXTENT_MAP_DELALLOC);
+        drop(em);
+        f.finish()
+    }
+
+    #[test]
     fn clear_logging_ignores_another_trees_map() -> Result {
         let a = Fixture::new()?;
         let b = Fixture::new()?;
