@@ -124,10 +124,6 @@ impl kernel::fmt::Display for Show<'_> {
 }
 
 /// What a lookup found, for the log.
-fn found(em: &Option<Arc<ExtentMap>>) -> Found<'_> {
-    Found(em)
-}
-
 struct Found<'a>(&'a Option<Arc<ExtentMap>>);
 
 impl kernel::fmt::Display for Found<'_> {
@@ -189,9 +185,9 @@ fn walk_through() -> Result {
     //    the lock is dropped, even if the tree lets go of it.
     //    `btrfs_lookup_extent_mapping()`.
     let em = tree.lookup(20 * 1024, BLOCK);
-    pr_info!("4. lookup 20K: {}\n", found(&em));
+    pr_info!("4. lookup 20K: {}\n", Found(&em));
     let em = tree.lookup(200 * 1024, BLOCK);
-    pr_info!("4. lookup 200K: {}\n", found(&em));
+    pr_info!("4. lookup 200K: {}\n", Found(&em));
 
     // 5. A read raced another task: it loaded a map for [8K, 40K) from
     //    disk, but the cache already has [0K, 32K). `add_extent_mapping`

@@ -156,17 +156,16 @@ cmd_docs() {
 # on a kernel crate whose sources exist.
 cmd_rust_analyzer() {
 	resolve_kdir
-	local mo made
-	mo=$(emfs_module_dir)
-	rm -f "$mo/rust-project.json" "$EMFS_TOP/rust-project.json.new"
+	# The kernel writes it in the module's output directory (MO=); editors
+	# look for it at the top of the sources.
+	local made out=$EMFS_TOP/rust-project.json
+	made=$(emfs_module_dir)/rust-project.json
+	rm -f "$made"
 	kbuild -s rust-analyzer >/dev/null || die "rust-analyzer: the kernel's generator failed"
-	for made in "$mo/rust-project.json" "$EMFS_TOP/rust-project.json"; do
-		[ -s "$made" ] && break
-	done
 	[ -s "$made" ] || die "rust-analyzer: the kernel wrote no rust-project.json"
-	python3 - "$made" "$EMFS_TOP" <<'PY' || die "rust-analyzer: rust-project.json is not usable"
+	python3 - "$made" "$EMFS_TOP" "$out.new" <<'PY' || die "rust-analyzer: rust-project.json is not usable"
 import json, os, sys
-made, top = sys.argv[1], sys.argv[2]
+made, top, out = sys.argv[1], sys.argv[2], sys.argv[3]
 project = json.load(open(made))
 crates = project["crates"]
 index = {os.path.realpath(c["root_module"]): i for i, c in enumerate(crates)}
@@ -185,12 +184,11 @@ for root in (main, os.path.realpath(f"{top}/samples/walkthrough.rs")):
         sys.exit(f"{root}: no kernel crate among its dependencies")
 if not os.path.isdir(project["sysroot"]):
     sys.exit(f"sysroot {project['sysroot']} does not exist")
-json.dump(project, open(f"{top}/rust-project.json.new", "w"), sort_keys=True, indent=4)
-print(f"{len(crates)} crates; emfs_main and walkthrough depend on "
-      + ", ".join(sorted(names)))
+json.dump(project, open(out, "w"), sort_keys=True, indent=4)
+print(f"{len(crates)} crates")
 PY
-	mv "$EMFS_TOP/rust-project.json.new" "$EMFS_TOP/rust-project.json"
-	[ "$made" = "$EMFS_TOP/rust-project.json" ] || rm -f "$made"
+	mv "$out.new" "$out"
+	rm -f "$made"
 	say "rust-analyzer: rust-project.json"
 }
 

@@ -12,6 +12,11 @@
 
 set -eu
 stat_of() { awk -v k="$2" '$1 == k { print $2 }' "$1"; }
+# mount_emfs SIZE: mount emfs on $mnt; $id is its owner (from its log line).
+mount_emfs() {
+	mount -t emfs -o size="$1" none "$mnt"
+	id=$(dmesg | sed -n 's/.*emfs: mounted: owner \([0-9]*\),.*/\1/p' | tail -1)
+}
 show_stats() {
 	echo "  $stats:"
 	awk '{ printf "    %-22s %8s%s", $1, $2, NR % 3 ? "" : "\n" } END { if (NR % 3) print "" }' "$stats"
@@ -33,9 +38,8 @@ mnt=/tmp/emfs
 echo
 echo "== mount -t emfs -o size=64M none $mnt"
 mkdir -p "$mnt"
-mount -t emfs -o size=64M none "$mnt"
+mount_emfs 64M
 grep " $mnt " /proc/mounts | sed 's/^/  /'
-id=$(dmesg | sed -n 's/.*emfs: mounted: owner \([0-9]*\),.*/\1/p' | tail -1)
 stats=/proc/fs/emfs/$id/stats
 shrinker=$(ls -d /sys/kernel/debug/shrinker/emfs-extent-map:"$id"-* | head -1)
 
@@ -122,8 +126,7 @@ echo
 echo "== the shrinker under memory pressure, recorded by tools/emfs-trace"
 echo "   (tools/demo/pressure.sh: write, a synthetic owner, read, a ballast"
 echo "   of page cache, three rounds of squeeze, read again)"
-mount -t emfs -o size=256M none "$mnt"
-id=$(dmesg | sed -n 's/.*emfs: mounted: owner \([0-9]*\),.*/\1/p' | tail -1)
+mount_emfs 256M
 rec=${EMFS_OUT:-$EMFS_SCRATCH}/emfs-trace
 rm -rf "$rec"
 "$EMFS_TOP/tools/emfs-trace" record -o "$rec" -- "$EMFS_TOP/tools/demo/pressure.sh" "$mnt" 3 |

@@ -76,7 +76,7 @@ class EmfsStat(unittest.TestCase):
         self.assertEqual(rate["lookups"], 100.0)
         self.assertEqual(rate["shrinker_freed"], 500.0)
         self.assertNotIn("maps_cached", rate)
-        row = stat.live_row(3, after, rate).split()
+        row = stat.row(stat.LIVE, 3, after, rate).split()
         # owner, cached (a level, as it is), ..., lookups/s, hit% of the interval
         self.assertEqual(row[0], "3")
         self.assertEqual(row[1], "9")
