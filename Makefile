@@ -15,9 +15,11 @@ endif
 KERNEL ?= dev
 export EMFS_KERNEL := $(KERNEL)
 
-# make check SUITE=<kunit suite> / SCENARIO=<scenario name>
+# make check SUITE=<kunit suites> / SCENARIO=<scenarios>, comma-separated;
+# XTRACE=1 traces each scenario's commands with their start times.
 SUITE ?=
 SCENARIO ?=
+XTRACE ?=
 # make vm-run SCRIPT=path/to/script.sh
 SCRIPT ?=
 # make stress DURATION=600 (seconds)
@@ -35,7 +37,7 @@ help:
 	@echo 'emfs targets:'
 	@echo '  run              boot the VM and run the demonstration; draws out/emfs-trace.png'
 	@echo '  check            build, lint and run every test; ends with "N passed, N failed"'
-	@echo '  check SUITE=s    only KUnit suite s;  check SCENARIO=n  only scenario n'
+	@echo '  check SUITE=a,b  only these KUnit suites;  check SCENARIO=a,b  only these scenarios'
 	@echo '  check-full       check on the dev kernel, then on the KASAN kernel, then a long stress'
 	@echo '  stress           the stress run for DURATION seconds (default 300), under lockdep'
 	@echo '  module           build emfs.ko (set-up and dev kernel on first use)'
@@ -72,13 +74,19 @@ run: module
 		echo "emfs: the picture of the cache and its shrinker: out/emfs-trace.png"
 
 check:
-	@python3 tools/testing/check.py $(if $(SUITE),--suite $(SUITE)) \
+	@$(if $(XTRACE),EMFS_VM_CMDLINE="$$EMFS_VM_CMDLINE emfs_xtrace=1") \
+		python3 tools/testing/check.py $(if $(SUITE),--suite $(SUITE)) \
 		$(if $(SCENARIO),--scenario $(SCENARIO))
 
+# Each step says how long it took (a cold run builds each kernel in its
+# step's "kernel" phase).
+timed = t=$$(date +%s); $(MAKE) --no-print-directory $(1); rc=$$?; \
+	echo "check-full: make $(1): $$(($$(date +%s) - t)) s"; exit $$rc
+
 check-full:
-	@$(MAKE) --no-print-directory check
-	@$(MAKE) --no-print-directory check KERNEL=kasan
-	@$(MAKE) --no-print-directory stress DURATION=$(DURATION)
+	@$(call timed,check)
+	@$(call timed,check KERNEL=kasan)
+	@$(call timed,stress DURATION=$(DURATION))
 
 stress:
 	@EMFS_STRESS_SECS=$(DURATION) EMFS_VM_CMDLINE="EMFS_STRESS_SECS=$(DURATION)" \
@@ -98,10 +106,13 @@ bench: module
 
 lint: rustfmt clippy checkpatch docs
 
+# The module build is the clippy build (tools/build.sh).
+clippy: module
+
 docs:
 	@tools/build.sh docs
 
-rustfmt clippy checkpatch fmt rust-analyzer:
+rustfmt checkpatch fmt rust-analyzer:
 	@tools/build.sh $@
 
 clean:

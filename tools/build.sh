@@ -3,17 +3,18 @@
 #
 # tools/build.sh - build the emfs module and run its lint gates.
 #
-# Usage: tools/build.sh kdir|module|clippy|rustfmt|checkpatch|docs|rust-analyzer|lint|clean
+# Usage: tools/build.sh kdir|module|rustfmt|checkpatch|docs|rust-analyzer|lint|clean
 #
 #   kdir        print the kernel build directory in use
-#   module      build emfs.ko (after set-up and the cached kernel if needed)
-#   clippy      rebuild the module with CLIPPY=1; any warning fails
+#   module      build emfs.ko with CLIPPY=1 (after set-up and the cached
+#               kernel if needed); a clippy warning fails the build with
+#               exit status 3 (the module was built)
 #   rustfmt     check the Rust sources against the kernel's rustfmt config
 #   checkpatch  run the kernel's checkpatch.pl on the C files
 #   docs        build Documentation/ with Sphinx into out/docs (warnings fail)
 #   rust-analyzer  write rust-project.json, so that editors resolve the
 #               kernel crate in the module's sources
-#   lint        rustfmt, clippy and checkpatch
+#   lint        rustfmt, the module build (clippy) and checkpatch
 #   clean       remove build products
 #
 # With KDIR set, that kernel build is used (it must have Rust enabled);
@@ -61,11 +62,17 @@ kbuild() {
 		CLIPPY_DRIVER="$CLIPPY_DRIVER" MO="$mo" $extra "$@"
 }
 
+# The module is always built with CLIPPY=1: clippy-driver compiles exactly
+# as rustc does and adds its lints, so the build the tests load is the one
+# that was linted, and no second build is needed for the lint gate. A
+# warning fails the build, and the objects are removed so that the next
+# build lints them again (Kbuild would otherwise find them up to date).
 cmd_module() {
 	resolve_kdir
-	local log
+	local log mo
+	mo=$(emfs_module_dir)
 	log=$(mktemp)
-	if ! kbuild -s modules >"$log" 2>&1; then
+	if ! kbuild -s CLIPPY=1 modules >"$log" 2>&1; then
 		cat "$log"
 		rm -f "$log"
 		die "module build failed"
@@ -77,33 +84,13 @@ cmd_module() {
 		rm -f "$log"
 		die "objtool warnings in the module build"
 	fi
-	rm -f "$log"
-	say "built $(emfs_module_dir)/emfs.ko against $KDIR"
-}
-
-cmd_clippy() {
-	resolve_kdir
-	local log
-	log=$(mktemp)
-	# Touch the crate roots so every Rust object is rebuilt under clippy.
-	# shellcheck disable=SC2046
-	(cd "$EMFS_TOP" && touch $(crate_roots))
-	if ! kbuild -s CLIPPY=1 modules >"$log" 2>&1; then
-		cat "$log"
-		rm -f "$log"
-		die "CLIPPY=1 build failed"
-	fi
 	if grep -qE '^(warning|error)' "$log"; then
-		cat "$log"
-		rm -f "$log"
-		die "CLIPPY=1 build has warnings"
+		rm -f "$log" "$mo/rust/emfs_main.o" "$mo"/samples/*.o
+		printf 'emfs: error: %s\n' "clippy: the warnings above (the module is built with CLIPPY=1)" >&2
+		exit 3
 	fi
 	rm -f "$log"
-	# Leave modules built without clippy's instrumentation.
-	# shellcheck disable=SC2046
-	(cd "$EMFS_TOP" && touch $(crate_roots))
-	kbuild -s modules
-	say "clippy: clean"
+	say "built $mo/emfs.ko against $KDIR (clippy: clean)"
 }
 
 # The crate roots; rustfmt follows their `mod` declarations.
@@ -195,13 +182,12 @@ PY
 case "${1:-}" in
 kdir) resolve_kdir; echo "$KDIR" ;;
 module) cmd_module ;;
-clippy) cmd_clippy ;;
 rustfmt) cmd_rustfmt ;;
 fmt) cmd_fmt ;;
 checkpatch) cmd_checkpatch ;;
 docs) cmd_docs ;;
 rust-analyzer) cmd_rust_analyzer ;;
-lint) cmd_rustfmt; cmd_clippy; cmd_checkpatch ;;
+lint) cmd_rustfmt; cmd_module; cmd_checkpatch ;;
 clean)
 	if KDIR=$("$EMFS_TOP/tools/kernel.sh" --print-kdir 2>/dev/null) && [ -d "$KDIR" ]; then
 		kbuild -s clean || true

@@ -38,7 +38,7 @@ fio_run() {
 	shift 2
 	fio --name=bench --filename="$dir/bench" --size="${mb}M" \
 		--ioengine=psync --output-format=json "$@" >/tmp/fio.json
-	python3 - "$key" >>"$raw" <<'PY'
+	python3 -S - "$key" >>"$raw" <<'PY'
 import json, sys
 j = json.load(open("/tmp/fio.json"))["jobs"][0]
 d = j["write"] if j["write"]["io_bytes"] else j["read"]
@@ -69,8 +69,13 @@ cold_run() {
 	[ "$job" = randread ] && rw=randread bs=4k
 	echo 1 >/proc/sys/vm/drop_caches
 	if [ "$state" = shrunk ]; then
-		echo "0 0 10000000" >"$shrinker/scan"
-		while [ "$(stat_of maps_evictable)" -gt 0 ]; do sleep 0.1; done
+		# Ask again until nothing evictable is left (a run may stop
+		# early; a request while one is queued is dropped).
+		for ((n = 0; n < 3000; n++)); do
+			[ "$(stat_of maps_evictable)" -gt 0 ] || break
+			echo "0 0 10000000" >"$shrinker/scan"
+			sleep 0.1
+		done
 	fi
 	sleep "$settle"
 	before=$(stat_of misses)
@@ -89,7 +94,7 @@ for ((i = 0; i < reps; i++)); do
 	done
 done
 
-python3 - "$raw" "$mb" "$reps" <<'PY' | tee "$out/bench-fs.txt"
+python3 -S - "$raw" "$mb" "$reps" <<'PY' | tee "$out/bench-fs.txt"
 import statistics, sys
 runs = {}
 for line in open(sys.argv[1]):

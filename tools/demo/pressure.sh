@@ -52,7 +52,7 @@ dd if=/dev/zero of="$mnt/ballast" bs=1M count="$ballast" conv=fsync status=none
 for ((r = 1; r <= rounds; r++)); do
 	cat "$mnt/ballast" >/dev/null
 	mark "squeeze $r" "memory pressure, round $r of $rounds"
-	python3 "$here/squeeze.py"
+	python3 -S "$here/squeeze.py"
 done
 sleep "$pause"
 echo 1 >/proc/sys/vm/drop_caches

@@ -10,6 +10,7 @@ report. Each of them must turn the verdict into a failure.
 import unittest
 from pathlib import Path
 
+import emfs_guest as guest
 import emfs_harness as harness
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -101,6 +102,92 @@ class HarnessTest(unittest.TestCase):
 
     def test_clean_scenario_log_has_no_hits(self):
         self.assertEqual(harness.scan_log((FIXTURES / "kunit-pass.log").read_text()), [])
+
+
+HZ = 250
+INITIAL = (1 << 32) - 300 * HZ
+
+
+def leak(at, comm="insmod"):
+    """A kmemleak report of one object allocated AT s after boot."""
+    return (f"unreferenced object 0xffff888004a1b000 (size 64):\n"
+            f"  comm \"{comm}\", pid 200, jiffies {INITIAL + int(at * HZ)}\n"
+            f"  backtrace (crc 0):\n"
+            f"    kmalloc_trace+0x1/0x2\n")
+
+
+BATCH_LOG = "\n".join([
+    "[    1.500000] Run /init as init process",
+    "emfs-vm: guest up, kernel 7.3.4, 2 cpus",
+    "emfs-batch: begin kunit at 2.00",
+    "[    2.100000]     # Subtest: emfs_glue",
+    "[    2.200000] ok 1 emfs_glue",
+    "emfs-batch: end kunit status 0 at 4.00",
+    "emfs-batch: done kunit",
+    "emfs-batch: begin fs_mount at 4.50",
+    "ok: mount",
+    "emfs-batch: end fs_mount status 1 at 20.00",
+    "emfs-batch: fs_mount left module emfs loaded",
+    "[   20.100000] WARNING: CPU: 1 PID: 3 at fs/emfs.c:1 x+0x1/0x2",
+    "emfs-batch: kmemleak fs_mount begin",
+    leak(3.0),
+    "emfs-batch: kmemleak fs_mount end",
+    "emfs-batch: done fs_mount",
+    "emfs-batch: begin fs_data at 21.00",
+    "ok: write",
+    "emfs-batch: end fs_data status 0 at 30.00",
+    "emfs-batch: done fs_data",
+    "emfs-batch: kmemleak final begin",
+    leak(18.0) + leak(25.0, "kworker/0:1"),
+    "emfs-batch: kmemleak final end",
+    "emfs-vm: exit status 1",
+])
+
+
+class BatchLogTest(unittest.TestCase):
+    """Cutting a batch guest's log into one part per script
+    (emfs_guest.split_log) and blaming each leak on the script that ran
+    when it was allocated (attribute_leaks)."""
+
+    def test_parts_and_markers(self):
+        boot, parts, reports = guest.split_log(BATCH_LOG)
+        self.assertEqual([p.name for p in parts], ["kunit", "fs_mount", "fs_data"])
+        self.assertEqual([p.status for p in parts], [0, 1, 0])
+        self.assertTrue(all(p.done for p in parts))
+        self.assertIn("emfs-vm: guest up", boot[1])
+        self.assertEqual([tag for tag, _ in reports], ["fs_mount", "final"])
+        # The kernel's late WARN stays with the script before it; the
+        # kmemleak reports are taken out of the parts.
+        self.assertTrue(any("WARNING" in line for line in parts[1].lines))
+        self.assertFalse(any("unreferenced" in line for p in parts for line in p.lines))
+        self.assertEqual(harness.scenario_checks("\n".join(parts[1].lines)),
+                         [("mount", True)])
+
+    def test_leaks_are_blamed_by_allocation_time(self):
+        _, parts, reports = guest.split_log(BATCH_LOG)
+        blamed = guest.attribute_leaks(parts, reports, HZ)
+        self.assertEqual({k: len(v) for k, v in blamed.items()},
+                         {"kunit": 1, "fs_mount": 1, "fs_data": 1})
+        self.assertIn("kworker", blamed["fs_data"][0])
+
+    def test_a_leak_from_boot_is_the_boots(self):
+        _, parts, _ = guest.split_log(BATCH_LOG)
+        blamed = guest.attribute_leaks(parts, [("boot", leak(1.0))], HZ)
+        self.assertEqual(list(blamed), ["boot"])
+
+    def test_jiffies_wrap(self):
+        self.assertAlmostEqual(guest.jiffies_to_uptime(INITIAL + 10 * HZ, HZ), 10.0)
+        # On 64-bit, jiffies go on past 2^32, 300 s after boot.
+        self.assertAlmostEqual(guest.jiffies_to_uptime((1 << 32) + 5 * HZ, HZ), 305.0)
+
+    def test_a_crash_leaves_its_part_open(self):
+        text = BATCH_LOG.split("emfs-batch: end fs_data")[0] + \
+            "[   25.000000] Kernel panic - not syncing: sysrq triggered crash\n"
+        _, parts, _ = guest.split_log(text)
+        self.assertEqual(parts[-1].name, "fs_data")
+        self.assertFalse(parts[-1].done)
+        self.assertIsNone(parts[-1].status)
+        self.assertIn("oops", [h.kind for h in harness.scan_log("\n".join(parts[-1].lines))])
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ set -u
 . "$(dirname "$0")/../lib.sh"
 
 size=${EMFS_FIO_SIZE:-64M}
-echo clear >/sys/kernel/debug/kmemleak
 insmod "$EMFS_KO" || exit 1
 mnt=$EMFS_SCRATCH/mnt
 check "mount" emfs_mount "$mnt" size=512M
@@ -53,5 +52,4 @@ check "umount" umount "$mnt"
 note "umount: $(($(date +%s) - start)) s"
 check "live objects: none" none_alive
 check "rmmod" rmmod emfs
-kmemleak_check
 exit $fail

@@ -14,7 +14,6 @@ tracing=/sys/kernel/tracing
 sample=$(dirname "$EMFS_KO")/samples/emfs_sample.ko
 expected=$testing_dir/emfs_sample.expected
 
-echo clear >/sys/kernel/debug/kmemleak
 # Enable the module's events for when it is loaded.
 echo ':mod:emfs_sample' >>"$tracing/set_event"
 echo >"$tracing/trace"
@@ -45,5 +44,4 @@ check "both event systems present" test -d "$tracing/events/emfs/em_merge" -a \
 check "rmmod emfs" rmmod emfs
 check "rmmod emfs_sample" rmmod emfs_sample
 check "its events are gone" test ! -d "$tracing/events/emfs_sample"
-kmemleak_check
 exit "$fail"

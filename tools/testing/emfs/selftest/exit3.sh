@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# Self-test of the VM runner (tools/testing/check.py runs it): a host
+# Self-test of the runner (tools/testing/check.py runs it): a host
 # program runs in the guest, the module path is passed in, and the exit
 # status comes back to the host. It must exit 3.
 

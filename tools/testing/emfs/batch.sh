@@ -1,0 +1,140 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Guest side of make check: run several test scripts in one guest, each
+# isolated from the others, and mark where each begins and ends so that
+# tools/testing/check.py can cut the guest log into one log per script.
+#
+# The scripts come from the kernel command line, emfs_batch=A,B,...; a name
+# is a scenario (tools/testing/emfs/scenarios/A.sh), "kunit" (kunit.sh) or
+# a path relative to tools/testing/emfs/ without ".sh" (the harness's own
+# self-tests). For each one, in order:
+#
+#   emfs-batch: begin NAME at UPTIME    the script starts, in a fresh scratch
+#                                       directory ($EMFS_SCRATCH)
+#   ...                                 its output and the kernel's messages
+#   emfs-batch: end NAME status RC at UPTIME
+#   emfs-batch: NAME left ...           what the script failed to clean up
+#                                       (each is then cleaned up here)
+#   emfs-batch: done NAME
+#
+# kmemleak: a scan of a 2 GiB guest takes seconds under TCG, and an object
+# is reported only once it is 5 s old and was the same on two scans. So
+# instead of waiting and scanning after every script, kmemleak is scanned
+# once, after the last script ("emfs-batch: kmemleak final begin/end"
+# around the report): each report carries the allocation's jiffies, which
+# the host maps to the script that was running then, so every script
+# still gets a kmemleak verdict of its own. A script that crashes the guest
+# is reported by the host, which boots a new guest for the rest.
+#
+# A script that wants the KUnit suites to run again when it loads the
+# module says "emfs-scenario: kunit" in its text; for the others, the
+# suites are filtered out at insmod (kunit's filter_glob).
+
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+km=/sys/kernel/debug/kmemleak
+glob=/sys/module/kunit/parameters/filter_glob
+uptime() { cut -d' ' -f1 /proc/uptime; }
+
+# kmemleak_report TAG: scan, print what was found between markers naming
+# TAG, forget it.
+kmemleak_report() {
+	[ -e "$km" ] || return 0
+	# An object is reported once its contents were the same on two scans.
+	echo scan >"$km"
+	echo scan >"$km"
+	if [ -s "$km" ]; then
+		echo "emfs-batch: kmemleak $1 begin"
+		cat "$km"
+		echo "emfs-batch: kmemleak $1 end"
+		echo clear >"$km"
+	fi
+}
+
+# cleanup NAME: undo what a script left behind, saying what it was.
+cleanup() {
+	local name=$1 m a
+	for m in $(awk '$3 == "emfs" { print $2 }' /proc/mounts | sort -r); do
+		echo "emfs-batch: $name left emfs mounted on $m"
+		umount "$m" || umount -l "$m"
+	done
+	for m in emfs_sample emfs; do
+		if [ -d "/sys/module/$m" ]; then
+			echo "emfs-batch: $name left module $m loaded"
+			rmmod "$m"
+		fi
+	done
+	for a in failslab fail_page_alloc; do
+		[ -e "/sys/kernel/debug/$a/probability" ] || continue
+		if [ "$(cat "/sys/kernel/debug/$a/probability")" != 0 ]; then
+			echo "emfs-batch: $name left $a armed"
+			echo 0 >"/sys/kernel/debug/$a/probability"
+		fi
+	done
+	echo 0 >/proc/2/make-it-fail 2>/dev/null
+	echo 0 >/sys/kernel/tracing/tracing_on 2>/dev/null
+	echo >/sys/kernel/tracing/set_event 2>/dev/null
+	echo >/sys/kernel/tracing/trace 2>/dev/null
+	echo 1 >/sys/kernel/tracing/tracing_on 2>/dev/null
+}
+
+# Scans happen here only, at the end: not in kmemleak's own thread, whose
+# "new suspected memory leaks" line would land in whichever script runs
+# then. What the boot leaked is blamed on the guest's first script.
+[ -e "$km" ] && echo scan=off >"$km"
+
+status=0
+for name in ${emfs_batch//,/ }; do
+	case "$name" in
+	kunit) script=$here/kunit.sh ;;
+	*/*) script=$here/$name.sh ;;
+	*) script=$here/scenarios/$name.sh ;;
+	esac
+	scratch=/tmp/emfs-scratch/$(basename "$name")
+	rm -rf "$scratch"
+	mkdir -p "$scratch"
+	if [ -w "$glob" ]; then
+		if [ "$name" = kunit ] || grep -q "emfs-scenario: kunit" "$script" 2>/dev/null; then
+			printf "*" >"$glob"
+		else
+			printf -- "-" >"$glob"
+		fi
+	fi
+	# Each script reads its own kernel messages with dmesg, as it would in
+	# a guest of its own (the console has them all).
+	dmesg -C
+	tmp_before=$(ls -A /tmp)
+	echo "emfs-batch: begin $name at $(uptime)"
+	# make check XTRACE=1: every command with the time it started, to see
+	# where a script spends its time.
+	(cd "$scratch" && export EMFS_SCRATCH=$scratch &&
+		if [ -n "${emfs_xtrace:-}" ]; then
+			# (bash run as root does not take PS4 from the environment;
+			# the trace goes to fd 9, so that 2>&1 does not catch it)
+			exec 9>&2
+			exec bash -c 'PS4="+ \${EPOCHREALTIME} " BASH_XTRACEFD=9; set -x; . "$0"' "$script"
+		else
+			exec bash "$script"
+		fi)
+	rc=$?
+	echo "emfs-batch: end $name status $rc at $(uptime)"
+	[ "$rc" -eq 0 ] || status=1
+	cd / || exit 1
+	cleanup "$name"
+	# What it left in /tmp (fsx's copies, mount points) goes too: /tmp is
+	# the guest's memory.
+	for f in $(ls -A /tmp); do
+		grep -qxF "$f" <<<"$tmp_before" || rm -rf "/tmp/${f:?}"
+	done
+	rm -rf "$scratch"
+	echo "emfs-batch: done $name"
+done
+
+# What the last script allocated must be 5 s old to be reported.
+if [ -e "$km" ]; then
+	sleep 5
+	kmemleak_report final
+	echo "emfs-batch: kmemleak scanned"
+fi
+exit $status
