@@ -32,17 +32,20 @@ shrinker=$(ls -d /sys/kernel/debug/shrinker/emfs-extent-map:"$id"-* | head -1)
 stat_of() { awk -v k="$1" '$1 == k { print $2 }' "$stats"; }
 : >"$raw"
 
-# fio_run KEY DIR ARGS...: appends "KEY <MiB/s>" to $raw.
+# fio_run PREFIX DIR JOB...: one fio running the jobs (each "--name=NAME
+# options...") one after the other (stonewall); appends "PREFIX.NAME
+# <MiB/s>" to $raw for each. One fio for several jobs: under emulation a
+# program's start costs more than a small job.
 fio_run() {
-	local key=$1 dir=$2
+	local prefix=$1 dir=$2
 	shift 2
-	fio --name=bench --filename="$dir/bench" --size="${mb}M" \
-		--ioengine=psync --output-format=json "$@" >/tmp/fio.json
-	python3 -S - "$key" >>"$raw" <<'PY'
+	fio --filename="$dir/bench" --size="${mb}M" --ioengine=psync \
+		--output-format=json "$@" >/tmp/fio.json
+	python3 -S - "$prefix" >>"$raw" <<'PY'
 import json, sys
-j = json.load(open("/tmp/fio.json"))["jobs"][0]
-d = j["write"] if j["write"]["io_bytes"] else j["read"]
-print(sys.argv[1], f'{d["bw"] / 1024:.1f}')
+for j in json.load(open("/tmp/fio.json"))["jobs"]:
+    d = j["write"] if j["write"]["io_bytes"] else j["read"]
+    print(f'{sys.argv[1]}.{j["jobname"]}', f'{d["bw"] / 1024:.1f}')
 PY
 }
 
@@ -54,10 +57,11 @@ for ((i = 0; i < reps; i++)); do
 	for fs in emfs tmpfs; do
 		dir=$emfs
 		[ $fs = tmpfs ] && dir=$tmp
-		fio_run "$fs.seqwrite" "$dir" --rw=write --bs=128k --invalidate=0
-		fio_run "$fs.seqwrite_fsync" "$dir" --rw=write --bs=128k --end_fsync=1 --invalidate=0
-		fio_run "$fs.seqread" "$dir" --rw=read --bs=128k --invalidate=0
-		fio_run "$fs.randread" "$dir" --rw=randread --bs=4k --invalidate=0
+		fio_run "$fs" "$dir" --invalidate=0 \
+			--name=seqwrite --rw=write --bs=128k --stonewall \
+			--name=seqwrite_fsync --rw=write --bs=128k --end_fsync=1 --stonewall \
+			--name=seqread --rw=read --bs=128k --stonewall \
+			--name=randread --rw=randread --bs=4k --stonewall
 	done
 done
 
@@ -79,7 +83,7 @@ cold_run() {
 	fi
 	sleep "$settle"
 	before=$(stat_of misses)
-	fio_run "$state.$job" "$emfs" --rw=$rw --bs=$bs
+	fio_run "$state" "$emfs" --name="$job" --rw=$rw --bs=$bs
 	echo "misses.$state.$job $(($(stat_of misses) - before))" >>"$raw"
 }
 for ((i = 0; i < reps; i++)); do

@@ -24,7 +24,8 @@
 # /sys/kernel/debug/emfs/synthetic) once the recording has stopped.
 #
 # A smaller run (the tools scenario) sets PRESSURE_SYNTHETIC ("inodes
-# maps", default "32 2000"), PRESSURE_BALLAST_MB (default 160) and
+# maps", default "32 2000"), PRESSURE_BALLAST_MB (default 160),
+# PRESSURE_FILL_KB (what each fio job writes, default 2048) and
 # PRESSURE_PAUSE (seconds between phases, default 1).
 
 set -eu
@@ -33,12 +34,13 @@ rounds=${2:-3}
 synthetic=${PRESSURE_SYNTHETIC:-32 2000}
 ballast=${PRESSURE_BALLAST_MB:-160}
 pause=${PRESSURE_PAUSE:-1}
+fill=${PRESSURE_FILL_KB:-2048}
 here=$(dirname "$0")
 # Each phase is named in the trace, for emfs-trace plot to draw.
 mark() { echo "$1" >/sys/kernel/tracing/trace_marker; echo "$1: $2"; }
 
-mark "write" "fio, 4 jobs x 2 MiB of random 4 KiB writes, fsync after each"
-fio --name=fill --directory="$mnt" --rw=randwrite --bs=4k --size=2M --numjobs=4 \
+mark "write" "fio, 4 jobs x $fill KiB of random 4 KiB writes, fsync after each"
+fio --name=fill --directory="$mnt" --rw=randwrite --bs=4k --size="${fill}k" --numjobs=4 \
 	--fsync=1 --ioengine=psync --randrepeat=1 --minimal >/dev/null
 mark "synthetic owner" "${synthetic% *} inodes x ${synthetic#* } maps"
 echo "$synthetic" >/sys/kernel/debug/emfs/synthetic

@@ -318,7 +318,7 @@ def phase_guests(run, suites, scenarios, selftest=False):
 
 # The runner's self-test (tools/testing/emfs/selftest/) and the time each
 # script is given.
-SELFTEST = [("selftest/exit3", 120), ("selftest/panic", 120), ("selftest/hang", 10)]
+SELFTEST = [("selftest/exit3", 120), ("selftest/panic", 120), ("selftest/hang", 5)]
 
 
 def judge_runner(run, outcomes):

@@ -317,7 +317,7 @@ def _boot_once(todo, guest_log, cmdline, mem, boot_timeout, hz, on_progress):
     text = _read(guest_log)
     boot_lines, parts, reports = split_log(text)
     blamed = attribute_leaks(parts, reports, hz)
-    scanned = any(clean(line) == _KM_SCANNED for line in text.splitlines())
+    scanned = any(clean(line).startswith(_KM_SCANNED) for line in text.splitlines())
 
     outcomes = []
     for i, item in enumerate(todo):

@@ -32,18 +32,18 @@
 # suites are filtered out at insmod (kunit's filter_glob).
 
 set -u
-here=$(cd "$(dirname "$0")" && pwd)
+shopt -s dotglob nullglob
+here=${0%/*}
 km=/sys/kernel/debug/kmemleak
 glob=/sys/module/kunit/parameters/filter_glob
-uptime() { cut -d' ' -f1 /proc/uptime; }
+# Between the scripts, only shell builtins where they do: every program
+# started costs a fraction of a second under TCG.
+uptime() { local up _; read -r up _ </proc/uptime; echo "$up"; }
+centisecs() { local up _; read -r up _ </proc/uptime; echo $((10#${up/./})); }
 
-# kmemleak_report TAG: scan, print what was found between markers naming
-# TAG, forget it.
+# kmemleak_report TAG: print what kmemleak found between markers naming
+# TAG, and forget it.
 kmemleak_report() {
-	[ -e "$km" ] || return 0
-	# An object is reported once its contents were the same on two scans.
-	echo scan >"$km"
-	echo scan >"$km"
 	if [ -s "$km" ]; then
 		echo "emfs-batch: kmemleak $1 begin"
 		cat "$km"
@@ -54,8 +54,11 @@ kmemleak_report() {
 
 # cleanup NAME: undo what a script left behind, saying what it was.
 cleanup() {
-	local name=$1 m a
-	for m in $(awk '$3 == "emfs" { print $2 }' /proc/mounts | sort -r); do
+	local name=$1 m t a p mounts=()
+	while read -r _ m t _; do
+		[ "$t" = emfs ] && mounts=("$m" "${mounts[@]}")
+	done </proc/mounts
+	for m in "${mounts[@]}"; do
 		echo "emfs-batch: $name left emfs mounted on $m"
 		umount "$m" || umount -l "$m"
 	done
@@ -66,8 +69,9 @@ cleanup() {
 		fi
 	done
 	for a in failslab fail_page_alloc; do
-		[ -e "/sys/kernel/debug/$a/probability" ] || continue
-		if [ "$(cat "/sys/kernel/debug/$a/probability")" != 0 ]; then
+		p=0
+		[ -e "/sys/kernel/debug/$a/probability" ] && read -r p <"/sys/kernel/debug/$a/probability"
+		if [ "$p" != 0 ]; then
 			echo "emfs-batch: $name left $a armed"
 			echo 0 >"/sys/kernel/debug/$a/probability"
 		fi
@@ -79,23 +83,25 @@ cleanup() {
 	echo 1 >/sys/kernel/tracing/tracing_on 2>/dev/null
 }
 
-# Scans happen here only, at the end: not in kmemleak's own thread, whose
+# kmemleak is scanned here only, at the end: not in its own thread, whose
 # "new suspected memory leaks" line would land in whichever script runs
 # then. What the boot leaked is blamed on the guest's first script.
 [ -e "$km" ] && echo scan=off >"$km"
 
 status=0
+last=$(centisecs)
 for name in ${emfs_batch//,/ }; do
 	case "$name" in
 	kunit) script=$here/kunit.sh ;;
 	*/*) script=$here/$name.sh ;;
 	*) script=$here/scenarios/$name.sh ;;
 	esac
-	scratch=/tmp/emfs-scratch/$(basename "$name")
-	rm -rf "$scratch"
+	scratch=/tmp/emfs-scratch/${name##*/}
 	mkdir -p "$scratch"
 	if [ -w "$glob" ]; then
-		if [ "$name" = kunit ] || grep -q "emfs-scenario: kunit" "$script" 2>/dev/null; then
+		text=""
+		[ -r "$script" ] && IFS= read -r -d '' text <"$script"
+		if [ "$name" = kunit ] || [[ $text == *"emfs-scenario: kunit"* ]]; then
 			printf "*" >"$glob"
 		else
 			printf -- "-" >"$glob"
@@ -104,7 +110,8 @@ for name in ${emfs_batch//,/ }; do
 	# Each script reads its own kernel messages with dmesg, as it would in
 	# a guest of its own (the console has them all).
 	dmesg -C
-	tmp_before=$(ls -A /tmp)
+	declare -A before=()
+	for f in /tmp/*; do before[$f]=1; done
 	echo "emfs-batch: begin $name at $(uptime)"
 	# make check XTRACE=1: every command with the time it started, to see
 	# where a script spends its time.
@@ -122,19 +129,27 @@ for name in ${emfs_batch//,/ }; do
 	[ "$rc" -eq 0 ] || status=1
 	cd / || exit 1
 	cleanup "$name"
-	# What it left in /tmp (fsx's copies, mount points) goes too: /tmp is
-	# the guest's memory.
-	for f in $(ls -A /tmp); do
-		grep -qxF "$f" <<<"$tmp_before" || rm -rf "/tmp/${f:?}"
+	# What it left in /tmp (fsx's copies, mount points) goes, with its
+	# scratch directory: /tmp is the guest's memory.
+	gone=("$scratch")
+	for f in /tmp/*; do
+		[ -n "${before[$f]:-}" ] || gone+=("$f")
 	done
-	rm -rf "$scratch"
+	rm -rf "${gone[@]}"
+	unset before
 	echo "emfs-batch: done $name"
+	last=$(centisecs)
 done
 
-# What the last script allocated must be 5 s old to be reported.
+# An object is reported once it is 5 s old and its contents were the same
+# on two scans: the first scan runs at once, the second once what the last
+# script allocated is 5 s old.
 if [ -e "$km" ]; then
-	sleep 5
+	echo scan >"$km"
+	wait=$((last + 510 - $(centisecs)))
+	[ "$wait" -le 0 ] || sleep "$((wait / 100)).$((wait % 100 / 10))"
+	echo scan >"$km"
 	kmemleak_report final
-	echo "emfs-batch: kmemleak scanned"
+	echo "emfs-batch: kmemleak scanned at $(uptime)"
 fi
 exit $status

@@ -16,7 +16,7 @@
 #   fault_arm PCT, fault_disarm   failslab and fail_page_alloc on the module
 
 fail=0
-testing_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+testing_dir=${BASH_SOURCE[0]%/*}
 
 note() { echo "$*"; }
 

@@ -16,7 +16,7 @@
 # kmemleak scan must all be clean.
 
 set -u
-. "$(dirname "$0")/lib.sh"
+. "${0%/*}/lib.sh"
 
 secs=${EMFS_STRESS_SECS:-60}
 insmod "$EMFS_KO" || exit 1
@@ -29,18 +29,20 @@ mkdir -p "$work"
 end=$(($(date +%s) + secs))
 alive() { [ "$(date +%s)" -lt "$end" ]; }
 
-# fsx NAME: rounds of 2000 operations, a new seed each round.
+# fsx NAME: rounds of $round_ops operations, a new seed each round. The
+# run ends with the round under way: short rounds keep a short run short.
+round_ops=${EMFS_STRESS_FSX_OPS:-500}
 fsx_loop() {
 	local n=$1 round=0
 	while alive; do
 		round=$((round + 1))
-		if ! fsx -f "$testing_dir/fsx/emfs.toml" -N 2000 -S $((n * 1000 + round)) \
+		if ! fsx -f "$testing_dir/fsx/emfs.toml" -N "$round_ops" -S $((n * 1000 + round)) \
 			-P "$work" "$mnt/fsx.$n" >"$work/fsx.$n.out" 2>&1; then
 			echo "fsx $n round $round failed" >>"$work/failures"
 			tail -30 "$work/fsx.$n.out" >>"$work/failures"
 			return
 		fi
-		echo 2000 >>"$work/fsx.$n.ops"
+		echo "$round_ops" >>"$work/fsx.$n.ops"
 	done
 }
 

@@ -11,7 +11,7 @@
 # is clean, every live object is gone after umount, kmemleak is clean.
 
 set -u
-. "$(dirname "$0")/../lib.sh"
+. "${0%/*}/../lib.sh"
 
 insmod "$EMFS_KO" || exit 1
 mnt=$EMFS_SCRATCH/mnt

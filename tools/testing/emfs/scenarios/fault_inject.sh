@@ -21,7 +21,7 @@
 # emfs-scenario: kunit (the suites run at insmod, and are registered)
 
 set -u
-. "$(dirname "$0")/../lib.sh"
+. "${0%/*}/../lib.sh"
 
 ops=${EMFS_FAULT_FSX_OPS:-1500}
 insmod "$EMFS_KO" || exit 1

@@ -9,7 +9,7 @@
 # mounted gives EBUSY; umount frees everything.
 
 set -u
-. "$(dirname "$0")/../lib.sh"
+. "${0%/*}/../lib.sh"
 
 insmod "$EMFS_KO" || exit 1
 mnt=$EMFS_SCRATCH/mnt

@@ -7,7 +7,7 @@
 # maps reloaded from the records.
 
 set -u
-. "$(dirname "$0")/../lib.sh"
+. "${0%/*}/../lib.sh"
 
 size=${EMFS_FIO_SIZE:-64M}
 insmod "$EMFS_KO" || exit 1

@@ -7,11 +7,17 @@
 # plain, and once while another process forces the shrinker continuously
 # through its debugfs scan file and /proc/sys/vm/drop_caches. Any
 # miscompare fails; the operations run are counted.
+#
+# What it must show: fsx passes while maps are evicted and reloaded under
+# it (3000 operations per file, the count kept), and the same workload
+# passes without the pressure (a third of it: a baseline, not the proof).
+# make stress runs fsx for as long as asked.
 
 set -u
-. "$(dirname "$0")/../lib.sh"
+. "${0%/*}/../lib.sh"
 
 ops=${EMFS_FSX_OPS:-3000}
+plain_ops=$((ops / 3))
 conf=$testing_dir/fsx/emfs.toml
 insmod "$EMFS_KO" || exit 1
 mnt=$EMFS_SCRATCH/mnt
@@ -20,10 +26,11 @@ work=/tmp/fsx
 mkdir -p "$work"
 
 total=0
-# run_fsx NAME SEED...: one fsx per seed, in parallel, on NAME.SEED.
+# run_fsx NAME OPS SEED...: one fsx of OPS operations per seed, in
+# parallel, on NAME.SEED.
 run_fsx() {
-	local name=$1 seed pids=() rc=0 i=0
-	shift
+	local name=$1 ops=$2 seed pids=() rc=0 i=0
+	shift 2
 	for seed in "$@"; do
 		fsx -f "$conf" -N "$ops" -S "$seed" -P "$work" "$mnt/$name.$seed" \
 			>"$work/$name.$seed.out" 2>&1 &
@@ -44,7 +51,7 @@ run_fsx() {
 }
 
 start=$(date +%s)
-run_fsx plain 1 2 3 4 || fail=1
+run_fsx plain "$plain_ops" 1 2 3 4 || fail=1
 note "plain: $(($(date +%s) - start)) s"
 cat "$stats"
 
@@ -67,7 +74,7 @@ squeezer=$!
 # shrinker has run enough times before it is taken off.
 wait_for 120 test -s "$work/squeezes"
 start=$(date +%s)
-run_fsx pressure 5 6 7 8 || fail=1
+run_fsx pressure "$ops" 5 6 7 8 || fail=1
 note "under pressure: $(($(date +%s) - start)) s"
 ran_enough() { [ "$(stat_of "$stats" shrinker_runs)" -gt $((runs + 10)) ]; }
 wait_for 300 ran_enough
@@ -79,7 +86,7 @@ check "the shrinker ran under pressure" test "$(stat_of "$stats" shrinker_runs)"
 check "it freed maps" test "$(stat_of "$stats" shrinker_freed)" -gt "$freed"
 check "maps were reloaded" test "$(stat_of "$stats" misses)" -gt "$misses"
 note "fsx operations: $total"
-check "at least $((8 * ops)) operations" test "$total" -ge $((8 * ops))
+check "at least $((4 * plain_ops + 4 * ops)) operations" test "$total" -ge $((4 * plain_ops + 4 * ops))
 
 check "umount" umount "$mnt"
 check "live objects: none" none_alive

@@ -8,16 +8,17 @@
 # the same blocks on every run; the tables give physical addresses too.
 
 set -u
-. "$(dirname "$0")/../lib.sh"
+. "${0%/*}/../lib.sh"
 
 fiemap() { python3 -S "$testing_dir/fiemap.py" "$@"; }
-seeks() { xfs_io -c "seek -a -r 0" "$1" | tail -n +2; }
+seeks() { local out; out=$(xfs_io -c "seek -a -r 0" "$1") && echo "${out#*$'\n'}"; }
 
 # expect NAME CMD...: the output of CMD must equal the table on stdin.
 expect() {
 	local what=$1 want got
 	shift
-	want=$(cat)
+	IFS= read -r -d '' want
+	want=${want%$'\n'}
 	got=$("$@" 2>&1)
 	if [ "$got" = "$want" ]; then
 		note "ok: $what"

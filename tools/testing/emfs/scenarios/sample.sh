@@ -8,7 +8,7 @@
 # a clash of event systems; both unload; nothing is leaked.
 
 set -eu
-. "$(dirname "$0")/../lib.sh"
+. "${0%/*}/../lib.sh"
 
 tracing=/sys/kernel/tracing
 sample=$(dirname "$EMFS_KO")/samples/emfs_sample.ko

@@ -17,7 +17,7 @@
 # emfs-scenario: mem=512M
 
 set -u
-. "$(dirname "$0")/../lib.sh"
+. "${0%/*}/../lib.sh"
 
 tools=$EMFS_TOP/tools
 tracing=/sys/kernel/tracing
@@ -44,11 +44,14 @@ emfs_mount "$mnt" size=256M
 note "mounted: owner $id"
 
 # A file of 16 extents: each 4 KiB piece written back before the next, the
-# other way round, with another file taking the block in between.
+# other way round, with another file taking the block in between (one
+# xfs_io with both files open, "file N" switching between them).
+cmds=(-c "open -f $mnt/spacer")
 for ((i = 15; i >= 0; i--)); do
-	xfs_io -f -c "pwrite -q $((i * 4096)) 4k" -c fsync "$mnt/frag" >/dev/null
-	xfs_io -f -c "pwrite -q $(((15 - i) * 4096)) 4k" -c fsync "$mnt/spacer" >/dev/null
+	cmds+=(-c "file 0" -c "pwrite -q $((i * 4096)) 4k" -c fsync
+		-c "file 1" -c "pwrite -q $(((15 - i) * 4096)) 4k" -c fsync)
 done
+xfs_io -f "${cmds[@]}" "$mnt/frag" >/dev/null
 
 "$tools/emfs-stat" >"$out/table"
 sed 's/^/    /' "$out/table"
