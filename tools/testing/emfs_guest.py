@@ -26,12 +26,14 @@ import emfs_harness as harness
 TOP = Path(__file__).resolve().parents[2]
 BATCH = TOP / "tools" / "testing" / "emfs" / "batch.sh"
 
-_BEGIN = re.compile(r"^emfs-batch: begin (\S+) at ([\d.]+)$")
-_END = re.compile(r"^emfs-batch: end (\S+) status (\d+) at ([\d.]+)$")
-_DONE = re.compile(r"^emfs-batch: done (\S+)$")
-_LEFT = re.compile(r"^emfs-batch: (\S+) left (.+)$")
-_KM_BEGIN = re.compile(r"^emfs-batch: kmemleak (\S+) begin$")
-_KM_END = re.compile(r"^emfs-batch: kmemleak (\S+) end$")
+# The markers are kernel log records (batch.sh writes them to /dev/kmsg):
+# whole, but maybe after the start of a script's line the kernel cut.
+_BEGIN = re.compile(r"emfs-batch: begin (\S+) at ([\d.]+)$")
+_END = re.compile(r"emfs-batch: end (\S+) status (\d+) at ([\d.]+)$")
+_DONE = re.compile(r"emfs-batch: done (\S+)$")
+_LEFT = re.compile(r"emfs-batch: (\S+) left (.+)$")
+_KM_BEGIN = re.compile(r"emfs-batch: kmemleak (\S+) begin$")
+_KM_END = re.compile(r"emfs-batch: kmemleak (\S+) end$")
 _KM_SCANNED = "emfs-batch: kmemleak scanned"
 _KM_OBJECT = re.compile(r"^unreferenced object 0x[0-9a-f]+")
 _KM_JIFFIES = re.compile(r"jiffies (\d+)")
@@ -88,17 +90,17 @@ def split_log(text):
         line = clean(raw)
         bare = harness.strip(raw)
         if report is not None:
-            if _KM_END.match(line):
+            if _KM_END.search(line):
                 reports.append(report)
                 report = None
             else:
                 report[1].append(bare)
             continue
-        m = _KM_BEGIN.match(line)
+        m = _KM_BEGIN.search(line)
         if m:
             report = (m.group(1), [])
             continue
-        m = _BEGIN.match(line)
+        m = _BEGIN.search(line)
         if m:
             current = Part(m.group(1), begin_at=float(m.group(2)))
             parts.append(current)
@@ -106,10 +108,10 @@ def split_log(text):
             boot.append(raw)
             continue
         current.lines.append(raw)
-        m = _END.match(line)
+        m = _END.search(line)
         if m and m.group(1) == current.name:
             current.status = int(m.group(2))
-        m = _DONE.match(line)
+        m = _DONE.search(line)
         if m and m.group(1) == current.name:
             current.done = True
     if report is not None:
@@ -282,16 +284,16 @@ def _boot_once(todo, guest_log, cmdline, mem, boot_timeout, hz, on_progress):
         # Only the new lines, and of them only the markers: the guest
         # shares the host's two cores with this loop.
         for line in log.new_lines():
-            if not line.startswith("emfs-batch: "):
+            if "emfs-batch: " not in line:
                 continue
-            m = _BEGIN.match(line)
+            m = _BEGIN.search(line)
             if m:
                 begun.append(m.group(1))
                 seen[m.group(1)] = now
-            m = _END.match(line)
+            m = _END.search(line)
             if m:
                 status[m.group(1)] = int(m.group(2))
-            m = _DONE.match(line)
+            m = _DONE.search(line)
             if m:
                 seen_done[m.group(1)] = now
         while finished < len(begun) and begun[finished] in seen_done:
@@ -317,7 +319,7 @@ def _boot_once(todo, guest_log, cmdline, mem, boot_timeout, hz, on_progress):
     text = _read(guest_log)
     boot_lines, parts, reports = split_log(text)
     blamed = attribute_leaks(parts, reports, hz)
-    scanned = any(clean(line).startswith(_KM_SCANNED) for line in text.splitlines())
+    scanned = any(_KM_SCANNED in line for line in text.splitlines())
 
     outcomes = []
     for i, item in enumerate(todo):

@@ -89,15 +89,39 @@ def parse_ktap(text):
 
 
 _CHECK_LINE = re.compile(r"^(not )?ok: (.+)$")
+# A kernel record that starts in the middle of a console line: the kernel
+# printed while a program's line was half written.
+_CUT = re.compile(r"\[\s*\d+\.\d+\] ")
+
+
+def program_lines(text):
+    """The console's lines as programs wrote them: a line the kernel cut
+    ("ok: some[  1.2] kernel record" then "thing") is put back together
+    ("ok: something"); the kernel's records are left out."""
+    lines = []
+    carry = ""
+    for raw in text.splitlines():
+        line = raw.rstrip("\r\n").replace("\r", "")
+        m = _CUT.search(line)
+        if m and m.start() == 0:
+            continue                    # a kernel record of its own
+        if m:
+            carry += line[:m.start()]   # the rest follows on a later line
+            continue
+        lines.append(carry + line)
+        carry = ""
+    if carry:
+        lines.append(carry)
+    return lines
 
 
 def scenario_checks(text):
     """Every check a scenario printed ("ok: what" or "not ok: what"), in
     order, as (what, passed). Kernel lines (with a printk time) are not
-    the scenario's."""
+    the scenario's; a check line the kernel cut is put back together."""
     checks = []
-    for raw in text.splitlines():
-        m = _CHECK_LINE.match(raw.rstrip("\r\n").replace("\r", ""))
+    for line in program_lines(text):
+        m = _CHECK_LINE.match(line)
         if m:
             checks.append((m.group(2), m.group(1) is None))
     return checks

@@ -100,6 +100,20 @@ class HarnessTest(unittest.TestCase):
             ("mount", True), ("umount (EBUSY)", False),
             ("rmmod", True)])
 
+    def test_a_check_line_the_kernel_cut_is_put_back(self):
+        # As seen on a console: the kernel printed twice while a
+        # scenario's line was half written.
+        log = ("ok: debugfs synthetic given 'abc': EINVAL\n"
+               "ok: debugfs synt[   16.644549] emfs: synthetic: expected\n"
+               "hetic given '1':[   16.645777] emfs: synthetic: expected\n"
+               " EINVAL\n"
+               "[   16.648278] emfs: synthetic: expected\n"
+               "ok: debugfs synthetic given '1 2 3': EINVAL\n")
+        self.assertEqual(harness.scenario_checks(log), [
+            ("debugfs synthetic given 'abc': EINVAL", True),
+            ("debugfs synthetic given '1': EINVAL", True),
+            ("debugfs synthetic given '1 2 3': EINVAL", True)])
+
     def test_clean_scenario_log_has_no_hits(self):
         self.assertEqual(harness.scan_log((FIXTURES / "kunit-pass.log").read_text()), [])
 
@@ -174,6 +188,16 @@ class BatchLogTest(unittest.TestCase):
         _, parts, _ = guest.split_log(BATCH_LOG)
         blamed = guest.attribute_leaks(parts, [("boot", leak(1.0))], HZ)
         self.assertEqual(list(blamed), ["boot"])
+
+    def test_a_marker_after_a_cut_line_is_found(self):
+        # The markers are kernel records: one can follow the start of a
+        # script's line that the kernel cut.
+        text = BATCH_LOG.replace(
+            "emfs-batch: done fs_mount",
+            "ok: debugfs synt[   21.000000] emfs-batch: done fs_mount")
+        _, parts, _ = guest.split_log(text)
+        self.assertTrue(parts[1].done)
+        self.assertEqual([p.name for p in parts], ["kunit", "fs_mount", "fs_data"])
 
     def test_jiffies_wrap(self):
         self.assertAlmostEqual(guest.jiffies_to_uptime(INITIAL + 10 * HZ, HZ), 10.0)

@@ -39,15 +39,19 @@ glob=/sys/module/kunit/parameters/filter_glob
 # Between the scripts, only shell builtins where they do: every program
 # started costs a fraction of a second under TCG.
 uptime() { local up _; read -r up _ </proc/uptime; echo "$up"; }
+# mark WORDS: a marker line, as a kernel log record: a record is never cut
+# by other output on the console (a script's line can be cut by the
+# kernel's), and the host finds it anywhere in a line.
+mark() { echo "emfs-batch: $*" >/dev/kmsg; }
 centisecs() { local up _; read -r up _ </proc/uptime; echo $((10#${up/./})); }
 
 # kmemleak_report TAG: print what kmemleak found between markers naming
 # TAG, and forget it.
 kmemleak_report() {
 	if [ -s "$km" ]; then
-		echo "emfs-batch: kmemleak $1 begin"
+		mark "kmemleak $1 begin"
 		cat "$km"
-		echo "emfs-batch: kmemleak $1 end"
+		mark "kmemleak $1 end"
 		echo clear >"$km"
 	fi
 }
@@ -59,12 +63,12 @@ cleanup() {
 		[ "$t" = emfs ] && mounts=("$m" "${mounts[@]}")
 	done </proc/mounts
 	for m in "${mounts[@]}"; do
-		echo "emfs-batch: $name left emfs mounted on $m"
+		mark "$name left emfs mounted on $m"
 		umount "$m" || umount -l "$m"
 	done
 	for m in emfs_sample emfs; do
 		if [ -d "/sys/module/$m" ]; then
-			echo "emfs-batch: $name left module $m loaded"
+			mark "$name left module $m loaded"
 			rmmod "$m"
 		fi
 	done
@@ -72,7 +76,7 @@ cleanup() {
 		p=0
 		[ -e "/sys/kernel/debug/$a/probability" ] && read -r p <"/sys/kernel/debug/$a/probability"
 		if [ "$p" != 0 ]; then
-			echo "emfs-batch: $name left $a armed"
+			mark "$name left $a armed"
 			echo 0 >"/sys/kernel/debug/$a/probability"
 		fi
 	done
@@ -87,6 +91,8 @@ cleanup() {
 # "new suspected memory leaks" line would land in whichever script runs
 # then. What the boot leaked is blamed on the guest's first script.
 [ -e "$km" ] && echo scan=off >"$km"
+# The markers go through /dev/kmsg: no rate limit on it.
+echo on >/proc/sys/kernel/printk_devkmsg
 
 status=0
 last=$(centisecs)
@@ -112,7 +118,7 @@ for name in ${emfs_batch//,/ }; do
 	dmesg -C
 	declare -A before=()
 	for f in /tmp/*; do before[$f]=1; done
-	echo "emfs-batch: begin $name at $(uptime)"
+	mark "begin $name at $(uptime)"
 	# make check XTRACE=1: every command with the time it started, to see
 	# where a script spends its time.
 	(cd "$scratch" && export EMFS_SCRATCH=$scratch &&
@@ -125,7 +131,7 @@ for name in ${emfs_batch//,/ }; do
 			exec bash "$script"
 		fi)
 	rc=$?
-	echo "emfs-batch: end $name status $rc at $(uptime)"
+	mark "end $name status $rc at $(uptime)"
 	[ "$rc" -eq 0 ] || status=1
 	cd / || exit 1
 	cleanup "$name"
@@ -137,7 +143,7 @@ for name in ${emfs_batch//,/ }; do
 	done
 	rm -rf "${gone[@]}"
 	unset before
-	echo "emfs-batch: done $name"
+	mark "done $name"
 	last=$(centisecs)
 done
 
@@ -150,6 +156,6 @@ if [ -e "$km" ]; then
 	[ "$wait" -le 0 ] || sleep "$((wait / 100)).$((wait % 100 / 10))"
 	echo scan >"$km"
 	kmemleak_report final
-	echo "emfs-batch: kmemleak scanned at $(uptime)"
+	mark "kmemleak scanned at $(uptime)"
 fi
 exit $status
