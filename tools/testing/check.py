@@ -42,14 +42,13 @@ FLAVOUR_CMDLINE = {
              "EMFS_STRESS_SECS=20",
 }
 # What the KASAN kernel must cover in make check, to fit CI's time: the
-# code where memory errors can hide. The other scenarios (mount options,
-# tools, benchmarks, the sample, debugfs files) run on the dev kernel only.
+# code where memory errors can hide, and why, for the output. The other
+# scenarios (mount options, tools, benchmarks, the sample, debugfs files)
+# run on the dev kernel only.
 FLAVOUR_SCENARIOS = {
-    "kasan": ["bad_input", "fault_inject", "fs_data", "fs_fsx", "stress"],
-}
-FLAVOUR_WHY = {
-    "kasan": "the data path, bad input, fault injection and stress: where "
-             "memory errors hide",
+    "kasan": (["bad_input", "fault_inject", "fs_data", "fs_fsx", "stress"],
+              "the data path, bad input, fault injection and stress: where "
+              "memory errors hide"),
 }
 # The guests' memory (tools/vm/run's default, 2 GiB, where not given). On
 # the dev kernel every scenario runs in 512 MiB, the size the tools
@@ -405,9 +404,10 @@ def main():
         suites = []     # every suite
         scenarios = known_scenarios
         if FLAVOUR in FLAVOUR_SCENARIOS:
-            scenarios = [s for s in scenarios if s in FLAVOUR_SCENARIOS[FLAVOUR]]
+            keep, reason = FLAVOUR_SCENARIOS[FLAVOUR]
+            scenarios = [s for s in scenarios if s in keep]
             print(f"{FLAVOUR} kernel: KUnit and the scenarios {', '.join(scenarios)} "
-                  f"({FLAVOUR_WHY[FLAVOUR]}); the others run on the dev kernel only")
+                  f"({reason}); the others run on the dev kernel only")
     if not run.failed and phase_build(run, args):
         if whole:
             # The sources are the same for every flavour: lint once, on
