@@ -7,6 +7,7 @@
  * logic: every function is one call to what it wraps.
  */
 
+#include <linux/debug_locks.h>
 #include <linux/delay.h>
 #include <linux/fault-inject.h>
 #include <linux/lockdep.h>
@@ -15,6 +16,7 @@
 #include <linux/seq_file.h>
 #include <linux/shrinker.h>
 #include <linux/vmstat.h>
+#include <linux/workqueue.h>
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
 #include <linux/spinlock.h>
@@ -96,6 +98,19 @@ void emfs_rwlock_init(rwlock_t *lock, const char *name,
 #endif
 }
 
+#ifdef CONFIG_PREEMPT_RT
+/*
+ * On PREEMPT_RT, rwlock_init() is init_rwbase_rt() then __rt_rwlock_init()
+ * with a key of the macro's own, which would give every emfs rwlock one
+ * lockdep class; rust/glue/rwlock.rs makes the two calls itself, with the
+ * key of its new_rwlock! site, and does not call emfs_rwlock_init().
+ */
+void emfs_init_rwbase_rt(rwlock_t *lock)
+{
+	init_rwbase_rt(&lock->rwbase);
+}
+#endif
+
 void emfs_read_lock(rwlock_t *lock)
 {
 	read_lock(lock);
@@ -171,6 +186,31 @@ void emfs_memalloc_nofs_restore(unsigned int flags)
 	memalloc_nofs_restore(flags);
 }
 
+bool emfs_memalloc_nofs_active(void)
+{
+	return current->flags & PF_MEMALLOC_NOFS;
+}
+
+bool emfs_lockdep_proving(void)
+{
+	return IS_ENABLED(CONFIG_PROVE_LOCKING);
+}
+
+bool emfs_debug_locks(void)
+{
+	return READ_ONCE(debug_locks);
+}
+
+void emfs_fs_reclaim_acquire(void)
+{
+	fs_reclaim_acquire(GFP_KERNEL);
+}
+
+void emfs_fs_reclaim_release(void)
+{
+	fs_reclaim_release(GFP_KERNEL);
+}
+
 bool emfs_should_fail_alloc(void)
 {
 	return should_fail(&emfs_fail_alloc, 1);
@@ -212,6 +252,12 @@ u64 emfs_slab_bytes(void)
 struct shrinker *emfs_shrinker_alloc(const char *name)
 {
 	return shrinker_alloc(0, "%s", name);
+}
+
+struct workqueue_struct *emfs_alloc_workqueue(const char *name,
+					     unsigned int flags, int max_active)
+{
+	return alloc_workqueue("%s", flags, max_active, name);
 }
 
 bool emfs_gfp_allows_fs(gfp_t gfp)

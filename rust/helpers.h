@@ -17,6 +17,8 @@ struct lock_class_key;
 /* rwlock_t: rust/glue/rwlock.rs */
 void emfs_rwlock_init(rwlock_t *lock, const char *name,
 		      struct lock_class_key *key);
+/* CONFIG_PREEMPT_RT only: init_rwbase_rt(&lock->rwbase). */
+void emfs_init_rwbase_rt(rwlock_t *lock);
 void emfs_read_lock(rwlock_t *lock);
 void emfs_read_unlock(rwlock_t *lock);
 void emfs_write_lock(rwlock_t *lock);
@@ -27,13 +29,18 @@ int emfs_rwlock_needbreak(rwlock_t *lock);
 int emfs_cond_resched_rwlock_write(rwlock_t *lock);
 void emfs_lockdep_assert_held_write(rwlock_t *lock);
 
-/* Allocation scopes and fault injection: rust/glue/alloc.rs */
+/* Allocation scopes, reclaim annotations, fault injection: rust/glue/alloc.rs */
 bool emfs_should_fail_alloc(void);
 void emfs_fail_alloc_arm(unsigned long interval, int times);
 void emfs_fail_alloc_disarm(void);
 bool emfs_fault_injection_active(void);
 unsigned int emfs_memalloc_nofs_save(void);
 void emfs_memalloc_nofs_restore(unsigned int flags);
+bool emfs_memalloc_nofs_active(void);
+bool emfs_lockdep_proving(void);
+bool emfs_debug_locks(void);
+void emfs_fs_reclaim_acquire(void);
+void emfs_fs_reclaim_release(void);
 
 /* Scheduler and delays: rust/glue/sched.rs */
 void emfs_cond_resched(void);
@@ -62,6 +69,11 @@ void emfs_trace_em_merge(u64 ino, u64 start, u64 len, u64 absorbed_start,
 /* Shrinkers: rust/glue/shrinker.rs */
 struct shrinker;
 struct shrinker *emfs_shrinker_alloc(const char *name);
+
+/* Workqueues: rust/glue/workqueue.rs */
+struct workqueue_struct;
+struct workqueue_struct *emfs_alloc_workqueue(const char *name,
+					     unsigned int flags, int max_active);
 bool emfs_gfp_allows_fs(gfp_t gfp);
 bool emfs_gfp_allows_io(gfp_t gfp);
 

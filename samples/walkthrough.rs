@@ -37,6 +37,10 @@ use kernel::{
 #[allow(dead_code)]
 #[path = "../rust/glue/alloc.rs"]
 mod glue_alloc;
+#[cfg(CONFIG_KUNIT = "y")]
+#[allow(unused_imports, unused_macros)]
+#[path = "../rust/glue/kunit.rs"]
+mod glue_kunit;
 #[allow(dead_code)]
 #[path = "../rust/glue/rwlock.rs"]
 mod glue_rwlock;
@@ -46,6 +50,8 @@ mod glue_trace;
 
 /// The paths the tree's sources use (`crate::glue::...`).
 mod glue {
+    #[cfg(CONFIG_KUNIT = "y")]
+    pub(crate) use super::glue_kunit as kunit;
     pub(crate) use super::{
         glue_alloc as alloc,
         glue_rwlock as rwlock,

@@ -9,6 +9,8 @@
 
 pub(crate) mod alloc;
 pub(crate) mod bench_floor;
+#[cfg(CONFIG_KUNIT = "y")]
+pub(crate) mod kunit;
 pub(crate) mod mm;
 pub(crate) mod proc;
 pub(crate) mod rwlock;

@@ -20,7 +20,9 @@
 //! done under it. Allocate before locking.
 //!
 //! Each [`new_rwlock!`] site gets its own lockdep class, as `new_spinlock!`
-//! does.
+//! does, on `PREEMPT_RT` too, where `rwlock_t` is a sleeping lock built on
+//! an rtmutex and C's `rwlock_init()` is another macro with a key of its own
+//! (include/linux/rwlock_rt.h).
 //!
 //! # Examples
 //!
@@ -53,22 +55,29 @@ use kernel::{
 };
 
 mod ffi {
+    // The lockdep types are spelt out where used: which declarations exist
+    // depends on the configuration.
     use kernel::{
-        bindings::{
-            lock_class_key,
-            rwlock_t, //
-        },
-        ffi::{
-            c_char,
-            c_int, //
-        },
+        bindings::rwlock_t,
+        ffi::c_int, //
     };
 
     unsafe extern "C" {
+        #[cfg(not(CONFIG_PREEMPT_RT))]
         pub(super) fn emfs_rwlock_init(
             lock: *mut rwlock_t,
-            name: *const c_char,
-            key: *mut lock_class_key,
+            name: *const kernel::ffi::c_char,
+            key: *mut kernel::bindings::lock_class_key,
+        );
+        #[cfg(CONFIG_PREEMPT_RT)]
+        pub(super) fn emfs_init_rwbase_rt(lock: *mut rwlock_t);
+        /// Exported by kernel/locking/spinlock_rt.c; an empty inline
+        /// without lockdep.
+        #[cfg(all(CONFIG_PREEMPT_RT, CONFIG_DEBUG_LOCK_ALLOC))]
+        pub(super) fn __rt_rwlock_init(
+            rwlock: *mut rwlock_t,
+            name: *const kernel::ffi::c_char,
+            key: *mut kernel::bindings::lock_class_key,
         );
         pub(super) fn emfs_read_lock(lock: *mut rwlock_t);
         pub(super) fn emfs_read_unlock(lock: *mut rwlock_t);
@@ -95,6 +104,74 @@ macro_rules! new_rwlock {
     };
 }
 pub(crate) use new_rwlock;
+
+/// Initialises the `rwlock_t` at `lock` as C's `rwlock_init(lock)` does,
+/// but with lockdep name `name` and class `key` instead of the macro's.
+///
+/// # Safety
+///
+/// - `lock` is valid for writes.
+/// - `lock` is not a lock in use.
+#[cfg(not(CONFIG_PREEMPT_RT))]
+unsafe fn init_raw(
+    lock: *mut bindings::rwlock_t,
+    name: &'static CStr,
+    key: Pin<&'static LockClassKey>,
+) {
+    // SAFETY: As the caller promises for `lock`; `name` and `key` are
+    // static, so they outlive the lock as lockdep requires.
+    unsafe { ffi::emfs_rwlock_init(lock, name.as_char_ptr(), key.as_ptr()) }
+}
+
+/// Initialises the `rwlock_t` at `lock` as C's `rwlock_init(lock)` does on
+/// `PREEMPT_RT` (`init_rwbase_rt()`, then `__rt_rwlock_init()`), but with
+/// lockdep name `name` and class `key` instead of the macro's.
+///
+/// # Safety
+///
+/// - `lock` is valid for writes.
+/// - `lock` is not a lock in use.
+#[cfg(CONFIG_PREEMPT_RT)]
+unsafe fn init_raw(
+    lock: *mut bindings::rwlock_t,
+    name: &'static CStr,
+    key: Pin<&'static LockClassKey>,
+) {
+    // SAFETY: As the caller promises.
+    unsafe { ffi::emfs_init_rwbase_rt(lock) };
+    // SAFETY: As the caller promises; the rtmutex was just initialised.
+    unsafe { init_rt_lockdep(lock, name, key) };
+}
+
+/// Gives an RT `rwlock_t` its lockdep name and class (`__rt_rwlock_init()`).
+///
+/// # Safety
+///
+/// - `lock` is valid for writes.
+/// - `lock` is not a lock in use.
+#[cfg(all(CONFIG_PREEMPT_RT, CONFIG_DEBUG_LOCK_ALLOC))]
+unsafe fn init_rt_lockdep(
+    lock: *mut bindings::rwlock_t,
+    name: &'static CStr,
+    key: Pin<&'static LockClassKey>,
+) {
+    // SAFETY: As the caller promises for `lock`; `name` and `key` are
+    // static, so they outlive the lock as lockdep requires.
+    unsafe { ffi::__rt_rwlock_init(lock, name.as_char_ptr(), key.as_ptr()) }
+}
+
+/// Without lockdep, `__rt_rwlock_init()` does nothing.
+///
+/// # Safety
+///
+/// None needed; `unsafe` to match the lockdep variant.
+#[cfg(all(CONFIG_PREEMPT_RT, not(CONFIG_DEBUG_LOCK_ALLOC)))]
+unsafe fn init_rt_lockdep(
+    _lock: *mut bindings::rwlock_t,
+    _name: &'static CStr,
+    _key: Pin<&'static LockClassKey>,
+) {
+}
 
 /// A reader-writer spinlock protecting a `T`.
 ///
@@ -133,11 +210,9 @@ impl<T> RwLock<T> {
         pin_init!(Self {
             data: UnsafeCell::new(data),
             _pin: PhantomPinned,
-            // SAFETY: `slot` is valid while the closure runs; `name` and `key`
-            // are static, so they outlive the lock as lockdep requires.
-            lock <- Opaque::ffi_init(|slot| unsafe {
-                ffi::emfs_rwlock_init(slot, name.as_char_ptr(), key.as_ptr())
-            }),
+            // SAFETY: `slot` is valid for writes while the closure runs and
+            // is not a lock yet.
+            lock <- Opaque::ffi_init(|slot| unsafe { init_raw(slot, name, key) }),
         })
     }
 
@@ -297,6 +372,10 @@ impl<T> Drop for RwLockWriteGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::glue::{
+        kunit::{
+            kunit_ensure,
+            kunit_ensure_eq, //
+        },
         sched,
         workqueue::system_dfl, //
     };
@@ -396,19 +475,19 @@ mod tests {
 
     #[test]
     fn readers_share() -> Result {
+        // A reader on another CPU gets in while we read.
+        kunit_ensure!(sched::num_online_cpus() >= 2);
         let s = shared(Mode::Read, 42)?;
         {
             let outer = s.lock.read();
             // Read locks do not nest on one task: with a writer queued the
             // second read_lock would wait behind it (lockdep says so).
-            // A reader on another CPU gets in while we read.
-            assert!(sched::num_online_cpus() >= 2);
             let _ = system_dfl().enqueue(s.clone());
-            assert!(spin_until_entered(&s, 5000));
-            assert_eq!(*outer, 42);
+            kunit_ensure!(spin_until_entered(&s, 5000));
+            kunit_ensure_eq!(*outer, 42);
         }
         s.done.wait_for_completion();
-        assert_eq!(s.seen.load(Relaxed), 42);
+        kunit_ensure_eq!(s.seen.load(Relaxed), 42);
         Ok(())
     }
 
@@ -419,12 +498,12 @@ mod tests {
             let mut guard = s.lock.write();
             let _ = system_dfl().enqueue(s.clone());
             // The reader must not get in while we hold the write lock.
-            assert!(!spin_until_entered(&s, 50));
+            kunit_ensure!(!spin_until_entered(&s, 50));
             *guard = 7;
         }
         s.done.wait_for_completion();
-        assert_eq!(s.entered.load(Relaxed), 1);
-        assert_eq!(s.seen.load(Relaxed), 7);
+        kunit_ensure_eq!(s.entered.load(Relaxed), 1);
+        kunit_ensure_eq!(s.seen.load(Relaxed), 7);
         Ok(())
     }
 
@@ -434,13 +513,13 @@ mod tests {
         {
             let mut guard = s.lock.write();
             let _ = system_dfl().enqueue(s.clone());
-            assert!(!spin_until_entered(&s, 50));
+            kunit_ensure!(!spin_until_entered(&s, 50));
             *guard = 20;
         }
         s.done.wait_for_completion();
         // The worker saw our write and added its own.
-        assert_eq!(s.seen.load(Relaxed), 20);
-        assert_eq!(*s.lock.read(), 21);
+        kunit_ensure_eq!(s.seen.load(Relaxed), 20);
+        kunit_ensure_eq!(*s.lock.read(), 21);
         Ok(())
     }
 
@@ -450,11 +529,11 @@ mod tests {
         {
             let guard = s.lock.read();
             let _ = system_dfl().enqueue(s.clone());
-            assert!(!spin_until_entered(&s, 50));
-            assert_eq!(*guard, 5);
+            kunit_ensure!(!spin_until_entered(&s, 50));
+            kunit_ensure_eq!(*guard, 5);
         }
         s.done.wait_for_completion();
-        assert_eq!(*s.lock.read(), 6);
+        kunit_ensure_eq!(*s.lock.read(), 6);
         Ok(())
     }
 
@@ -463,18 +542,18 @@ mod tests {
         let s = shared(Mode::Read, 0)?;
         {
             let _reader = s.lock.read();
-            assert!(s.lock.try_write().is_none());
-            assert!(s.lock.try_read().is_some());
+            kunit_ensure!(s.lock.try_write().is_none());
+            kunit_ensure!(s.lock.try_read().is_some());
         }
         {
             let _writer = s.lock.write();
-            assert!(s.lock.try_write().is_none());
-            assert!(s.lock.try_read().is_none());
+            kunit_ensure!(s.lock.try_write().is_none());
+            kunit_ensure!(s.lock.try_read().is_none());
         }
         let mut guard = s.lock.try_write().ok_or(EBUSY)?;
         *guard = 3;
         drop(guard);
-        assert_eq!(*s.lock.try_read().ok_or(EBUSY)?, 3);
+        kunit_ensure_eq!(*s.lock.try_read().ok_or(EBUSY)?, 3);
         Ok(())
     }
 
@@ -487,10 +566,10 @@ mod tests {
             // Whether or not the lock was dropped, it is held again now.
             let _ = guard.cond_resched();
             guard.assert_held();
-            assert!(s.lock.try_read().is_none());
+            kunit_ensure!(s.lock.try_read().is_none());
         }
-        assert!(!guard.needbreak());
-        assert_eq!(*guard, 499500);
+        kunit_ensure!(!guard.needbreak());
+        kunit_ensure_eq!(*guard, 499500);
         Ok(())
     }
 }

@@ -101,8 +101,15 @@ impl ShrinkControl<'_> {
     }
 
     /// Reports how many objects were actually scanned, if that differs from
-    /// [`ShrinkControl::nr_to_scan`].
+    /// [`ShrinkControl::nr_to_scan`] (what the kernel assumes otherwise).
+    ///
+    /// `do_shrink_slab()` takes the number scanned off what it still has to
+    /// ask for and calls again until that is used up: a scan that reports
+    /// nothing scanned and does not return [`ShrinkScan::Stop`] would be
+    /// called forever. The number is therefore kept between 1 and
+    /// `nr_to_scan`; a scan that can do nothing returns `Stop`.
     pub(crate) fn set_nr_scanned(&mut self, nr: usize) {
+        let nr = nr.clamp(1, self.nr_to_scan().max(1));
         // SAFETY: By the type invariant `sc` is valid, and `&mut self` means
         // no shared reference into it is alive.
         unsafe { self.sc.as_mut() }.nr_scanned = nr;
@@ -195,12 +202,16 @@ impl<'a> ShrinkerBuilder<'a> {
     }
 }
 
+/// The largest count `do_shrink_slab()` can use: it keeps the count in a
+/// `long`, where anything above `LONG_MAX` reads as negative.
+const MAX_COUNT: kernel::ffi::c_ulong = kernel::ffi::c_long::MAX as kernel::ffi::c_ulong;
+
 /// What `count_objects` returns for `count`.
 fn count_to_raw(count: ShrinkCount) -> kernel::ffi::c_ulong {
     match count {
         ShrinkCount::Objects(0) | ShrinkCount::Empty => SHRINK_EMPTY,
-        // Never let a count collide with the special values.
-        ShrinkCount::Objects(n) => (n as kernel::ffi::c_ulong).min(SHRINK_EMPTY - 1),
+        // Below the special values too, since LONG_MAX < SHRINK_EMPTY.
+        ShrinkCount::Objects(n) => (n as kernel::ffi::c_ulong).min(MAX_COUNT),
     }
 }
 
@@ -325,6 +336,11 @@ mod tests {
         };
         control(&mut raw).set_nr_scanned(100);
         assert_eq!(raw.nr_scanned, 100);
+        // Zero scanned would make do_shrink_slab() call again forever.
+        control(&mut raw).set_nr_scanned(0);
+        assert_eq!(raw.nr_scanned, 1);
+        control(&mut raw).set_nr_scanned(1000);
+        assert_eq!(raw.nr_scanned, 128);
         Ok(())
     }
 
@@ -333,11 +349,11 @@ mod tests {
         assert_eq!(count_to_raw(ShrinkCount::Objects(5)), 5);
         assert_eq!(count_to_raw(ShrinkCount::Objects(0)), SHRINK_EMPTY);
         assert_eq!(count_to_raw(ShrinkCount::Empty), SHRINK_EMPTY);
-        // A huge count never reads as SHRINK_EMPTY or SHRINK_STOP.
-        assert_eq!(
-            count_to_raw(ShrinkCount::Objects(usize::MAX)),
-            SHRINK_EMPTY - 1
-        );
+        // A huge count never reads as SHRINK_EMPTY or SHRINK_STOP, nor as
+        // a negative long in do_shrink_slab().
+        let huge = count_to_raw(ShrinkCount::Objects(usize::MAX));
+        assert_eq!(huge, MAX_COUNT);
+        assert!(huge as kernel::ffi::c_long > 0);
         assert_eq!(scan_to_raw(ShrinkScan::Freed(7)), 7);
         assert_eq!(scan_to_raw(ShrinkScan::Stop), SHRINK_STOP);
         assert_eq!(scan_to_raw(ShrinkScan::Freed(usize::MAX)), SHRINK_EMPTY - 1);

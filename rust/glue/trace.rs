@@ -102,6 +102,10 @@ pub(crate) fn em_cache_miss_enabled() -> bool {
 #[kernel::macros::kunit_tests(emfs_glue)]
 mod tests {
     use super::*;
+    use crate::glue::kunit::{
+        kunit_ensure,
+        kunit_ensure_eq, //
+    };
     use core::ffi::c_void;
     use kernel::prelude::*;
     use kernel::sync::atomic::{
@@ -186,7 +190,7 @@ mod tests {
 
     #[test]
     fn event_disabled_without_probe() -> Result {
-        assert!(!em_cache_miss_enabled());
+        kunit_ensure!(!em_cache_miss_enabled());
         // Firing a disabled event is a no-op and must not crash.
         em_cache_miss(1, 2, 3);
         Ok(())
@@ -197,14 +201,14 @@ mod tests {
         let seen = Seen::new();
         {
             let _reg = Registration::new(&seen)?;
-            assert!(em_cache_miss_enabled());
+            kunit_ensure!(em_cache_miss_enabled());
             em_cache_miss(257, 4096, 8192);
             em_cache_miss(258, 1 << 40, u64::MAX);
         }
-        assert_eq!(seen.hits.load(Relaxed), 2);
-        assert_eq!(seen.ino.load(Relaxed), 258);
-        assert_eq!(seen.start.load(Relaxed), 1 << 40);
-        assert_eq!(seen.len.load(Relaxed), u64::MAX);
+        kunit_ensure_eq!(seen.hits.load(Relaxed), 2);
+        kunit_ensure_eq!(seen.ino.load(Relaxed), 258);
+        kunit_ensure_eq!(seen.start.load(Relaxed), 1 << 40);
+        kunit_ensure_eq!(seen.len.load(Relaxed), u64::MAX);
         Ok(())
     }
 
@@ -212,9 +216,9 @@ mod tests {
     fn unregistered_probe_sees_nothing() -> Result {
         let seen = Seen::new();
         drop(Registration::new(&seen)?);
-        assert!(!em_cache_miss_enabled());
+        kunit_ensure!(!em_cache_miss_enabled());
         em_cache_miss(1, 0, 4096);
-        assert_eq!(seen.hits.load(Relaxed), 0);
+        kunit_ensure_eq!(seen.hits.load(Relaxed), 0);
         Ok(())
     }
 
@@ -230,10 +234,10 @@ mod tests {
         }
         em_cache_miss(9, 2, 3);
         drop(reg_a);
-        assert_eq!(a.hits.load(Relaxed), 3);
-        assert_eq!(b.hits.load(Relaxed), 2);
-        assert_eq!(a.ino.load(Relaxed), 9);
-        assert_eq!(b.ino.load(Relaxed), 8);
+        kunit_ensure_eq!(a.hits.load(Relaxed), 3);
+        kunit_ensure_eq!(b.hits.load(Relaxed), 2);
+        kunit_ensure_eq!(a.ino.load(Relaxed), 9);
+        kunit_ensure_eq!(b.ino.load(Relaxed), 8);
         Ok(())
     }
 }

@@ -222,7 +222,13 @@ pub(crate) trait FileSystem: Sized + 'static {
     /// `ENOSPC` refuses the write.
     fn reserve(data: &Self::Data, blocks: u64) -> Result;
 
-    /// Gives back a reservation of `blocks` whose folios went away clean.
+    /// Gives back a reservation of `blocks` whose folios went away clean,
+    /// or were skipped by writeback past EOF.
+    ///
+    /// Called from `release_folio` and `invalidate_folio`, so from reclaim,
+    /// which any task may enter by allocating while it holds any of the
+    /// filesystem's locks: must not sleep, and must not take a lock that a
+    /// task may hold while it allocates.
     fn unreserve(data: &Self::Data, blocks: u64);
 
     /// Fills `dst` with the block at `pos` of a regular file of `size`
