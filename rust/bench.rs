@@ -20,10 +20,10 @@
 //! `/sys/kernel/debug/emfs/bench_shrinker` does the same for the shrinker:
 //! for a cache of N maps over 64 inodes, the maps the worker frees per
 //! millisecond in one run over the whole cache, the cost of the scan
-//! callback (when it queues a run, and when one is already pending), of
-//! queueing an empty work item on the same workqueue (the floor of the
-//! former), and of the count callback, and the 99th percentile of lookup latency while
-//! idle and while the worker runs.
+//! callback (when it arms a run, and when one is already pending), of
+//! arming an empty delayed work item on a workqueue of the same kind (the
+//! floor of the former), and of the count callback, and the 99th
+//! percentile of lookup latency while idle and while the worker runs.
 //!
 //! Times are wall clock in the guest (`ktime`); only ratios between figures
 //! of one run are meaningful.
@@ -40,19 +40,20 @@ use crate::{
         mm::slab_bytes,
         sched::cond_resched,
         workqueue::{
-            flush,
-            system_dfl, //
+            flush_delayed,
+            OwnedQueue, //
         },
     },
     shrinker::{
         EmInode,
         EmOwner,
-        EmOwnerRegistration, //
+        EmOwnerRegistration,
+        RUN_DELAY, //
     },
 };
 use core::fmt;
 use kernel::{
-    new_work,
+    new_delayed_work,
     prelude::*,
     sync::Arc,
     time::{
@@ -60,8 +61,8 @@ use kernel::{
         Monotonic, //
     },
     workqueue::{
-        impl_has_work,
-        Work,
+        impl_has_delayed_work,
+        DelayedWork,
         WorkItem, //
     },
 };
@@ -356,15 +357,15 @@ pub(crate) struct ShrinkRow {
     maps: u64,
     /// Maps freed per millisecond by one worker run over the whole cache.
     freed_per_ms: u64,
-    /// Tenths of ns: the scan callback's work when it queues a run, mean
+    /// Tenths of ns: the scan callback's work when it arms a run, mean
     /// and worst of the samples, and when a run is already pending.
     scan_queue: u64,
     scan_queue_max: u64,
     scan_pending: u64,
     /// Tenths of ns: the count callback.
     count: u64,
-    /// Tenths of ns: queueing an empty work item on the same workqueue, the
-    /// floor of the scan callback's queueing path.
+    /// Tenths of ns: arming an empty delayed work item on a workqueue of
+    /// the same kind, the floor of the scan callback's path.
     queue_floor: u64,
     /// ns: 99th percentile of lookup latency, idle and during a run.
     p99_idle: u64,
@@ -376,15 +377,15 @@ pub(crate) struct ShrinkResults {
     rows: KVec<ShrinkRow>,
 }
 
-/// An empty work item: what queueing alone costs.
+/// An empty delayed work item: what arming one alone costs.
 #[pin_data]
 struct Nop {
     #[pin]
-    work: Work<Nop>,
+    work: DelayedWork<Nop>,
 }
 
-impl_has_work! {
-    impl HasWork<Self> for Nop { self.work }
+impl_has_delayed_work! {
+    impl HasDelayedWork<Self> for Nop { self.work }
 }
 
 impl WorkItem for Nop {
@@ -510,17 +511,19 @@ fn shrink_one(n: u64) -> Result<ShrinkRow> {
 
     let nop = Arc::pin_init(
         pin_init!(Nop {
-            work <- new_work!("bench::Nop"),
+            work <- new_delayed_work!("bench::Nop"),
         }),
         GFP_KERNEL,
     )?;
+    let queue = OwnedQueue::new_reclaim(c"emfs-bench", 1)?;
     let mut sum = 0u64;
     for _ in 0..100 {
         let start = Instant::<Monotonic>::now();
-        let _ = system_dfl().enqueue(nop.clone());
+        let _ = queue.enqueue_delayed(nop.clone(), RUN_DELAY);
         sum += elapsed_ns(&start).max(0) as u64 * 10;
-        flush(&nop);
+        flush_delayed(&nop);
     }
+    drop(queue);
     row.queue_floor = sum / 100;
 
     row.p99_idle = lookup_p99(&inodes, per_inode, &mut rng, &mut lat, || false);

@@ -1940,16 +1940,17 @@ impl TreeInner {
     /// (the loop of `btrfs_scan_inode()`): from the map whose end key is at
     /// least `from`, looking at no more than `budget` maps and taking no more
     /// than `stash` holds. The taken maps go to `stash` with their nodes so
-    /// the caller frees them after unlocking. A modified map not yet
-    /// persisted (its generation at least `generation`) marks the inode for
-    /// a full fsync.
+    /// the caller frees them after unlocking. A map fsync has still to log
+    /// (on the set of modified extents, or being logged) marks the inode
+    /// for a full fsync, whatever its generation: emfs has no transaction
+    /// commits that would have persisted it otherwise (btrfs compares the
+    /// map's generation with the last committed transaction's instead).
     ///
     /// Walks with a cursor, O(1) a step, instead of searching for each map.
     pub(crate) fn evict_batch(
         &mut self,
         from: u64,
         budget: u64,
-        generation: u64,
         stash: &mut [Option<EvictedMap>],
     ) -> EvictBatch {
         let mut batch = EvictBatch {
@@ -1970,7 +1971,7 @@ impl TreeInner {
                 cursor = c.move_next();
                 continue;
             }
-            if em.is_listed() && em.generation() >= generation {
+            if em.is_unlogged() {
                 self.full_sync = true;
             }
             // What `unlink` does, field by field: the cursor holds `maps`.

@@ -18,21 +18,35 @@
 //!
 //! - `count` returns the owner's exact number of evictable maps, one atomic
 //!   read, never a walk.
-//! - `scan` never blocks: it returns `SHRINK_STOP` when the allocation may
-//!   not recurse into filesystems or the owner is going away, and otherwise
-//!   records `nr_to_scan` only if no run is pending (compare-and-swap from
-//!   zero, so a storm of reclaimers queues one run) and queues the worker on
-//!   the unbound system workqueue.
+//! - `scan` never blocks and costs a few hundred nanoseconds: it returns
+//!   `SHRINK_STOP` when the allocation may not recurse into filesystems,
+//!   the owner is going away, or a run is already pending (btrfs's "one run
+//!   at a time": the request is recorded by a compare-and-swap from zero,
+//!   so a storm of reclaimers makes one run). Otherwise it arms the
+//!   worker's timer, one jiffy ahead ([`RUN_DELAY`]): queueing at once
+//!   would wake a kworker on another CPU, which costs tens of
+//!   microseconds in the reclaimer; a timer costs nothing until it fires.
+//! - The worker runs on the owner's own unbound `WQ_MEM_RECLAIM`
+//!   workqueue, whose rescuer thread runs it even when memory is too short
+//!   to start a new kworker: eviction is what frees that memory. Each call
+//!   asks for a batch of [`SHRINK_BATCH`] maps, so that a run is worth its
+//!   wake-up.
 //! - The worker walks the inodes from a saved cursor, so successive runs
 //!   resume where the last one stopped; try-locks each tree and skips it
 //!   when busy; never drops a pinned map; marks the inode for a full fsync
-//!   when it drops a modified map whose generation is not yet committed;
-//!   stops early when a reschedule is due, someone waits for the tree lock,
-//!   or the owner is closing; and accounts what it scanned and freed.
-//! - Recently used inodes lose their maps last (ext4 keeps an LRU of inodes
-//!   for this; btrfs's cursor does not): a lookup marks its inode
-//!   referenced, and the worker gives a referenced inode a second chance,
-//!   clearing the mark and moving on (the CLOCK algorithm).
+//!   when it drops a map fsync has still to log (modified, or being
+//!   logged); stops early when a reschedule is due, someone waits for the
+//!   tree lock, or the owner is closing; and accounts what it scanned and
+//!   freed.
+//! - Recently used inodes lose their maps later, never never: a lookup
+//!   marks its inode referenced, and the worker passes over a referenced
+//!   inode once, clearing the mark (a CLOCK second chance). An inode it
+//!   passed over is not passed over again until maps were taken from it:
+//!   an inode looked up continuously still gives its maps back on every
+//!   second visit, so a run of two visits per inode reaches every
+//!   evictable map and `count` never advertises maps a run would refuse.
+//!   (A plain CLOCK bit per inode livelocks: an inode looked up between
+//!   every two visits would keep all its maps forever.)
 //! - Like bcache's btree cache shrinker, it stops rather than block, and
 //!   keeps what it must (pinned maps stand in for bcache's reserve).
 //!
@@ -54,6 +68,7 @@ use crate::{
     },
     glue::{
         proc::{
+            ModuleProcDir,
             ProcDir,
             ProcFile,
             ProcShow, //
@@ -73,14 +88,14 @@ use crate::{
         },
         trace,
         workqueue::{
-            cancel_sync,
-            flush,
-            system_dfl, //
+            cancel_delayed_sync,
+            flush_delayed,
+            OwnedQueue, //
         },
     },
 };
 use kernel::{
-    new_spinlock, new_work,
+    new_delayed_work, new_spinlock,
     prelude::*,
     rbtree::{
         RBTree,
@@ -100,9 +115,10 @@ use kernel::{
         ArcBorrow,
         SpinLock, //
     },
+    time::Jiffies,
     workqueue::{
-        impl_has_work,
-        Work,
+        impl_has_delayed_work,
+        DelayedWork,
         WorkItem, //
     },
 };
@@ -112,8 +128,13 @@ static LIVE_OWNERS: Atomic<i64> = Atomic::new(0);
 /// Owner identifiers; never reused.
 static NEXT_OWNER_ID: Atomic<u64> = Atomic::new(1);
 
-/// Maps asked for per scan call: the kernel's default batch.
-const SHRINK_BATCH: usize = 128;
+/// Maps asked for per scan call: enough that a worker run is worth its
+/// wake-up (the kernel's default batch is 128).
+const SHRINK_BATCH: usize = 1024;
+/// Jiffies between a scan call and the worker run it asks for: arming a
+/// timer instead of queueing at once spares the reclaimer the wake-up of a
+/// kworker on another CPU.
+pub(crate) const RUN_DELAY: Jiffies = 1;
 /// Maps the worker takes out of a tree per hold of its lock.
 const EVICT_BATCH: usize = 32;
 
@@ -130,6 +151,9 @@ pub(crate) struct EmInode {
     tree: ExtentMapTree,
     /// Set by lookups, cleared by the worker: a second chance.
     referenced: Atomic<u32>,
+    /// Set by the worker when it passes the inode over, cleared when it
+    /// takes maps from it: no second chance twice in a row.
+    spared: Atomic<u32>,
 }
 
 impl EmInode {
@@ -140,6 +164,7 @@ impl EmInode {
             ino,
             tree <- tree,
             referenced: Atomic::new(0),
+            spared: Atomic::new(0),
         })
     }
 
@@ -190,15 +215,20 @@ pub(crate) struct EmOwner {
     cursor: Atomic<u64>,
     /// Set when the owner goes away: scans stop, the worker leaves.
     closing: Atomic<u32>,
-    /// The filesystem's current transaction generation: a modified map of
-    /// this generation or later is not persisted yet.
-    generation: Atomic<u64>,
+    /// For tests: an inode the worker looks up between any two of its
+    /// visits, as readers on other CPUs would (0: none).
+    touch_between_visits: Atomic<u64>,
     runs: Atomic<u64>,
     scanned: Atomic<u64>,
     freed: Atomic<u64>,
     skipped_busy: Atomic<u64>,
+    spared: Atomic<u64>,
+    /// Where the worker runs. The registration holds a reference to the
+    /// owner until the worker is cancelled, so the last reference is never
+    /// dropped by the worker itself (which could not destroy its queue).
+    queue: OwnedQueue,
     #[pin]
-    work: Work<EmOwner>,
+    work: DelayedWork<EmOwner>,
     _live: LiveOwner,
 }
 
@@ -218,8 +248,8 @@ impl Drop for LiveOwner {
     }
 }
 
-impl_has_work! {
-    impl HasWork<Self> for EmOwner { self.work }
+impl_has_delayed_work! {
+    impl HasDelayedWork<Self> for EmOwner { self.work }
 }
 
 impl WorkItem for EmOwner {
@@ -239,21 +269,21 @@ impl Shrinker for EmOwner {
     }
 
     fn scan(this: ArcBorrow<'_, Self>, sc: &mut ShrinkControl<'_>) -> ShrinkScan {
-        let ret = Self::request_scan(this, sc.nr_to_scan(), sc.allows_fs());
-        if ret != ShrinkScan::Stop {
-            // The worker scans on the caller's behalf.
-            sc.set_nr_scanned(sc.nr_to_scan());
-        }
-        ret
+        // The worker scans `nr_to_scan` on the caller's behalf, which is
+        // what the kernel assumes scanned unless told otherwise.
+        Self::request_scan(this, sc.nr_to_scan(), sc.allows_fs())
     }
 }
 
 impl EmOwner {
     fn new(blocksize: u32) -> Result<Arc<Self>> {
         let counters = EmCounters::new()?;
+        let id = NEXT_OWNER_ID.fetch_add(1, Relaxed);
+        let name = CString::try_from_fmt(fmt!("emfs-evict:{}", id))?;
+        let queue = OwnedQueue::new_reclaim(&name, 1)?;
         let owner = Arc::pin_init(
             pin_init!(Self {
-                id: NEXT_OWNER_ID.fetch_add(1, Relaxed),
+                id,
                 blocksize,
                 counters,
                 inodes <- new_spinlock!(RBTree::new(), "EmOwner::inodes"),
@@ -261,12 +291,14 @@ impl EmOwner {
                 nr_to_scan: Atomic::new(0),
                 cursor: Atomic::new(0),
                 closing: Atomic::new(0),
-                generation: Atomic::new(1),
+                touch_between_visits: Atomic::new(0),
                 runs: Atomic::new(0),
                 scanned: Atomic::new(0),
                 freed: Atomic::new(0),
                 skipped_busy: Atomic::new(0),
-                work <- new_work!("EmOwner::work"),
+                spared: Atomic::new(0),
+                queue,
+                work <- new_delayed_work!("EmOwner::work"),
                 _live: LiveOwner::new(),
             }),
             GFP_KERNEL,
@@ -284,14 +316,22 @@ impl EmOwner {
         &self.counters
     }
 
-    /// Sets the filesystem's current transaction generation.
-    pub(crate) fn set_generation(&self, generation: u64) {
-        self.generation.store(generation, Relaxed);
-    }
-
     /// Number of worker runs so far.
     pub(crate) fn runs(&self) -> u64 {
         self.runs.load(Relaxed)
+    }
+
+    /// Number of times the worker passed a referenced inode over.
+    pub(crate) fn spared(&self) -> u64 {
+        self.spared.load(Relaxed)
+    }
+
+    /// For tests: has the worker look inode `ino` up between any two of its
+    /// visits (0: stop), deterministically what readers on other CPUs do
+    /// at random.
+    #[cfg(CONFIG_KUNIT = "y")]
+    pub(crate) fn touch_between_visits(&self, ino: u64) {
+        self.touch_between_visits.store(ino, Relaxed);
     }
 
     /// Creates an inode's tree and adds it to the registry. `EINVAL` for
@@ -398,8 +438,11 @@ impl EmOwner {
         self.closing.load(Relaxed) != 0
     }
 
-    /// The shrinker's scan, on its own: records the request and queues the
-    /// worker (`btrfs_free_extent_maps()`). Never blocks.
+    /// The shrinker's scan, on its own: records the request and arms the
+    /// worker (`btrfs_free_extent_maps()`). Never blocks. `Stop` when the
+    /// caller may not enter filesystems, the owner is closing, or a run is
+    /// pending already: that run frees what the kernel asks for, and the
+    /// kernel calls again if it needs more.
     pub(crate) fn request_scan(
         this: ArcBorrow<'_, Self>,
         nr_to_scan: usize,
@@ -410,21 +453,31 @@ impl EmOwner {
         if !allows_fs || this.is_closing() {
             return ShrinkScan::Stop;
         }
-        // A storm of reclaimers asking for the same amount needs one run;
-        // if more is needed, the kernel will call again.
-        if this
-            .nr_to_scan
-            .cmpxchg(0, nr_to_scan as u64, Relaxed)
-            .is_ok()
-        {
-            let _ = system_dfl().enqueue(Arc::from(this));
+        let nr = (nr_to_scan as u64).max(1);
+        if this.nr_to_scan.cmpxchg(0, nr, Relaxed).is_err() {
+            return ShrinkScan::Stop;
         }
+        // Fails only if the run is armed already, which then takes the
+        // request: the reference it would have taken is dropped.
+        let _ = this.queue.enqueue_delayed(Arc::from(this), RUN_DELAY);
         ShrinkScan::Freed(0)
     }
 
-    /// Waits for a queued or running worker run to finish.
+    /// Runs a pending worker run now and waits for it, or for a running
+    /// one, to finish.
     pub(crate) fn flush(this: &Arc<Self>) {
-        flush(this);
+        flush_delayed(this);
+    }
+
+    /// What a lookup on another CPU would do between two visits; see
+    /// [`EmOwner::touch_between_visits`].
+    fn between_visits(&self) {
+        let ino = self.touch_between_visits.load(Relaxed);
+        if ino != 0 {
+            if let Some(inode) = self.inode(ino) {
+                inode.touch();
+            }
+        }
     }
 
     /// A worker run (`btrfs_extent_map_shrinker_worker()`).
@@ -437,8 +490,8 @@ impl EmOwner {
         trace::em_shrinker_scan_enter(self.id, ctx.nr_to_scan, self.counters.evictable());
 
         let nr_inodes = self.nr_inodes.load(Relaxed);
-        // Each inode is visited at most twice: once to clear its referenced
-        // mark, once to drop its maps.
+        // Each inode is visited at most twice: it is passed over at most
+        // once, so the second visit drops its maps.
         let mut visits_left = 2 * nr_inodes;
         let mut cursor = self.cursor.load(Relaxed);
         while ctx.scanned < ctx.nr_to_scan && visits_left > 0 && !self.is_closing() {
@@ -452,12 +505,18 @@ impl EmOwner {
             };
             cursor = inode.ino;
             visits_left -= 1;
-            if inode.referenced.xchg(0, Relaxed) != 0 {
-                continue;
+            let referenced = inode.referenced.xchg(0, Relaxed) != 0;
+            if referenced && inode.spared.xchg(1, Relaxed) == 0 {
+                // Its second chance; the next visit takes maps whatever
+                // lookups happen meanwhile.
+                self.spared.add(1, Relaxed);
+            } else {
+                inode.spared.store(0, Relaxed);
+                if !self.shrink_inode(&inode, &mut ctx) {
+                    self.skipped_busy.add(1, Relaxed);
+                }
             }
-            if !self.shrink_inode(&inode, &mut ctx) {
-                self.skipped_busy.add(1, Relaxed);
-            }
+            self.between_visits();
             cond_resched();
         }
         self.cursor.store(cursor, Relaxed);
@@ -474,7 +533,6 @@ impl EmOwner {
     /// the lock is dropped, so readers wait for no more than a batch of
     /// unlinks. Returns false if the tree was busy from the start.
     fn shrink_inode(&self, inode: &EmInode, ctx: &mut ScanCtx) -> bool {
-        let generation = self.generation.load(Relaxed);
         let mut stash: [Option<EvictedMap>; EVICT_BATCH] = [const { None }; EVICT_BATCH];
         let mut from = 0;
         loop {
@@ -486,7 +544,7 @@ impl EmOwner {
                 return true;
             }
             let budget = ctx.nr_to_scan - ctx.scanned;
-            let batch = tree.evict_batch(from, budget, generation, &mut stash);
+            let batch = tree.evict_batch(from, budget, &mut stash);
             // Let others at the lock: stop here if they wait.
             let contended = tree.needbreak();
             drop(tree);
@@ -535,6 +593,7 @@ impl ProcShow for EmOwner {
             "shrinker_skipped_busy {}\n",
             self.skipped_busy.load(Relaxed)
         );
+        seq_print!(m, "shrinker_spared {}\n", self.spared.load(Relaxed));
     }
 }
 
@@ -554,8 +613,9 @@ pub(crate) struct EmOwnerRegistration {
 
 impl EmOwnerRegistration {
     /// Creates an owner for maps aligned to `blocksize`, with its shrinker
-    /// and, if `with_proc`, its directory `/proc/fs/emfs/<id>` (the module
-    /// keeps `/proc/fs/emfs` while any owner may exist). `ENOMEM`.
+    /// and, if `with_proc`, its directory `/proc/fs/emfs/<id>`, made in
+    /// the module's directory ([`ModuleProcDir::get`]; `ENOENT` if the
+    /// module has none). `ENOMEM`.
     pub(crate) fn new(blocksize: u32, with_proc: bool) -> Result<Self> {
         let owner = EmOwner::new(blocksize)?;
         let mut reg = Self {
@@ -565,8 +625,9 @@ impl EmOwnerRegistration {
             dir: None,
         };
         if with_proc {
-            let name = CString::try_from_fmt(fmt!("fs/emfs/{}", owner.id))?;
-            let dir = ProcDir::new(&name, None)?;
+            let parent = ModuleProcDir::get().ok_or(ENOENT)?;
+            let name = CString::try_from_fmt(fmt!("{}", owner.id))?;
+            let dir = ProcDir::new(&name, Some(&parent))?;
             reg.stats = Some(ProcFile::new(c"stats", &dir, owner.clone())?);
             reg.dir = Some(dir);
         }
@@ -590,7 +651,7 @@ impl Drop for EmOwnerRegistration {
     fn drop(&mut self) {
         self.owner.closing.store(1, Relaxed);
         drop(self.shrinker.take());
-        cancel_sync(&self.owner);
+        cancel_delayed_sync(&self.owner);
         drop(self.stats.take());
         drop(self.dir.take());
         let inodes = {

@@ -16,7 +16,8 @@ PROC = "/proc/fs/emfs"
 LEVELS = ("inodes", "maps_cached", "maps_evictable", "maps_pinned", "maps_modified")
 # Event counters: only grow; shown as rates per second by --watch.
 COUNTERS = ("lookups", "hits", "misses", "merges", "shrinker_runs",
-            "shrinker_scanned", "shrinker_freed", "shrinker_skipped_busy")
+            "shrinker_scanned", "shrinker_freed", "shrinker_skipped_busy",
+            "shrinker_spared")
 
 
 def parse_stats(text):
