@@ -138,6 +138,9 @@ impl Drop for EmfsSb {
 }
 
 impl Drop for EmfsInode {
+    /// Eviction, which the inode shrinker runs from reclaim: it takes the
+    /// file's records and `Disk::free`, which is why nothing allocated
+    /// under those may enter filesystem reclaim (rust/fs/file.rs).
     fn drop(&mut self) {
         if let Some(f) = self.file.take() {
             LIVE_FILES.add(-1, Relaxed);
@@ -215,6 +218,7 @@ impl FileSystem for Emfs {
     fn fill_super(opts: &MountOptions) -> Result<EmfsSb> {
         let size = opts.size.unwrap_or(DEFAULT_SIZE);
         let disk = Arc::pin_init(Disk::new(size / BLOCKSIZE), GFP_KERNEL)?;
+        disk.annotate_reclaim();
         let owner = EmOwnerRegistration::new(BLOCKSIZE as u32, true)?;
         pr_info!("mounted: owner {}, {} bytes\n", owner.owner().id(), size);
         LIVE_MOUNTS.add(1, Relaxed);
@@ -235,6 +239,7 @@ impl FileSystem for Emfs {
         let map = KBox::pin_init(FileMap::new(em), GFP_KERNEL).inspect_err(|_| {
             let _ = owner.remove_inode(ino);
         })?;
+        map.annotate_reclaim();
         LIVE_FILES.add(1, Relaxed);
         Ok(EmfsInode {
             file: Some(RegularFile {
@@ -271,6 +276,7 @@ impl FileSystem for Emfs {
     }
 
     fn unreserve(sb: &EmfsSb, blocks: u64) {
+        // Lock free: this is `release_folio` in reclaim.
         let _ = sb.disk.unreserve(blocks);
     }
 

@@ -17,7 +17,10 @@
  * Space reservation: a dirty folio holds one block of the disk, reserved
  * when it is dirtied (write_begin, page_mkwrite) and marked by the folio's
  * private flag; writeback consumes the reservation, invalidation of a
- * dirty folio gives it back.
+ * dirty folio gives it back, and so does writeback skipping a folio past
+ * EOF. Giving it back takes no lock (an atomic count): release_folio and
+ * invalidate_folio run from reclaim, which a task may have entered by
+ * allocating while it holds a filesystem lock (rust/fs/disk.rs).
  *
  * Lock order: i_rwsem, then invalidate_lock, then folio locks (ascending
  * index), then the filesystem's own locks (rust/fs/file.rs). The endio
@@ -432,7 +435,12 @@ static int emfs_writepages(struct address_space *mapping,
 
 		error = 0;
 		if (pos >= size) {
-			/* Being truncated. */
+			/*
+			 * Being truncated. writeback_iter() cleared the dirty
+			 * bit: the folio is clean now, so its reservation goes
+			 * back here, not when reclaim releases it.
+			 */
+			emfs_folio_unreserve(mapping->host, folio);
 			folio_unlock(folio);
 			continue;
 		}
@@ -460,6 +468,11 @@ static int emfs_writepages(struct address_space *mapping,
 	return error ?: ret;
 }
 
+/*
+ * invalidate_folio and release_folio may run in reclaim, entered by a
+ * task that holds any filesystem lock: they take none (giving back a
+ * reservation is an atomic operation) and never sleep.
+ */
 static void emfs_invalidate_folio(struct folio *folio, size_t offset,
 				  size_t len)
 {

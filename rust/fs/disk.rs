@@ -15,12 +15,24 @@
 //! which allocates copy-on-write blocks, never meets a full disk:
 //! [`Disk::alloc_reserved`] takes blocks from the reservation, plain
 //! [`Disk::alloc`] only from what is neither allocated nor reserved.
+//! Reservations are counted in one atomic word and take no lock: they are
+//! given back from reclaim (`release_folio`, `invalidate_folio`), which may
+//! run in a task that holds `Disk::free` while it allocates.
 //!
 //! # Lock order
 //!
 //! `Disk::free` (mutex) and `Disk::data` (the XArray's spinlock) are never
-//! held together.
+//! held together. Both are leaves: `Disk::free` is taken under
+//! `FileMap::records` (fallocate, rust/fs/file.rs), and by reclaim itself
+//! (inode eviction frees the inode's blocks), so nothing is allocated
+//! while it is held: [`Disk::alloc`] sizes its answer before taking it,
+//! and [`Disk::free`] allocates its tree node first. Reserving and
+//! unreserving take neither lock.
 
+use crate::glue::alloc::{
+    lockdep_reclaim_takes,
+    nofs, //
+};
 use kernel::{
     new_mutex,
     prelude::*,
@@ -47,6 +59,10 @@ pub(crate) const BLOCK_SIZE: usize = 4096;
 /// The contents of one block.
 pub(crate) type Block = [u8; BLOCK_SIZE];
 
+/// The most blocks a disk may have: each count of [`Unallocated`] must fit
+/// in half a word.
+const MAX_BLOCKS: u64 = u32::MAX as u64;
+
 /// Free extents: start block to number of blocks.
 ///
 /// # Invariants
@@ -55,6 +71,87 @@ pub(crate) type Block = [u8; BLOCK_SIZE];
 struct FreeSpace {
     extents: RBTree<u64, u64>,
     nr_free: u64,
+}
+
+impl FreeSpace {
+    /// How many extents a first-fit allocation of `nr` blocks takes.
+    fn pieces_for(&self, nr: u64) -> usize {
+        let mut left = nr;
+        let mut pieces = 0;
+        for (_, &len) in self.extents.iter() {
+            if left == 0 {
+                break;
+            }
+            left -= len.min(left);
+            pieces += 1;
+        }
+        pieces
+    }
+
+    /// Takes `nr` blocks, first fit, appending the extents they form to
+    /// `out` as `(start, len)`. Allocates nothing: if `out` has no room for
+    /// them, changes nothing and returns how many entries it needs.
+    fn take(&mut self, nr: u64, out: &mut KVec<(u64, u64)>) -> Result<(), usize> {
+        let need = self.pieces_for(nr);
+        if out.capacity() - out.len() < need {
+            return Err(need);
+        }
+        let first = out.len();
+        let mut left = nr;
+        for (&start, &len) in self.extents.iter() {
+            if left == 0 {
+                break;
+            }
+            let take = len.min(left);
+            if out.push_within_capacity((start, take)).is_err() {
+                // Cannot happen: the room was checked above.
+                out.truncate(first);
+                return Err(need);
+            }
+            left -= take;
+        }
+        for &(start, take) in &out[first..] {
+            let Some(&len) = self.extents.get(&start) else {
+                continue;
+            };
+            let Some(node) = self.extents.remove_node(&start) else {
+                continue;
+            };
+            if take < len {
+                // The rest of the extent stays free, starting later, in the
+                // same node.
+                self.extents
+                    .insert(node.into_reservation().into_node(start + take, len - take));
+            }
+        }
+        self.nr_free -= nr;
+        Ok(())
+    }
+}
+
+/// The free blocks not yet taken by an allocation: those any allocation
+/// may take, and those reserved for dirty page cache. Packed in one word
+/// ([`Unallocated::pack`]), so that a reservation moves blocks from one
+/// count to the other in one atomic step, without a lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Unallocated {
+    available: u64,
+    reserved: u64,
+}
+
+impl Unallocated {
+    /// The word holding both counts; each is at most [`MAX_BLOCKS`].
+    fn pack(self) -> u64 {
+        (self.reserved << 32) | self.available
+    }
+
+    /// The counts of a word from [`Unallocated::pack`].
+    fn unpack(word: u64) -> Self {
+        Self {
+            available: word & MAX_BLOCKS,
+            reserved: word >> 32,
+        }
+    }
 }
 
 /// A disk's recount, from [`Disk::check`].
@@ -74,13 +171,17 @@ pub(crate) struct DiskCheck {
 ///
 /// # Invariants
 ///
-/// `available <= free.nr_free`: the free blocks not reserved. Reserving
-/// only lowers it, without the lock (it is on the path of every write);
-/// everything else changes it under `free`.
+/// `nr_blocks <= MAX_BLOCKS`. With `unallocated` unpacked, and `taking`
+/// the blocks allocations have counted out of it but not yet taken from
+/// the free extents: `available + reserved + taking == free.nr_free`.
+/// Allocations lower a count before they take `free` (so, under the lock,
+/// the counts never add up to more than `nr_free`); frees raise one, under
+/// `free`, after `nr_free`. Reserving and unreserving change only
+/// `unallocated`, without a lock.
 #[pin_data]
 pub(crate) struct Disk {
     nr_blocks: u64,
-    available: Atomic<u64>,
+    unallocated: Atomic<u64>,
     #[pin]
     free: Mutex<FreeSpace>,
     #[pin]
@@ -88,29 +189,42 @@ pub(crate) struct Disk {
 }
 
 impl Disk {
-    /// A disk of `nr_blocks` free blocks. `ENOMEM`.
+    /// A disk of `nr_blocks` free blocks. `ENOMEM`; `EINVAL` above
+    /// `u32::MAX` blocks.
     pub(crate) fn new(nr_blocks: u64) -> impl PinInit<Self, Error> {
-        let free_blocks = nr_blocks;
         let mut extents = RBTree::new();
-        let first = if nr_blocks > 0 {
+        let first = if nr_blocks > MAX_BLOCKS {
+            Err(EINVAL)
+        } else if nr_blocks > 0 {
             extents
                 .try_create_and_insert(0, nr_blocks, GFP_KERNEL)
                 .map(|_| ())
         } else {
             Ok(())
         };
+        let unallocated = Unallocated {
+            available: nr_blocks.min(MAX_BLOCKS),
+            reserved: 0,
+        };
         try_pin_init!(Self {
             nr_blocks,
-            available: Atomic::new(free_blocks),
+            unallocated: Atomic::new(unallocated.pack()),
             free <- {
                 first?;
                 new_mutex!(FreeSpace {
                     extents,
-                    nr_free: free_blocks,
-                })
+                    nr_free: *nr_blocks,
+                }, "Disk::free")
             },
             data <- XArray::new(xarray::AllocKind::Alloc),
         }? Error)
+    }
+
+    /// Tells lockdep that reclaim takes `Disk::free` (it does: evicting an
+    /// inode frees its blocks), so that an allocation under it that may
+    /// enter filesystem reclaim is reported. Call once the disk is set up.
+    pub(crate) fn annotate_reclaim(&self) {
+        lockdep_reclaim_takes(|| drop(self.free.lock()));
     }
 
     /// Number of blocks.
@@ -123,94 +237,128 @@ impl Disk {
         self.free.lock().nr_free
     }
 
-    /// Number of free blocks neither allocated nor reserved.
-    pub(crate) fn nr_available(&self) -> u64 {
-        self.available.load(Relaxed)
+    /// The counts of free blocks not taken by an allocation. Lock free.
+    fn unallocated(&self) -> Unallocated {
+        Unallocated::unpack(self.unallocated.load(Relaxed))
     }
 
-    /// Number of reserved blocks.
-    pub(crate) fn nr_reserved(&self) -> u64 {
-        let free = self.free.lock();
-        free.nr_free - self.available.load(Relaxed)
-    }
-
-    /// Reserves `nr` free blocks for a later [`Disk::alloc_reserved`].
-    /// `ENOSPC` if fewer are available. Lock free.
-    pub(crate) fn reserve(&self, nr: u64) -> Result {
-        let mut cur = self.available.load(Relaxed);
+    /// Changes the counts as `f` says, in one atomic step; `None` (and no
+    /// change) if `f` refuses. Lock free.
+    fn update(&self, f: impl Fn(Unallocated) -> Option<Unallocated>) -> Option<()> {
+        let mut cur = self.unallocated.load(Relaxed);
         loop {
-            if nr > cur {
-                return Err(ENOSPC);
-            }
-            match self.available.cmpxchg(cur, cur - nr, Relaxed) {
-                Ok(_) => return Ok(()),
+            let new = f(Unallocated::unpack(cur))?;
+            match self.unallocated.cmpxchg(cur, new.pack(), Relaxed) {
+                Ok(_) => return Some(()),
                 Err(now) => cur = now,
             }
         }
     }
 
+    /// Adds `nr` blocks back to the reserved count if `reserved`, else to
+    /// the available one: blocks an allocation counted out and did not
+    /// take, or blocks freed.
+    fn give_back(&self, nr: u64, reserved: bool) {
+        let _ = self.update(|c| {
+            Some(if reserved {
+                Unallocated {
+                    reserved: c.reserved + nr,
+                    ..c
+                }
+            } else {
+                Unallocated {
+                    available: c.available + nr,
+                    ..c
+                }
+            })
+        });
+    }
+
+    /// Number of free blocks neither allocated nor reserved. Lock free.
+    pub(crate) fn nr_available(&self) -> u64 {
+        self.unallocated().available
+    }
+
+    /// Number of reserved blocks. Lock free.
+    pub(crate) fn nr_reserved(&self) -> u64 {
+        self.unallocated().reserved
+    }
+
+    /// Reserves `nr` free blocks for a later [`Disk::alloc_reserved`].
+    /// `ENOSPC` if fewer are available. Lock free.
+    pub(crate) fn reserve(&self, nr: u64) -> Result {
+        self.update(|c| {
+            Some(Unallocated {
+                available: c.available.checked_sub(nr)?,
+                reserved: c.reserved + nr,
+            })
+        })
+        .ok_or(ENOSPC)
+    }
+
     /// Gives back `nr` reserved blocks; more than are reserved is a
-    /// bookkeeping bug, refused with `EINVAL`.
+    /// bookkeeping bug, refused with `EINVAL`. Lock free and does not
+    /// sleep: `release_folio` calls it from reclaim, which may have been
+    /// entered by a task holding `Disk::free` or `FileMap::records`.
     pub(crate) fn unreserve(&self, nr: u64) -> Result {
-        let free = self.free.lock();
-        let reserved = free.nr_free - self.available.load(Relaxed);
-        if nr > reserved {
-            pr_err!("disk: unreserving {} of {} reserved blocks\n", nr, reserved);
-            return Err(EINVAL);
-        }
-        self.available.add(nr, Relaxed);
-        Ok(())
+        self.update(|c| {
+            Some(Unallocated {
+                available: c.available + nr,
+                reserved: c.reserved.checked_sub(nr)?,
+            })
+        })
+        .ok_or_else(|| {
+            pr_err!(
+                "disk: unreserving {} of {} reserved blocks\n",
+                nr,
+                self.nr_reserved()
+            );
+            EINVAL
+        })
     }
 
     /// Allocates `nr` blocks, first fit, appending the extents they form to
     /// `out` as `(start, len)`. All or nothing: `ENOSPC` if fewer than `nr`
     /// blocks are available, `ENOMEM` if `out` cannot grow.
     pub(crate) fn alloc(&self, nr: u64, out: &mut KVec<(u64, u64)>) -> Result {
-        self.reserve(nr)?;
-        self.alloc_reserved(nr, out).inspect_err(|_| {
-            self.available.add(nr, Relaxed);
+        self.update(|c| {
+            Some(Unallocated {
+                available: c.available.checked_sub(nr)?,
+                ..c
+            })
         })
+        .ok_or(ENOSPC)?;
+        self.take_free(nr, out)
+            .inspect_err(|_| self.give_back(nr, false))
     }
 
     /// Allocates `nr` blocks reserved by [`Disk::reserve`], as
     /// [`Disk::alloc`] does. `ENOSPC` if fewer are reserved.
     pub(crate) fn alloc_reserved(&self, nr: u64, out: &mut KVec<(u64, u64)>) -> Result {
-        let mut free = self.free.lock();
-        if nr > free.nr_free - self.available.load(Relaxed) {
-            return Err(ENOSPC);
-        }
-        self.alloc_locked(&mut free, nr, out)
+        self.update(|c| {
+            Some(Unallocated {
+                reserved: c.reserved.checked_sub(nr)?,
+                ..c
+            })
+        })
+        .ok_or(ENOSPC)?;
+        self.take_free(nr, out)
+            .inspect_err(|_| self.give_back(nr, true))
     }
 
-    fn alloc_locked(&self, free: &mut FreeSpace, nr: u64, out: &mut KVec<(u64, u64)>) -> Result {
-        // Room for the answer first: nothing changes if this fails.
-        let first = out.len();
-        let mut left = nr;
-        for (&start, &len) in free.extents.iter() {
-            if left == 0 {
-                break;
-            }
-            let take = len.min(left);
-            out.push((start, take), GFP_KERNEL)
-                .inspect_err(|_| out.truncate(first))?;
-            left -= take;
-        }
-        for &(start, take) in &out[first..] {
-            let Some(&len) = free.extents.get(&start) else {
-                continue;
+    /// Takes `nr` blocks, already counted out of [`Unallocated`], from the
+    /// free extents into `out`. `out` grows before `Disk::free` is taken,
+    /// never under it: if the free space changed meanwhile so that it
+    /// needs more room, the lock is dropped and the room made again.
+    /// `ENOMEM`, changing nothing.
+    fn take_free(&self, nr: u64, out: &mut KVec<(u64, u64)>) -> Result {
+        loop {
+            let need = match self.free.lock().take(nr, out) {
+                Ok(()) => return Ok(()),
+                Err(need) => need,
             };
-            let Some(node) = free.extents.remove_node(&start) else {
-                continue;
-            };
-            if take < len {
-                // The rest of the extent stays free, starting later, in the
-                // same node.
-                free.extents
-                    .insert(node.into_reservation().into_node(start + take, len - take));
-            }
+            out.reserve(need, GFP_KERNEL)?;
         }
-        free.nr_free -= nr;
-        Ok(())
     }
 
     /// Frees `len` blocks from `start` and forgets their contents. Blocks
@@ -269,9 +417,8 @@ impl Disk {
             }
             let _ = free.extents.insert(node.into_node(new_start, new_len));
             free.nr_free += len;
-            if !reserve {
-                self.available.add(len, Relaxed);
-            }
+            // INVARIANT: The count goes up after `nr_free`, under the lock.
+            self.give_back(len, reserve);
         }
         let mut data = self.data.lock();
         for block in start..end {
@@ -294,24 +441,29 @@ impl Disk {
             return Err(EINVAL);
         }
         let mut data = data.into_iter();
-        let mut xa = self.data.lock();
-        for &(start, n) in pieces {
-            for block in start..start + n {
-                let Some(buf) = data.next() else {
-                    return Err(EINVAL);
-                };
-                xa.store(block as usize, buf, GFP_KERNEL)
-                    .map_err(|e| e.error)?;
+        // `store` drops the lock to allocate, but the task is in
+        // writeback, which reclaim may wait for.
+        nofs(|| -> Result {
+            let mut xa = self.data.lock();
+            for &(start, n) in pieces {
+                for block in start..start + n {
+                    let Some(buf) = data.next() else {
+                        return Err(EINVAL);
+                    };
+                    xa.store(block as usize, buf, GFP_KERNEL)
+                        .map_err(|e| e.error)?;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Checks the free space (extents in order, apart, merged and on the
-    /// disk, adding up to the free count, with no more available than
-    /// free) and that `used`, every piece of the disk the files hold,
-    /// covers each block that is not free exactly once. Problems are
-    /// logged and counted. Exact when no block is being allocated or freed.
+    /// disk, adding up to the free count, with no more available and
+    /// reserved than free) and that `used`, every piece of the disk the
+    /// files hold, covers each block that is not free exactly once.
+    /// Problems are logged and counted. Exact when no block is being
+    /// allocated or freed.
     pub(crate) fn check(&self, used: &mut [(u64, u64)]) -> DiskCheck {
         let mut c = DiskCheck::default();
         let mut problem = |what: core::fmt::Arguments<'_>| {
@@ -343,11 +495,11 @@ impl Disk {
                 free.nr_free, counted
             ));
         }
-        let available = self.available.load(Relaxed);
-        if available > free.nr_free {
+        let counts = self.unallocated();
+        if counts.available + counts.reserved > free.nr_free {
             problem(format_args!(
-                "{} available of {} free",
-                available, free.nr_free
+                "{} available and {} reserved of {} free",
+                counts.available, counts.reserved, free.nr_free
             ));
         }
         // Walk the used pieces and the free extents together, in order.
@@ -376,7 +528,7 @@ impl Disk {
             ));
         }
         c.free = free.nr_free;
-        c.reserved = free.nr_free.saturating_sub(available);
+        c.reserved = counts.reserved;
         c
     }
 
@@ -397,10 +549,45 @@ impl Disk {
 #[kernel::macros::kunit_tests(emfs_disk)]
 mod tests {
     use super::*;
-    use crate::glue::alloc::refusal;
+    use crate::glue::{
+        alloc::{
+            lockdep_checking,
+            refusal, //
+        },
+        kunit::{
+            kunit_ensure,
+            kunit_ensure_eq, //
+        },
+        workqueue::{
+            flush,
+            system_dfl, //
+        },
+    };
+    use kernel::{
+        sync::{
+            atomic::{
+                Acquire,
+                Release, //
+            },
+            Arc,
+        },
+        time::{
+            delay::fsleep,
+            Delta, //
+        },
+        workqueue::{
+            impl_has_work,
+            new_work,
+            Work,
+            WorkItem, //
+        },
+    };
 
+    /// A disk whose lock lockdep knows reclaim takes, as a mount's.
     fn disk(nr: u64) -> Result<Pin<KBox<Disk>>> {
-        KBox::pin_init(Disk::new(nr), GFP_KERNEL)
+        let d = KBox::pin_init(Disk::new(nr), GFP_KERNEL)?;
+        d.annotate_reclaim();
+        Ok(d)
     }
 
     #[test]
@@ -568,6 +755,134 @@ mod tests {
         assert!(buf.iter().all(|&b| b == 9));
         // Too few blocks for the data.
         assert_eq!(d.store_blocks(&[(3, 1)], KVec::new()).err(), Some(EINVAL));
+        Ok(())
+    }
+
+    #[test]
+    fn huge_disks_are_refused() -> Result {
+        kunit_ensure_eq!(
+            KBox::pin_init(Disk::new(MAX_BLOCKS + 1), GFP_KERNEL).err(),
+            Some(EINVAL)
+        );
+        let d = disk(MAX_BLOCKS)?;
+        d.reserve(MAX_BLOCKS)?;
+        kunit_ensure_eq!((d.nr_available(), d.nr_reserved()), (0, MAX_BLOCKS));
+        d.unreserve(MAX_BLOCKS)?;
+        kunit_ensure_eq!((d.nr_available(), d.nr_reserved()), (MAX_BLOCKS, 0));
+        Ok(())
+    }
+
+    /// Gives back one reserved block from a worker, as `release_folio`
+    /// does from reclaim.
+    #[pin_data]
+    struct Releaser {
+        disk: Arc<Disk>,
+        /// Set once `unreserve` has returned.
+        done: Atomic<bool>,
+        /// Whether it succeeded.
+        ok: Atomic<bool>,
+        #[pin]
+        work: Work<Releaser>,
+    }
+
+    impl_has_work! {
+        impl HasWork<Self> for Releaser { self.work }
+    }
+
+    impl WorkItem for Releaser {
+        type Pointer = Arc<Releaser>;
+
+        fn run(this: Arc<Releaser>) {
+            let ok = this.disk.unreserve(1).is_ok();
+            this.ok.store(ok, Relaxed);
+            this.done.store(true, Release);
+        }
+    }
+
+    /// Issue 14, finding 2: `release_folio` gives a folio's reservation
+    /// back from reclaim, and reclaim may have been entered by an
+    /// allocation of a task holding `Disk::free` (fallocate). Giving the
+    /// reservation back must not wait for that lock.
+    ///
+    /// Timeline: the test holds `Disk::free`, as that task does; a worker
+    /// gives one block back, as reclaim would; the test waits up to two
+    /// seconds for it, still holding the lock. Before the fix `unreserve`
+    /// took `Disk::free`: the worker waited until the lock was dropped,
+    /// and the case failed (instead of deadlocking, as the real task did,
+    /// since here reclaim is another task).
+    #[test]
+    fn unreserve_takes_no_lock() -> Result {
+        let d = Arc::pin_init(Disk::new(8), GFP_KERNEL)?;
+        d.annotate_reclaim();
+        d.reserve(2)?;
+        let disk = d.clone();
+        let w = Arc::pin_init(
+            pin_init!(Releaser {
+                disk,
+                done: Atomic::new(false),
+                ok: Atomic::new(false),
+                work <- new_work!("emfs_disk_test::releaser"),
+            }),
+            GFP_KERNEL,
+        )?;
+        let held = d.free.lock();
+        // No allocation under the lock: the work item exists already.
+        let queued = system_dfl().enqueue(w.clone()).is_ok();
+        let mut waited = 0;
+        while queued && !w.done.load(Acquire) && waited < 200 {
+            fsleep(Delta::from_millis(10));
+            waited += 1;
+        }
+        let done_under_lock = w.done.load(Acquire);
+        drop(held);
+        // The worker finishes once the lock is free, whatever happened.
+        flush(&w);
+        kunit_ensure!(queued);
+        kunit_ensure!(
+            done_under_lock,
+            "unreserve waited for Disk::free, held by the task in reclaim"
+        );
+        kunit_ensure!(w.ok.load(Relaxed));
+        kunit_ensure_eq!((d.nr_available(), d.nr_reserved()), (7, 1));
+        Ok(())
+    }
+
+    /// Issue 14, finding 3: nothing allocates under `Disk::free` in a way
+    /// that may enter filesystem reclaim, which evicts inodes and so takes
+    /// `Disk::free` (a task allocating under it would wait on itself).
+    ///
+    /// `disk()` tells lockdep that reclaim takes the lock
+    /// ([`Disk::annotate_reclaim`]); allocations with fragmented free
+    /// space, which need several entries in their answer, then run. Before
+    /// the fix, `alloc` pushed the answer's entries with `GFP_KERNEL` under
+    /// the lock: lockdep reported the cycle `fs_reclaim` -> `Disk::free` ->
+    /// `fs_reclaim`, turned itself off, and the case failed. Without
+    /// lockdep the case checks nothing.
+    #[test]
+    fn nothing_allocates_under_the_free_space_lock() -> Result {
+        let Some(on) = lockdep_checking() else {
+            return Ok(());
+        };
+        kunit_ensure!(on, "lockdep is off: it reported a problem earlier");
+        let d = disk(64)?;
+        let mut held = KVec::new();
+        d.alloc(64, &mut held)?;
+        for b in (0..64).step_by(2) {
+            d.free(b, 1)?;
+        }
+        // Thirty-two holes of one block: answers of many entries.
+        let mut got = KVec::new();
+        d.alloc(20, &mut got)?;
+        d.reserve(10)?;
+        let mut wb = KVec::new();
+        d.alloc_reserved(10, &mut wb)?;
+        kunit_ensure_eq!((got.len(), wb.len()), (20, 10));
+        d.unalloc(wb[0].0, 1)?;
+        d.unreserve(1)?;
+        kunit_ensure!(
+            lockdep_checking() == Some(true),
+            "lockdep reported an allocation under Disk::free"
+        );
         Ok(())
     }
 }

@@ -13,7 +13,14 @@
 //!
 //! 1. `FileMap::records` (mutex)
 //! 2. the extent map tree's lock (taken after `records` is dropped on the
-//!    read path; never the other way round).
+//!    read path; never the other way round), or `Disk::free` (fallocate).
+//!
+//! Reclaim takes `records`: evicting an inode (from the inode shrinker)
+//! punches its records, and completing a write back (on `emfs-endio`,
+//! which reclaim waits for when it waits for writeback) records it. So
+//! `records` is locked only through [`FileMap::with_records`], in a no-fs
+//! allocation scope: what a task allocates while holding it never enters
+//! filesystem reclaim or waits for writeback, and cannot wait on itself.
 
 use super::{
     disk::{
@@ -35,7 +42,13 @@ use crate::{
         EXTENT_MAP_HOLE,
         EXTENT_MAP_LAST_BYTE, //
     },
-    glue::vfs::fiemap_flags,
+    glue::{
+        alloc::{
+            lockdep_reclaim_takes,
+            nofs, //
+        },
+        vfs::fiemap_flags,
+    },
     shrinker::EmInode,
 };
 use kernel::{
@@ -79,13 +92,13 @@ fn free_blocks(disk: &Disk, freed: &[(u64, u64)]) {
     }
 }
 
-/// The disk block holding file offset `pos` of `em`; `None` for holes and
-/// preallocated extents, which read as zeroes.
-fn data_block(em: &ExtentMap, pos: u64) -> Option<u64> {
-    if em.disk_bytenr() >= EXTENT_MAP_LAST_BYTE || em.flags().contains(EmFlags::PREALLOC) {
+/// The disk block holding file offset `pos` of the extent `info`; `None`
+/// for holes and preallocated extents, which read as zeroes.
+fn data_block(info: &ExtentMapInfo, pos: u64) -> Option<u64> {
+    if info.disk_bytenr >= EXTENT_MAP_LAST_BYTE || info.flags.contains(EmFlags::PREALLOC) {
         return None;
     }
-    Some((em.block_start() + (pos & !(BLOCK - 1)) - em.start()) / BLOCK)
+    Some((info.block_start() + (pos & !(BLOCK - 1)) - info.start) / BLOCK)
 }
 
 /// The mapping of one file.
@@ -105,9 +118,20 @@ impl FileMap {
         })
     }
 
-    /// The file's records.
-    pub(crate) fn records(&self) -> &Mutex<FileRecords> {
-        &self.records
+    /// Runs `f` on the file's records, locked, in a no-fs allocation
+    /// scope ([`nofs`]): the only way `records` is locked, but for
+    /// [`FileMap::annotate_reclaim`] (see the lock rules above). `f` may
+    /// take the extent map tree's lock, and must not sleep while it holds
+    /// it.
+    pub(crate) fn with_records<T>(&self, f: impl FnOnce(&mut FileRecords) -> T) -> T {
+        nofs(|| f(&mut self.records.lock()))
+    }
+
+    /// Tells lockdep that reclaim takes `FileMap::records` (it does, see
+    /// the lock rules above), so that an allocation under it that may enter
+    /// filesystem reclaim is reported. Call once the map is set up.
+    pub(crate) fn annotate_reclaim(&self) {
+        lockdep_reclaim_takes(|| drop(self.records.lock()));
     }
 
     /// The file's extent map cache.
@@ -125,7 +149,7 @@ impl FileMap {
             }
         }
         // A miss (counted by the lookup): rebuild the map from the records.
-        let info = self.records.lock().map_at(offset, size);
+        let info = self.with_records(|records| records.map_at(offset, size));
         let pm = PreparedMap::new(info)?;
         let block = offset & !(BLOCK - 1);
         self.em.tree().write().add_extent_mapping(pm, block, BLOCK)
@@ -203,15 +227,15 @@ impl FileMap {
     /// were and the map pinned, so it can be retried.
     pub(crate) fn finish_write(&self, disk: &Disk, oe: &OrderedExtent) -> Result {
         let mut freed = KVec::new();
-        {
-            let mut records = self.records.lock();
-            let mut scratch = FileRecords::new();
-            // Room for the new record first, in a scratch tree, so that the
-            // punch below is the last thing that can fail.
-            scratch.insert(*oe)?;
+        // Room for the new record first, in a scratch tree, so that the
+        // punch below is the last thing that can fail.
+        let mut scratch = FileRecords::new();
+        nofs(|| scratch.insert(*oe))?;
+        self.with_records(|records| -> Result {
             records.punch(oe.start, oe.start + oe.len, &mut freed)?;
             records.take_from(&mut scratch);
-        }
+            Ok(())
+        })?;
         free_blocks(disk, &freed);
         self.em.tree().unpin(oe.start, oe.len, oe.generation)
     }
@@ -235,9 +259,21 @@ impl FileMap {
     /// Fills `dst` with the block at `pos` of a file of `size` bytes, read
     /// through the extent map cache (`read_folio`): holes and preallocated
     /// extents read as zeroes.
+    ///
+    /// A read makes progress when memory is short: if no map can be
+    /// allocated for a miss, the block is read through the mapping the
+    /// records give, without caching it (bcache keeps a reserve of btree
+    /// nodes for the same reason), and the next read tries the cache
+    /// again. Reads are what reclaim waits for, and the shrinker frees maps
+    /// because memory is short: failing them with `ENOMEM` would fail the
+    /// very workload the cache serves.
     pub(crate) fn read_block(&self, disk: &Disk, pos: u64, size: u64, dst: &mut Block) -> Result {
-        let em = self.get_extent(pos, size)?;
-        match data_block(&em, pos) {
+        let info = match self.get_extent(pos, size) {
+            Ok(em) => em.info(),
+            Err(e) if e == ENOMEM => self.with_records(|records| records.map_at(pos, size)),
+            Err(e) => return Err(e),
+        };
+        match data_block(&info, pos) {
             Some(block) => disk.read_block(block, dst),
             None => {
                 dst.fill(0);
@@ -258,14 +294,14 @@ impl FileMap {
             return Err(EINVAL);
         }
         let mut freed = KVec::new();
-        {
-            let mut records = self.records.lock();
+        self.with_records(|records| -> Result {
             let last = records.iter().last().map_or(start, |e| e.end());
             let end = end.min(last.max(start));
             if end > start {
                 records.punch(start, end, &mut freed)?;
             }
-        }
+            Ok(())
+        })?;
         self.em
             .tree()
             .drop_range(start, end.saturating_sub(1).max(start), false);
@@ -282,64 +318,69 @@ impl FileMap {
         if len == 0 || start % BLOCK != 0 || len % BLOCK != 0 {
             return Err(EINVAL);
         }
-        let mut records = self.records.lock();
-        // The holes of the range.
-        let mut holes = KVec::new();
-        let mut pos = start;
-        while pos < end {
-            match records.find(pos).filter(|e| e.start < end) {
-                Some(e) if e.start <= pos => pos = e.end(),
-                Some(e) => {
-                    holes.push((pos, e.start), GFP_KERNEL)?;
-                    pos = e.end();
-                }
-                None => {
-                    holes.push((pos, end), GFP_KERNEL)?;
-                    pos = end;
-                }
-            }
-        }
-        let need: u64 = holes.iter().map(|&(s, e)| (e - s) / BLOCK).sum();
-        if need == 0 {
-            return Ok(());
-        }
-        let mut pieces = KVec::new();
-        disk.alloc(need, &mut pieces)?;
-        // Build every record in a scratch tree first: only then touch the
-        // file's records, which cannot fail any more.
-        let mut scratch = FileRecords::new();
-        let built = (|| -> Result {
-            let mut piece = pieces.iter().copied();
-            let mut cur = piece.next();
-            for &(mut s, e) in holes.iter() {
-                while s < e {
-                    let (block, n) = cur.ok_or(EINVAL)?;
-                    let take = n.min((e - s) / BLOCK);
-                    scratch.insert(FileExtent {
-                        start: s,
-                        len: take * BLOCK,
-                        block,
-                        kind: ExtentKind::Prealloc,
-                        generation,
-                    })?;
-                    s += take * BLOCK;
-                    cur = if take < n {
-                        Some((block + take, n - take))
-                    } else {
-                        piece.next()
-                    };
+        // Under the records throughout (fallocate takes `Disk::free` under
+        // them), so in a no-fs allocation scope.
+        let changed = self.with_records(|records| -> Result<bool> {
+            // The holes of the range.
+            let mut holes = KVec::new();
+            let mut pos = start;
+            while pos < end {
+                match records.find(pos).filter(|e| e.start < end) {
+                    Some(e) if e.start <= pos => pos = e.end(),
+                    Some(e) => {
+                        holes.push((pos, e.start), GFP_KERNEL)?;
+                        pos = e.end();
+                    }
+                    None => {
+                        holes.push((pos, end), GFP_KERNEL)?;
+                        pos = end;
+                    }
                 }
             }
-            Ok(())
-        })();
-        if let Err(e) = built {
-            free_blocks(disk, &pieces);
-            return Err(e);
+            let need: u64 = holes.iter().map(|&(s, e)| (e - s) / BLOCK).sum();
+            if need == 0 {
+                return Ok(false);
+            }
+            let mut pieces = KVec::new();
+            disk.alloc(need, &mut pieces)?;
+            // Build every record in a scratch tree first: only then touch the
+            // file's records, which cannot fail any more.
+            let mut scratch = FileRecords::new();
+            let built = (|| -> Result {
+                let mut piece = pieces.iter().copied();
+                let mut cur = piece.next();
+                for &(mut s, e) in holes.iter() {
+                    while s < e {
+                        let (block, n) = cur.ok_or(EINVAL)?;
+                        let take = n.min((e - s) / BLOCK);
+                        scratch.insert(FileExtent {
+                            start: s,
+                            len: take * BLOCK,
+                            block,
+                            kind: ExtentKind::Prealloc,
+                            generation,
+                        })?;
+                        s += take * BLOCK;
+                        cur = if take < n {
+                            Some((block + take, n - take))
+                        } else {
+                            piece.next()
+                        };
+                    }
+                }
+                Ok(())
+            })();
+            if let Err(e) = built {
+                free_blocks(disk, &pieces);
+                return Err(e);
+            }
+            records.take_from(&mut scratch);
+            Ok(true)
+        })?;
+        if changed {
+            // Cached holes in the range are stale now.
+            self.em.tree().drop_range(start, end - 1, false);
         }
-        records.take_from(&mut scratch);
-        drop(records);
-        // Cached holes in the range are stale now.
-        self.em.tree().drop_range(start, end - 1, false);
         Ok(())
     }
 }
@@ -369,7 +410,7 @@ impl FileMap {
         };
         let mut logged = 0;
         if full {
-            logged = self.records.lock().iter().count();
+            logged = self.with_records(|records| records.iter().count());
         }
         while let Some(em) = logging.pop_first() {
             // Writing `em` to the log would happen here.
@@ -417,56 +458,58 @@ impl FileMap {
             pr_err!("check: ino {}: {}\n", ino, what);
             problems += 1;
         };
-        let records = self.records.lock();
-        let mut prev_end = 0;
-        for r in records.iter() {
-            c.records += 1;
-            let blocks = r.len / BLOCK;
-            c.blocks += blocks;
-            if r.len == 0 || r.start % BLOCK != 0 || r.len % BLOCK != 0 {
-                problem(format_args!(
-                    "record [{}, +{}) is not whole blocks",
-                    r.start, r.len
-                ));
+        self.with_records(|records| -> Result {
+            let mut prev_end = 0;
+            for r in records.iter() {
+                c.records += 1;
+                let blocks = r.len / BLOCK;
+                c.blocks += blocks;
+                if r.len == 0 || r.start % BLOCK != 0 || r.len % BLOCK != 0 {
+                    problem(format_args!(
+                        "record [{}, +{}) is not whole blocks",
+                        r.start, r.len
+                    ));
+                }
+                if r.start < prev_end {
+                    problem(format_args!(
+                        "record at {} overlaps the one before",
+                        r.start
+                    ));
+                }
+                if r.block.checked_add(blocks).is_none_or(|e| e > disk_blocks) {
+                    problem(format_args!("record at {} is off the disk", r.start));
+                }
+                prev_end = r.end();
+                pieces.push((r.block, blocks), GFP_KERNEL)?;
             }
-            if r.start < prev_end {
-                problem(format_args!(
-                    "record at {} overlaps the one before",
-                    r.start
-                ));
+            // Room for the pinned maps' pieces first: nothing may sleep under
+            // the tree's lock.
+            let tree = loop {
+                let pinned = self.em.tree().read().nr_pinned();
+                pieces.reserve(pinned, GFP_KERNEL)?;
+                let tree = self.em.tree().read();
+                if tree.nr_pinned() <= pinned {
+                    break tree;
+                }
+            };
+            for em in tree.iter() {
+                if em.is_pinned() {
+                    c.in_flight += em.len() / BLOCK;
+                    pieces
+                        .push_within_capacity((em.block_start() / BLOCK, em.len() / BLOCK))
+                        .map_err(|_| ENOMEM)?;
+                    continue;
+                }
+                if !agrees(em, records) {
+                    problem(format_args!(
+                        "map [{}, {}) disagrees with the records",
+                        em.start(),
+                        em.end()
+                    ));
+                }
             }
-            if r.block.checked_add(blocks).is_none_or(|e| e > disk_blocks) {
-                problem(format_args!("record at {} is off the disk", r.start));
-            }
-            prev_end = r.end();
-            pieces.push((r.block, blocks), GFP_KERNEL)?;
-        }
-        // Room for the pinned maps' pieces first: nothing may sleep under
-        // the tree's lock.
-        let tree = loop {
-            let pinned = self.em.tree().read().nr_pinned();
-            pieces.reserve(pinned, GFP_KERNEL)?;
-            let tree = self.em.tree().read();
-            if tree.nr_pinned() <= pinned {
-                break tree;
-            }
-        };
-        for em in tree.iter() {
-            if em.is_pinned() {
-                c.in_flight += em.len() / BLOCK;
-                pieces
-                    .push_within_capacity((em.block_start() / BLOCK, em.len() / BLOCK))
-                    .map_err(|_| ENOMEM)?;
-                continue;
-            }
-            if !agrees(em, &records) {
-                problem(format_args!(
-                    "map [{}, {}) disagrees with the records",
-                    em.start(),
-                    em.end()
-                ));
-            }
-        }
+            Ok(())
+        })?;
         c.problems = problems;
         Ok(c)
     }
@@ -609,7 +652,7 @@ impl FileMap {
             let em = self.get_extent(pos, size)?;
             let (from, to) = (em.start().max(covered), em.end().min(eof));
             covered = to;
-            if let Some(block) = data_block(&em, from) {
+            if let Some(block) = data_block(&em.info(), from) {
                 let fe = FiemapExtent {
                     logical: from,
                     physical: block * BLOCK,
@@ -674,7 +717,7 @@ impl FileMap {
         while pos < size {
             let em = self.get_extent(pos, size)?;
             let to = em.end().min(size);
-            if data_block(&em, pos).is_some() {
+            if data_block(&em.info(), pos).is_some() {
                 if want_data {
                     return Ok(pos);
                 }
@@ -710,9 +753,16 @@ mod tests {
         ExtentMapInfo,
         EXTENT_MAP_HOLE, //
     };
-    use crate::glue::alloc::{
-        outcome,
-        refusal, //
+    use crate::glue::{
+        alloc::{
+            lockdep_checking,
+            outcome,
+            refusal, //
+        },
+        kunit::{
+            kunit_ensure,
+            kunit_ensure_eq, //
+        },
     };
     use crate::shrinker::EmOwnerRegistration;
     use kernel::sync::atomic::Relaxed;
@@ -728,7 +778,18 @@ mod tests {
         let reg = EmOwnerRegistration::new(K4 as u32, false)?;
         let em = reg.owner().add_inode(2)?;
         let map = KBox::pin_init(FileMap::new(em), GFP_KERNEL)?;
+        map.annotate_reclaim();
         Ok(Fixture { reg, map })
+    }
+
+    /// Adds `r` to the file's records.
+    fn insert(f: &Fixture, r: FileExtent) -> Result {
+        f.map.with_records(|records| records.insert(r))
+    }
+
+    /// The record containing `offset`, else the first one after it.
+    fn find(f: &Fixture, offset: u64) -> Option<FileExtent> {
+        f.map.with_records(|records| records.find(offset))
     }
 
     fn record(start: u64, len: u64, block: u64) -> FileExtent {
@@ -744,52 +805,52 @@ mod tests {
     #[test]
     fn miss_loads_then_hits() -> Result {
         let f = fixture()?;
-        f.map.records().lock().insert(record(0, 4 * K4, 100))?;
+        insert(&f, record(0, 4 * K4, 100))?;
         let c = f.reg.owner().counters();
         let em = f.map.get_extent(K4, 4 * K4)?;
-        assert_eq!(
+        kunit_ensure_eq!(
             (em.start(), em.len(), em.disk_bytenr()),
             (0, 4 * K4, 100 * K4)
         );
-        assert_eq!((c.hits.load(Relaxed), c.misses.load(Relaxed)), (0, 1));
+        kunit_ensure_eq!((c.hits.load(Relaxed), c.misses.load(Relaxed)), (0, 1));
         let again = f.map.get_extent(3 * K4, 4 * K4)?;
-        assert!(core::ptr::eq(&*em, &*again));
-        assert_eq!((c.hits.load(Relaxed), c.misses.load(Relaxed)), (1, 1));
+        kunit_ensure!(core::ptr::eq(&*em, &*again));
+        kunit_ensure_eq!((c.hits.load(Relaxed), c.misses.load(Relaxed)), (1, 1));
         Ok(())
     }
 
     #[test]
     fn holes_are_cached_too() -> Result {
         let f = fixture()?;
-        f.map.records().lock().insert(record(4 * K4, K4, 7))?;
+        insert(&f, record(4 * K4, K4, 7))?;
         let hole = f.map.get_extent(K4, 8 * K4)?;
-        assert_eq!(
+        kunit_ensure_eq!(
             (hole.start(), hole.len(), hole.disk_bytenr()),
             (0, 4 * K4, EXTENT_MAP_HOLE)
         );
         let tail = f.map.get_extent(6 * K4, 8 * K4)?;
-        assert_eq!((tail.start(), tail.end()), (5 * K4, 8 * K4));
-        assert_eq!(f.map.cache().tree().read().nr_cached(), 2);
+        kunit_ensure_eq!((tail.start(), tail.end()), (5 * K4, 8 * K4));
+        kunit_ensure_eq!(f.map.cache().tree().read().nr_cached(), 2);
         Ok(())
     }
 
     #[test]
     fn reload_after_the_shrinker_dropped_maps() -> Result {
         let f = fixture()?;
-        f.map.records().lock().insert(record(0, 2 * K4, 40))?;
+        insert(&f, record(0, 2 * K4, 40))?;
         let first = f.map.get_extent(0, 2 * K4)?.info();
         // The shrinker drops every unpinned map; the records remain.
         f.map.cache().tree().drop_all();
         let again = f.map.get_extent(0, 2 * K4)?.info();
-        assert_eq!(first, again);
-        assert_eq!(f.reg.owner().counters().misses.load(Relaxed), 2);
+        kunit_ensure_eq!(first, again);
+        kunit_ensure_eq!(f.reg.owner().counters().misses.load(Relaxed), 2);
         Ok(())
     }
 
     #[test]
     fn race_with_a_map_cached_meanwhile() -> Result {
         let f = fixture()?;
-        f.map.records().lock().insert(record(0, 8 * K4, 500))?;
+        insert(&f, record(0, 8 * K4, 500))?;
         // Another task cached [2K4, 4K4) of the same extent after our
         // lookup missed: the loaded map is trimmed to the gap around the
         // offset (btrfs case 3).
@@ -808,10 +869,10 @@ mod tests {
             .tree()
             .add(PreparedMap::new_modified(info)?, true)?;
         let em = f.map.get_extent(5 * K4, 8 * K4)?;
-        assert_eq!((em.start(), em.end()), (4 * K4, 8 * K4));
-        assert_eq!(em.block_start(), 504 * K4);
+        kunit_ensure_eq!((em.start(), em.end()), (4 * K4, 8 * K4));
+        kunit_ensure_eq!(em.block_start(), 504 * K4);
         let em = f.map.get_extent(3 * K4, 8 * K4)?;
-        assert_eq!((em.start(), em.end()), (2 * K4, 4 * K4));
+        kunit_ensure_eq!((em.start(), em.end()), (2 * K4, 4 * K4));
         Ok(())
     }
 
@@ -838,8 +899,11 @@ mod tests {
             })
     }
 
+    /// A disk whose lock lockdep knows reclaim takes, as a mount's.
     fn disk(blocks: u64) -> Result<Pin<KBox<Disk>>> {
-        KBox::pin_init(Disk::new(blocks), GFP_KERNEL)
+        let d = KBox::pin_init(Disk::new(blocks), GFP_KERNEL)?;
+        d.annotate_reclaim();
+        Ok(d)
     }
 
     #[test]
@@ -847,25 +911,25 @@ mod tests {
         let f = fixture()?;
         let d = disk(64)?;
         let oes = start_write(&f.map, &d, 0, 4 * K4, 5)?;
-        assert_eq!(oes.len(), 1);
-        assert_eq!(d.nr_free(), 60);
+        kunit_ensure_eq!(oes.len(), 1);
+        kunit_ensure_eq!(d.nr_free(), 60);
         {
             let tree = f.map.cache().tree().read();
-            assert_eq!(
+            kunit_ensure_eq!(
                 (tree.nr_cached(), tree.nr_pinned(), tree.nr_modified()),
                 (1, 1, 1)
             );
         }
         // Not recorded yet: the records still say hole.
-        assert!(f.map.records().lock().find(0).is_none());
+        kunit_ensure!(find(&f, 0).is_none());
         f.map.finish_write(&d, &oes[0])?;
         let em = f.map.get_extent(K4, 4 * K4)?;
-        assert!(!em.is_pinned());
-        assert_eq!(
+        kunit_ensure!(!em.is_pinned());
+        kunit_ensure_eq!(
             (em.start(), em.len(), em.disk_bytenr(), em.generation()),
             (0, 4 * K4, 0, 5)
         );
-        assert_eq!(f.map.records().lock().find(0).map(|e| e.block), Some(0));
+        kunit_ensure_eq!(find(&f, 0).map(|e| e.block), Some(0));
         Ok(())
     }
 
@@ -876,21 +940,22 @@ mod tests {
         for oe in start_write(&f.map, &d, 0, 8 * K4, 1)?.iter() {
             f.map.finish_write(&d, oe)?;
         }
-        assert_eq!(d.nr_free(), 8);
+        kunit_ensure_eq!(d.nr_free(), 8);
         // Copy on write of the middle: new blocks, the old middle freed.
         for oe in start_write(&f.map, &d, 2 * K4, 2 * K4, 2)?.iter() {
             f.map.finish_write(&d, oe)?;
         }
-        assert_eq!(d.nr_free(), 8);
-        let records = f.map.records().lock();
-        let layout: KVec<_> = {
+        kunit_ensure_eq!(d.nr_free(), 8);
+        // Collected under the records: in a no-fs scope, as any allocation
+        // there.
+        let layout = f.map.with_records(|records| -> Result<KVec<_>> {
             let mut v = KVec::new();
             for e in records.iter() {
                 v.push((e.start, e.len, e.block), GFP_KERNEL)?;
             }
-            v
-        };
-        assert_eq!(
+            Ok(v)
+        })?;
+        kunit_ensure_eq!(
             &layout[..],
             &[(0, 2 * K4, 0), (2 * K4, 2 * K4, 8), (4 * K4, 4 * K4, 4)]
         );
@@ -906,13 +971,13 @@ mod tests {
         d.free(1, 1)?;
         d.free(3, 2)?;
         let oes = start_write(&f.map, &d, 0, 3 * K4, 1)?;
-        assert_eq!(oes.len(), 2);
-        assert_eq!((oes[0].start, oes[0].len, oes[0].block), (0, K4, 1));
-        assert_eq!((oes[1].start, oes[1].len, oes[1].block), (K4, 2 * K4, 3));
+        kunit_ensure_eq!(oes.len(), 2);
+        kunit_ensure_eq!((oes[0].start, oes[0].len, oes[0].block), (0, K4, 1));
+        kunit_ensure_eq!((oes[1].start, oes[1].len, oes[1].block), (K4, 2 * K4, 3));
         for oe in oes.iter() {
             f.map.finish_write(&d, oe)?;
         }
-        assert_eq!(f.map.cache().tree().read().nr_pinned(), 0);
+        kunit_ensure_eq!(f.map.cache().tree().read().nr_pinned(), 0);
         Ok(())
     }
 
@@ -923,17 +988,17 @@ mod tests {
         for oe in start_write(&f.map, &d, 0, 2 * K4, 1)?.iter() {
             f.map.finish_write(&d, oe)?;
         }
-        assert_eq!(
+        kunit_ensure_eq!(
             start_write(&f.map, &d, 8 * K4, 3 * K4, 2).err(),
             Some(ENOSPC)
         );
-        assert_eq!(d.nr_free(), 2);
-        assert_eq!(f.map.cache().tree().read().nr_pinned(), 0);
+        kunit_ensure_eq!(d.nr_free(), 2);
+        kunit_ensure_eq!(f.map.cache().tree().read().nr_pinned(), 0);
         // Freeing space (overwriting in place frees the old blocks) works.
         for oe in start_write(&f.map, &d, 0, 2 * K4, 3)?.iter() {
             f.map.finish_write(&d, oe)?;
         }
-        assert_eq!(d.nr_free(), 2);
+        kunit_ensure_eq!(d.nr_free(), 2);
         Ok(())
     }
 
@@ -947,10 +1012,10 @@ mod tests {
             }
         }
         // Three adjacent maps on the list: not merged until logged.
-        assert_eq!(f.map.cache().tree().read().nr_modified(), 3);
-        assert_eq!(f.map.cache().tree().read().nr_cached(), 3);
+        kunit_ensure_eq!(f.map.cache().tree().read().nr_modified(), 3);
+        kunit_ensure_eq!(f.map.cache().tree().read().nr_cached(), 3);
         let report = f.map.fsync();
-        assert_eq!(
+        kunit_ensure_eq!(
             report,
             FsyncReport {
                 full: false,
@@ -958,10 +1023,10 @@ mod tests {
             }
         );
         let tree = f.map.cache().tree().read();
-        assert_eq!((tree.nr_modified(), tree.nr_cached()), (0, 1));
+        kunit_ensure_eq!((tree.nr_modified(), tree.nr_cached()), (0, 1));
         drop(tree);
         // Nothing new: nothing logged.
-        assert_eq!(
+        kunit_ensure_eq!(
             f.map.fsync(),
             FsyncReport {
                 full: false,
@@ -975,30 +1040,29 @@ mod tests {
     fn fsync_honours_the_full_sync_mark() -> Result {
         let f = fixture()?;
         let d = disk(16)?;
-        f.reg.owner().set_generation(1);
         for oe in start_write(&f.map, &d, 0, 2 * K4, 1)?.iter() {
             f.map.finish_write(&d, oe)?;
         }
         for oe in start_write(&f.map, &d, 4 * K4, K4, 1)?.iter() {
             f.map.finish_write(&d, oe)?;
         }
-        // The shrinker drops the unlogged maps of this generation.
+        // The shrinker drops the maps fsync has not logged yet.
         let owner = f.reg.owner();
         let _ = crate::shrinker::EmOwner::request_scan(owner.as_arc_borrow(), 100, true);
         crate::shrinker::EmOwner::flush(owner);
-        assert_eq!(f.map.cache().tree().read().nr_cached(), 0);
-        assert!(f.map.cache().tree().read().needs_full_sync());
+        kunit_ensure_eq!(f.map.cache().tree().read().nr_cached(), 0);
+        kunit_ensure!(f.map.cache().tree().read().needs_full_sync());
         // fsync logs every record, and the mark goes.
-        assert_eq!(
+        kunit_ensure_eq!(
             f.map.fsync(),
             FsyncReport {
                 full: true,
                 logged: 2
             }
         );
-        assert!(!f.map.cache().tree().read().needs_full_sync());
+        kunit_ensure!(!f.map.cache().tree().read().needs_full_sync());
         // The data is still found: reloaded from the records.
-        assert_eq!(f.map.get_extent(K4, 8 * K4)?.disk_bytenr(), 0);
+        kunit_ensure_eq!(f.map.get_extent(K4, 8 * K4)?.disk_bytenr(), 0);
         Ok(())
     }
 
@@ -1009,23 +1073,23 @@ mod tests {
         let check = |f: &Fixture| -> Result<FileCheck> {
             let mut pieces = KVec::new();
             let c = f.map.check(16, &mut pieces)?;
-            assert_eq!(d.check(&mut pieces).problems, 0);
+            kunit_ensure_eq!(d.check(&mut pieces).problems, 0);
             Ok(c)
         };
         let ordered = start_write(&f.map, &d, 0, 4 * K4, 1)?;
         // In flight: the pinned map's blocks count as used.
         let c = check(&f)?;
         let tree = f.map.cache().tree().read().check();
-        assert_eq!((c.records, c.in_flight, tree.pinned), (0, 4, 1));
-        assert_eq!((c.problems, tree.problems), (0, 0));
+        kunit_ensure_eq!((c.records, c.in_flight, tree.pinned), (0, 4, 1));
+        kunit_ensure_eq!((c.problems, tree.problems), (0, 0));
         for oe in ordered.iter() {
             f.map.finish_write(&d, oe)?;
         }
         let _ = f.map.get_extent(6 * K4, 16 * K4)?;
         let c = check(&f)?;
-        assert_eq!((c.records, c.blocks, c.in_flight), (1, 4, 0));
+        kunit_ensure_eq!((c.records, c.blocks, c.in_flight), (1, 4, 0));
         let tree = f.map.cache().tree().read().check();
-        assert_eq!((tree.cached, c.problems, tree.problems), (2, 0, 0));
+        kunit_ensure_eq!((tree.cached, c.problems, tree.problems), (2, 0, 0));
         // A map that says [K4, 2K4) is in another block than the records
         // say, and a hole map over data: two problems.
         let tree = f.map.cache().tree();
@@ -1033,11 +1097,11 @@ mod tests {
             PreparedMap::new(ExtentMapInfo::regular(K4, K4, 9 * K4))?,
             false,
         )?;
-        assert_eq!(f.map.check(16, &mut KVec::new())?.problems, 1);
+        kunit_ensure_eq!(f.map.check(16, &mut KVec::new())?.problems, 1);
         tree.replace_range(PreparedMap::new(ExtentMapInfo::hole(2 * K4, K4))?, false)?;
-        assert_eq!(f.map.check(16, &mut KVec::new())?.problems, 2);
+        kunit_ensure_eq!(f.map.check(16, &mut KVec::new())?.problems, 2);
         // A record off a disk of 2 blocks.
-        assert_eq!(f.map.check(2, &mut KVec::new())?.problems, 3);
+        kunit_ensure_eq!(f.map.check(2, &mut KVec::new())?.problems, 3);
         Ok(())
     }
 
@@ -1050,21 +1114,21 @@ mod tests {
         }
         let _ = f.map.get_extent(0, 8 * K4)?;
         f.map.punch(&d, 2 * K4, 4 * K4)?;
-        assert_eq!(d.nr_free(), 10);
+        kunit_ensure_eq!(d.nr_free(), 10);
         // The hole is a hole, the rest still maps to the same blocks.
         let hole = f.map.get_extent(3 * K4, 8 * K4)?;
-        assert_eq!(
+        kunit_ensure_eq!(
             (hole.start(), hole.end(), hole.disk_bytenr()),
             (2 * K4, 4 * K4, EXTENT_MAP_HOLE)
         );
         let rest = f.map.get_extent(5 * K4, 8 * K4)?;
-        assert_eq!((rest.start(), rest.block_start()), (4 * K4, 4 * K4));
+        kunit_ensure_eq!((rest.start(), rest.block_start()), (4 * K4, 4 * K4));
         drop(rest);
         // Truncation: punch to the end.
         f.map.punch(&d, 6 * K4, u64::MAX)?;
-        assert_eq!(d.nr_free(), 12);
-        assert_eq!(f.map.punch(&d, 1, K4).err(), Some(EINVAL));
-        assert_eq!(f.map.punch(&d, K4, K4).err(), Some(EINVAL));
+        kunit_ensure_eq!(d.nr_free(), 12);
+        kunit_ensure_eq!(f.map.punch(&d, 1, K4).err(), Some(EINVAL));
+        kunit_ensure_eq!(f.map.punch(&d, K4, K4).err(), Some(EINVAL));
         Ok(())
     }
 
@@ -1077,36 +1141,78 @@ mod tests {
         }
         let _ = f.map.get_extent(0, 8 * K4)?;
         f.map.preallocate(&d, 0, 4 * K4, 2)?;
-        assert_eq!(d.nr_free(), 12);
+        kunit_ensure_eq!(d.nr_free(), 12);
         let p = f.map.get_extent(0, 4 * K4)?;
-        assert!(p.flags().contains(EmFlags::PREALLOC));
-        assert_eq!((p.start(), p.len()), (0, 2 * K4));
+        kunit_ensure!(p.flags().contains(EmFlags::PREALLOC));
+        kunit_ensure_eq!((p.start(), p.len()), (0, 2 * K4));
         // The written block is kept as it was.
         let w = f.map.get_extent(2 * K4, 4 * K4)?;
-        assert!(!w.flags().contains(EmFlags::PREALLOC));
-        assert_eq!(w.block_start(), 0);
+        kunit_ensure!(!w.flags().contains(EmFlags::PREALLOC));
+        kunit_ensure_eq!(w.block_start(), 0);
         // Already allocated: nothing to do. Too much: ENOSPC, no change.
         f.map.preallocate(&d, 0, 4 * K4, 3)?;
-        assert_eq!(d.nr_free(), 12);
-        assert_eq!(
+        kunit_ensure_eq!(d.nr_free(), 12);
+        kunit_ensure_eq!(
             f.map.preallocate(&d, 4 * K4, 13 * K4, 3).err(),
             Some(ENOSPC)
         );
-        assert_eq!(d.nr_free(), 12);
-        assert_eq!(f.map.preallocate(&d, 0, 1, 3).err(), Some(EINVAL));
+        kunit_ensure_eq!(d.nr_free(), 12);
+        kunit_ensure_eq!(f.map.preallocate(&d, 0, 1, 3).err(), Some(EINVAL));
+        Ok(())
+    }
+
+    /// Issue 14, finding 3: what is allocated under `FileMap::records`
+    /// (and under `Disk::free`, which fallocate takes under it) never
+    /// enters filesystem reclaim. Reclaim takes `records` (evicting an
+    /// inode punches its records) and waits for writeback, whose
+    /// completion takes `records`: a task allocating under it with
+    /// `GFP_KERNEL` could wait on itself, or on a writeback that waits for
+    /// it.
+    ///
+    /// The fixtures tell lockdep that reclaim takes both locks
+    /// ([`FileMap::annotate_reclaim`], [`Disk::annotate_reclaim`]); then
+    /// every path that allocates under them runs: write completion (a
+    /// punch that splits records, the new record), a hole punch and a
+    /// truncation, fallocate over holes, the consistency check. Before the
+    /// fix they allocated with `GFP_KERNEL` under the lock (`scratch`,
+    /// `punch`'s lists and nodes, `holes`, `pieces`): lockdep reported the
+    /// cycle `fs_reclaim` -> `FileMap::records` -> `fs_reclaim`, turned
+    /// itself off, and the case failed. Without lockdep it checks nothing.
+    #[test]
+    fn nothing_under_the_records_enters_fs_reclaim() -> Result {
+        let Some(on) = lockdep_checking() else {
+            return Ok(());
+        };
+        kunit_ensure!(on, "lockdep is off: it reported a problem earlier");
+        let f = fixture()?;
+        let d = disk(64)?;
+        write_through(&f, &d, 0, 8, 1)?;
+        // Overwrite the middle: the record is split in three.
+        write_through(&f, &d, 3 * K4, 2, 2)?;
+        f.map.punch(&d, K4, 2 * K4)?;
+        f.map.preallocate(&d, 0, 16 * K4, 3)?;
+        let mut pieces = KVec::new();
+        let c = f.map.check(64, &mut pieces)?;
+        kunit_ensure_eq!((c.problems, d.check(&mut pieces).problems), (0, 0));
+        f.map.punch(&d, 4 * K4, u64::MAX)?;
+        let _ = f.map.fsync();
+        kunit_ensure!(
+            lockdep_checking() == Some(true),
+            "lockdep reported an allocation under FileMap::records"
+        );
         Ok(())
     }
 
     #[test]
     fn get_extent_enomem_changes_nothing() -> Result {
         let f = fixture()?;
-        f.map.records().lock().insert(record(0, K4, 1))?;
+        insert(&f, record(0, K4, 1))?;
         {
             let _fail = crate::glue::alloc::FailAllocs::arm(1, 1);
-            assert_eq!(f.map.get_extent(0, K4).err(), Some(ENOMEM));
+            kunit_ensure_eq!(f.map.get_extent(0, K4).err(), Some(ENOMEM));
         }
-        assert_eq!(f.map.cache().tree().read().nr_cached(), 0);
-        assert_eq!(f.map.get_extent(0, K4)?.len(), K4);
+        kunit_ensure_eq!(f.map.cache().tree().read().nr_cached(), 0);
+        kunit_ensure_eq!(f.map.get_extent(0, K4)?.len(), K4);
         Ok(())
     }
 
@@ -1134,17 +1240,43 @@ mod tests {
         let f = fixture()?;
         let d = disk(16)?;
         write_through(&f, &d, K4, 2, 0x5a)?;
-        assert_eq!((d.nr_free(), d.nr_reserved()), (14, 0));
+        kunit_ensure_eq!((d.nr_free(), d.nr_reserved()), (14, 0));
         let mut buf = block_of(0xff)?;
         f.map.read_block(&d, 2 * K4, 3 * K4, &mut buf)?;
-        assert!(buf.iter().all(|&b| b == 0x5a));
+        kunit_ensure!(buf.iter().all(|&b| b == 0x5a));
         // A hole reads as zeroes, also past what was ever written.
         f.map.read_block(&d, 0, 3 * K4, &mut buf)?;
-        assert!(buf.iter().all(|&b| b == 0));
+        kunit_ensure!(buf.iter().all(|&b| b == 0));
         // After the shrinker: reloaded from the records, same bytes.
         f.map.cache().tree().drop_all();
         f.map.read_block(&d, K4, 3 * K4, &mut buf)?;
-        assert!(buf.iter().all(|&b| b == 0x5a));
+        kunit_ensure!(buf.iter().all(|&b| b == 0x5a));
+        Ok(())
+    }
+
+    #[test]
+    fn read_without_memory_for_a_map_reads_uncached() -> Result {
+        let f = fixture()?;
+        let d = disk(16)?;
+        write_through(&f, &d, K4, 2, 0x5a)?;
+        f.map.cache().tree().drop_all();
+        let mut data = block_of(0xff)?;
+        let mut hole = block_of(0xff)?;
+        let (r1, r2) = {
+            // Every allocation of the module fails: no map can be built.
+            let _fail = crate::glue::alloc::FailAllocs::arm(1, -1);
+            (
+                f.map.read_block(&d, 2 * K4, 3 * K4, &mut data),
+                f.map.read_block(&d, 0, 3 * K4, &mut hole),
+            )
+        };
+        kunit_ensure_eq!((r1, r2), (Ok(()), Ok(())));
+        kunit_ensure!(data.iter().all(|&b| b == 0x5a));
+        kunit_ensure!(hole.iter().all(|&b| b == 0));
+        // Nothing was cached meanwhile; with memory, the cache fills again.
+        kunit_ensure_eq!(f.map.cache().tree().read().nr_cached(), 0);
+        f.map.read_block(&d, 2 * K4, 3 * K4, &mut data)?;
+        kunit_ensure_eq!(f.map.cache().tree().read().nr_cached(), 1);
         Ok(())
     }
 
@@ -1156,9 +1288,9 @@ mod tests {
         data.push(block_of(1)?, GFP_KERNEL)?;
         data.push(block_of(2)?, GFP_KERNEL)?;
         d.reserve(1)?;
-        assert_eq!(f.map.write_back(&d, 0, data, 1).err(), Some(ENOSPC));
-        assert_eq!((d.nr_free(), d.nr_reserved()), (4, 1));
-        assert_eq!(f.map.cache().tree().read().nr_cached(), 0);
+        kunit_ensure_eq!(f.map.write_back(&d, 0, data, 1).err(), Some(ENOSPC));
+        kunit_ensure_eq!((d.nr_free(), d.nr_reserved()), (4, 1));
+        kunit_ensure_eq!(f.map.cache().tree().read().nr_cached(), 0);
         // Memory runs out storing the data: the blocks go back to the
         // reservation.
         let mut data = KVec::new();
@@ -1166,11 +1298,11 @@ mod tests {
         {
             let _fail = crate::glue::alloc::FailAllocs::arm(1, 1);
             let r = f.map.write_back(&d, 0, data, 1);
-            assert!(matches!(r.err(), None | Some(ENOMEM)));
+            kunit_ensure!(matches!(r.err(), None | Some(ENOMEM)));
         }
         let cached = f.map.cache().tree().read().nr_cached();
         if cached == 0 {
-            assert_eq!((d.nr_free(), d.nr_reserved()), (4, 1));
+            kunit_ensure_eq!((d.nr_free(), d.nr_reserved()), (4, 1));
         }
         Ok(())
     }
@@ -1213,7 +1345,7 @@ mod tests {
         write_through(&f, &d, 0, 2, 1)?;
         f.map.preallocate(&d, 4 * K4, 4 * K4, 1)?;
         let dirty = [(5 * K4, 6 * K4), (8 * K4, 10 * K4)];
-        let pre = f.map.records().lock().find(4 * K4).ok_or(EINVAL)?.block * K4;
+        let pre = find(&f, 4 * K4).ok_or(EINVAL)?.block * K4;
         let all = fiemap_of(&f, 10 * K4, 0, u64::MAX, &dirty, 100)?;
         let expect = [
             (0, 0, 2 * K4, 0),
@@ -1222,17 +1354,17 @@ mod tests {
             (6 * K4, pre + 2 * K4, 2 * K4, UNWRITTEN),
             (8 * K4, 0, 2 * K4, DELALLOC | UNKNOWN | LAST),
         ];
-        assert_eq!(all.len(), expect.len());
+        kunit_ensure_eq!(all.len(), expect.len());
         for (fe, &(l, p, n, fl)) in all.iter().zip(expect.iter()) {
-            assert_eq!((fe.logical, fe.physical, fe.len, fe.flags), (l, p, n, fl));
+            kunit_ensure_eq!((fe.logical, fe.physical, fe.len, fe.flags), (l, p, n, fl));
         }
         // A range in the middle: what overlaps it, and no LAST.
         let mid = fiemap_of(&f, 10 * K4, 4 * K4 + 100, K4, &dirty, 100)?;
-        assert_eq!(mid.len(), 2);
-        assert_eq!((mid[0].logical, mid[0].flags), (4 * K4, UNWRITTEN));
-        assert_eq!((mid[1].logical, mid[1].flags), (5 * K4, DELALLOC | UNKNOWN));
+        kunit_ensure_eq!(mid.len(), 2);
+        kunit_ensure_eq!((mid[0].logical, mid[0].flags), (4 * K4, UNWRITTEN));
+        kunit_ensure_eq!((mid[1].logical, mid[1].flags), (5 * K4, DELALLOC | UNKNOWN));
         // A full buffer stops the walk.
-        assert_eq!(fiemap_of(&f, 10 * K4, 0, u64::MAX, &dirty, 2)?.len(), 2);
+        kunit_ensure_eq!(fiemap_of(&f, 10 * K4, 0, u64::MAX, &dirty, 2)?.len(), 2);
         Ok(())
     }
 
@@ -1244,13 +1376,13 @@ mod tests {
         // extent, however the cache holds them.
         write_through(&f, &d, 0, 2, 1)?;
         write_through(&f, &d, 2 * K4, 2, 2)?;
-        assert_eq!(f.map.records().lock().iter().count(), 2);
+        kunit_ensure_eq!(f.map.with_records(|r| r.iter().count()), 2);
         let one = fiemap_of(&f, 4 * K4, 0, u64::MAX, &[], 100)?;
         f.map.cache().tree().drop_all();
         let again = fiemap_of(&f, 4 * K4, 0, u64::MAX, &[], 100)?;
         for fes in [&one, &again] {
-            assert_eq!(fes.len(), 1);
-            assert_eq!((fes[0].len, fes[0].flags), (4 * K4, fiemap_flags::LAST));
+            kunit_ensure_eq!(fes.len(), 1);
+            kunit_ensure_eq!((fes[0].len, fes[0].flags), (4 * K4, fiemap_flags::LAST));
         }
         Ok(())
     }
@@ -1272,16 +1404,16 @@ mod tests {
                     .map(|&(s, e)| (s.max(from), e.min(to)))
             })
         };
-        assert_eq!(outcome(seek(0, true))?, Ok(K4));
-        assert_eq!(outcome(seek(K4 + 10, true))?, Ok(K4 + 10));
-        assert_eq!(outcome(seek(2 * K4, true))?, Ok(6 * K4));
-        assert_eq!(outcome(seek(0, false))?, Ok(0));
-        assert_eq!(outcome(seek(K4, false))?, Ok(2 * K4));
-        assert_eq!(outcome(seek(6 * K4, false))?, Ok(7 * K4));
-        assert_eq!(refusal(seek(7 * K4, true))?, Some(ENXIO));
-        assert_eq!(outcome(seek(7 * K4, false))?, Ok(7 * K4));
-        assert_eq!(refusal(seek(size, true))?, Some(ENXIO));
-        assert_eq!(refusal(seek(size, false))?, Some(ENXIO));
+        kunit_ensure_eq!(outcome(seek(0, true))?, Ok(K4));
+        kunit_ensure_eq!(outcome(seek(K4 + 10, true))?, Ok(K4 + 10));
+        kunit_ensure_eq!(outcome(seek(2 * K4, true))?, Ok(6 * K4));
+        kunit_ensure_eq!(outcome(seek(0, false))?, Ok(0));
+        kunit_ensure_eq!(outcome(seek(K4, false))?, Ok(2 * K4));
+        kunit_ensure_eq!(outcome(seek(6 * K4, false))?, Ok(7 * K4));
+        kunit_ensure_eq!(refusal(seek(7 * K4, true))?, Some(ENXIO));
+        kunit_ensure_eq!(outcome(seek(7 * K4, false))?, Ok(7 * K4));
+        kunit_ensure_eq!(refusal(seek(size, true))?, Some(ENXIO));
+        kunit_ensure_eq!(refusal(seek(size, false))?, Some(ENXIO));
         Ok(())
     }
 }
