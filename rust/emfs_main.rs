@@ -27,10 +27,7 @@ use kernel::{
     },
     new_mutex,
     prelude::*,
-    sync::{
-        Arc,
-        Mutex, //
-    },
+    sync::Mutex,
     uaccess::UserSliceReader,
 };
 
@@ -65,7 +62,9 @@ struct Emfs {
     _bench: Pin<KBox<File<Mutex<bench::BenchResults>>>>,
     _bench_shrinker: Pin<KBox<File<Mutex<bench::ShrinkResults>>>>,
     _debugfs: Dir,
-    _proc_root: Arc<glue::proc::ProcDir>,
+    /// `/proc/fs/emfs`, where owners of extent maps make their directories
+    /// (`EmOwnerRegistration` finds it through `ModuleProcDir::get`).
+    _proc_root: glue::proc::ModuleProcDir,
 }
 
 /// Shows a benchmark's last results.
@@ -121,7 +120,8 @@ fn show_check(_: &(), f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
 
 impl kernel::Module for Emfs {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let proc_root = glue::proc::ProcDir::new(c"fs/emfs", None)?;
+        let proc_root =
+            glue::proc::ModuleProcDir::publish(glue::proc::ProcDir::new(c"fs/emfs", None)?)?;
         let debugfs = Dir::new(c"emfs");
         let bench = KBox::pin_init(
             debugfs.read_write_callback_file(
