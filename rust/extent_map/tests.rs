@@ -8,7 +8,12 @@
 //! ranges (a table), merging (a matrix of what forbids a merge), the
 //! accounting, allocation failure and concurrent use. Every case ends with
 //! [`Fixture::finish`], which drops the tree and checks that no map leaked
-//! and the owner's counters are back to zero.
+//! and the owner's counters are back to zero. Checks return an error
+//! ([`kunit_ensure!`]) rather than assert, so that a failing one never
+//! leaves a tree lock held (a statement such as
+//! `check(tree.read().nr_cached())` holds the read lock while it runs).
+//!
+//! [`kunit_ensure!`]: crate::glue::kunit::kunit_ensure
 
 #[kernel::macros::kunit_tests(emfs_extent_map)]
 mod cases {
@@ -18,6 +23,10 @@ mod cases {
             fault_injection_active,
             refusal,
             FailAllocs, //
+        },
+        kunit::{
+            kunit_ensure,
+            kunit_ensure_eq, //
         },
         workqueue::system_dfl, //
     };
@@ -282,8 +291,8 @@ mod cases {
         f.add(regular(K16, K4, K32))?;
         // Adding [0, 8K) for a read of [0, 8K) returns [0, 16K).
         let em = f.add_em(regular(0, K8, 0), 0, K8)?;
-        assert_eq!((em.start(), em.end()), (0, K16));
-        assert_eq!((em.disk_bytenr(), em.disk_num_bytes()), (0, K16));
+        kunit_ensure_eq!((em.start(), em.end()), (0, K16));
+        kunit_ensure_eq!((em.disk_bytenr(), em.disk_num_bytes()), (0, K16));
         f.expect(&[(0, K16), (K16, K4)])?;
         drop(em);
         f.finish()
@@ -307,7 +316,7 @@ mod cases {
         f.add(inline)?;
         f.add(regular(K4, K4, K4))?;
         let em = f.add(inline)?;
-        assert_eq!(
+        kunit_ensure_eq!(
             (em.start(), em.end(), em.disk_bytenr()),
             (0, K4, EXTENT_MAP_INLINE)
         );
@@ -335,8 +344,8 @@ mod cases {
             f.add(regular(K4, K4, K4))?;
             let em = f.add_em(regular(0, K16, 0), start, K4)?;
             // The bytes of em are contiguous, so block_start equals start.
-            assert!(start >= em.start() && start + K4 <= em.end());
-            assert_eq!(em.start(), em.block_start());
+            kunit_ensure!(start >= em.start() && start + K4 <= em.end());
+            kunit_ensure_eq!(em.start(), em.block_start());
             drop(em);
             f.finish()?;
         }
@@ -372,7 +381,7 @@ mod cases {
             f.add(regular(0, K8, 0))?;
             f.add(regular(K8, 24 * K1, K16))?;
             let em = f.add_em(regular(0, K32, 0), start, K4)?;
-            assert!(start >= em.start() && start + K4 <= em.end());
+            kunit_ensure!(start >= em.start() && start + K4 <= em.end());
             drop(em);
             f.finish()?;
         }
@@ -449,7 +458,7 @@ mod cases {
             0,
             K8,
         )?;
-        assert_eq!((em.start(), em.len()), (0, K4));
+        kunit_ensure_eq!((em.start(), em.len()), (0, K4));
         f.expect(&[(0, K4), (K4, K4)])?;
         drop(em);
         f.finish()
@@ -478,13 +487,13 @@ mod cases {
         f.tree.drop_range(0, 36 * K1 - 1, true);
 
         let em = f.tree.lookup(0, K16).ok_or(ENOENT)?;
-        assert_eq!((em.start(), em.len()), (0, K16));
+        kunit_ensure_eq!((em.start(), em.len()), (0, K16));
         drop(em);
-        assert!(f.tree.lookup(K16, K16).is_none());
+        kunit_ensure!(f.tree.lookup(K16, K16).is_none());
         let em = f.tree.lookup(K32, K16).ok_or(ENOENT)?;
-        assert_eq!((em.start(), em.len()), (36 * K1, 12 * K1));
-        assert_eq!(em.block_start(), K32 + K4);
-        assert!(f.tree.lookup(48 * K1, u64::MAX).is_none());
+        kunit_ensure_eq!((em.start(), em.len()), (36 * K1, 12 * K1));
+        kunit_ensure_eq!(em.block_start(), K32 + K4);
+        kunit_ensure!(f.tree.lookup(48 * K1, u64::MAX).is_none());
         drop(em);
 
         // Unpin the extent so that it can be removed.
@@ -510,7 +519,7 @@ mod cases {
         let mut second = compressed(108 * K1, 36 * K1, 0);
         second.ram_bytes = 36 * K1;
         let em = f.add_em(second, 140 * K1, K4)?;
-        assert_eq!(
+        kunit_ensure_eq!(
             (em.start(), em.len(), em.offset()),
             (128 * K1, K16, 20 * K1)
         );
@@ -530,7 +539,7 @@ mod cases {
             (0, K64),
         ] {
             let pm = PreparedMap::new(regular(start, len, K64))?;
-            assert_eq!(f.tree.add(pm, false).err(), Some(EEXIST));
+            kunit_ensure_eq!(f.tree.add(pm, false).err(), Some(EEXIST));
         }
         // Adjacent on both sides is fine.
         f.add_plain(regular(K8, K8, K64), false)?;
@@ -574,12 +583,12 @@ mod cases {
             },
         ];
         for info in bad {
-            assert_eq!(f.add_error(info)?, Some(EINVAL));
+            kunit_ensure_eq!(f.add_error(info)?, Some(EINVAL));
         }
         // Added as modified, but prepared without room in the set of
         // modified extents.
         let pm = PreparedMap::new(regular(0, K4, 0))?;
-        assert_eq!(f.tree.add(pm, true).err(), Some(EINVAL));
+        kunit_ensure_eq!(f.tree.add(pm, true).err(), Some(EINVAL));
         f.expect(&[])?;
         f.finish()
     }
@@ -590,7 +599,7 @@ mod cases {
         f.add(regular(0, K4, 0))?;
         {
             let _fail = FailAllocs::arm(1, 1);
-            assert_eq!(PreparedMap::new(regular(K8, K4, K8)).err(), Some(ENOMEM));
+            kunit_ensure_eq!(PreparedMap::new(regular(K8, K4, K8)).err(), Some(ENOMEM));
         }
         // The tree is untouched and usable.
         f.add(regular(K8, K4, K8))?;
@@ -601,23 +610,23 @@ mod cases {
     #[test]
     fn lookup_is_strict_search_is_not() -> Result {
         let f = Fixture::new()?;
-        assert!(f.tree.lookup(0, K4).is_none());
-        assert!(f.tree.search(0, K4).is_none());
+        kunit_ensure!(f.tree.lookup(0, K4).is_none());
+        kunit_ensure!(f.tree.search(0, K4).is_none());
         f.add(regular(K8, K8, 0))?;
         f.add(regular(K32, K8, K64))?;
         // Inside, and overlapping the start of, a map.
-        assert_eq!(f.tree.lookup(K8 + K4, K1).map(|e| e.start()), Some(K8));
-        assert_eq!(f.tree.lookup(K4, K8).map(|e| e.start()), Some(K8));
+        kunit_ensure_eq!(f.tree.lookup(K8 + K4, K1).map(|e| e.start()), Some(K8));
+        kunit_ensure_eq!(f.tree.lookup(K4, K8).map(|e| e.start()), Some(K8));
         // In the gap: lookup finds nothing, search the next map.
-        assert!(f.tree.lookup(K16, K8).is_none());
-        assert_eq!(f.tree.search(K16, K8).map(|e| e.start()), Some(K32));
+        kunit_ensure!(f.tree.lookup(K16, K8).is_none());
+        kunit_ensure_eq!(f.tree.search(K16, K8).map(|e| e.start()), Some(K32));
         // Before the first map: the next one.
-        assert_eq!(f.tree.search(0, K4).map(|e| e.start()), Some(K8));
+        kunit_ensure_eq!(f.tree.search(0, K4).map(|e| e.start()), Some(K8));
         // After the last map: the last one.
-        assert_eq!(f.tree.search(K64, K4).map(|e| e.start()), Some(K32));
-        assert!(f.tree.lookup(K64, K4).is_none());
+        kunit_ensure_eq!(f.tree.search(K64, K4).map(|e| e.start()), Some(K32));
+        kunit_ensure!(f.tree.lookup(K64, K4).is_none());
         // A range to the end of the address space does not wrap.
-        assert_eq!(f.tree.lookup(K16, u64::MAX).map(|e| e.start()), Some(K32));
+        kunit_ensure_eq!(f.tree.lookup(K16, u64::MAX).map(|e| e.start()), Some(K32));
         f.finish()
     }
 
@@ -628,8 +637,8 @@ mod cases {
         let em = f.tree.lookup(0, K4).ok_or(ENOENT)?;
         // The map goes from the tree, the holder's copy stays intact.
         f.tree.drop_range(0, K8 - 1, false);
-        assert!(f.tree.lookup(0, K4).is_none());
-        assert_eq!((em.start(), em.len(), em.disk_bytenr()), (0, K8, 0));
+        kunit_ensure!(f.tree.lookup(0, K4).is_none());
+        kunit_ensure_eq!((em.start(), em.len(), em.disk_bytenr()), (0, K8, 0));
         drop(em);
         f.finish()
     }
@@ -641,10 +650,10 @@ mod cases {
         let _ = f.tree.lookup(K8, K4);
         let _ = f.tree.lookup(0, K4);
         let _ = f.tree.lookup(K4, K8);
-        assert_eq!(f.counters.lookups.load(Relaxed), 3);
+        kunit_ensure_eq!(f.counters.lookups.load(Relaxed), 3);
         // Only the first covered its start; the others miss.
-        assert_eq!(f.counters.hits.load(Relaxed), 1);
-        assert_eq!(f.counters.misses.load(Relaxed), 2);
+        kunit_ensure_eq!(f.counters.hits.load(Relaxed), 1);
+        kunit_ensure_eq!(f.counters.misses.load(Relaxed), 2);
         f.finish()
     }
 
@@ -655,16 +664,16 @@ mod cases {
         let b = f.add(compressed(K8, K4, K4))?;
         let c = f.add(compressed(K16, K4, K8))?;
         let inner = f.tree.read();
-        assert!(inner.prev(&a).is_none());
-        assert_eq!(inner.next(&a).map(|e| e.start()), Some(K8));
-        assert_eq!(inner.prev(&b).map(|e| e.start()), Some(0));
-        assert_eq!(inner.next(&b).map(|e| e.start()), Some(K16));
-        assert!(inner.next(&c).is_none());
+        kunit_ensure!(inner.prev(&a).is_none());
+        kunit_ensure_eq!(inner.next(&a).map(|e| e.start()), Some(K8));
+        kunit_ensure_eq!(inner.prev(&b).map(|e| e.start()), Some(0));
+        kunit_ensure_eq!(inner.next(&b).map(|e| e.start()), Some(K16));
+        kunit_ensure!(inner.next(&c).is_none());
         drop(inner);
         // A map no longer in the tree has no neighbours.
         f.tree.write().remove(&b)?;
-        assert!(f.tree.read().next(&b).is_none());
-        assert!(f.tree.read().prev(&b).is_none());
+        kunit_ensure!(f.tree.read().next(&b).is_none());
+        kunit_ensure!(f.tree.read().prev(&b).is_none());
         drop((a, b, c));
         f.finish()
     }
@@ -674,9 +683,9 @@ mod cases {
         let f = Fixture::new()?;
         let em = f.add(regular(0, K4, 0))?;
         let pin = f.add(pinned(regular(K8, K4, K8)))?;
-        assert_eq!(f.tree.write().remove(&pin).err(), Some(EBUSY));
+        kunit_ensure_eq!(f.tree.write().remove(&pin).err(), Some(EBUSY));
         f.tree.write().remove(&em)?;
-        assert_eq!(f.tree.write().remove(&em).err(), Some(ENOENT));
+        kunit_ensure_eq!(f.tree.write().remove(&em).err(), Some(ENOENT));
         f.expect(&[(K8, K4)])?;
         f.check_accounting()?;
         f.tree.unpin(K8, K4, 1)?;
@@ -690,24 +699,24 @@ mod cases {
         let cur = f.add(compressed(0, K8, 0))?;
         let pm = PreparedMap::new_modified(regular(0, K8, K32))?;
         let new = f.tree.write().replace(&cur, pm, true)?;
-        assert_eq!(new.disk_bytenr(), K32);
-        assert!(f.tree.read().is_modified(&new));
-        assert!(!f.tree.read().contains(&cur));
+        kunit_ensure_eq!(new.disk_bytenr(), K32);
+        kunit_ensure!(f.tree.read().is_modified(&new));
+        kunit_ensure!(!f.tree.read().contains(&cur));
         // `cur` is gone: ENOENT.
         let pm = PreparedMap::new(regular(0, K8, 0))?;
         let ret = f.tree.write().replace(&cur, pm, false);
-        assert_eq!(ret.err(), Some(ENOENT));
+        kunit_ensure_eq!(ret.err(), Some(ENOENT));
         // A pinned map cannot be replaced: EBUSY.
         let pin = f.add(pinned(regular(K16, K4, K64)))?;
         let pm = PreparedMap::new(regular(K16, K4, 0))?;
         let ret = f.tree.write().replace(&pin, pm, false);
-        assert_eq!(ret.err(), Some(EBUSY));
+        kunit_ensure_eq!(ret.err(), Some(EBUSY));
         // A replacement overlapping another map fails and leaves `new` in place.
         let pm = PreparedMap::new(regular(0, K32, 0))?;
         let ret = f.tree.write().replace(&new, pm, false);
-        assert_eq!(ret.err(), Some(EEXIST));
-        assert!(f.tree.read().contains(&new));
-        assert!(f.tree.read().is_modified(&new));
+        kunit_ensure_eq!(ret.err(), Some(EEXIST));
+        kunit_ensure!(f.tree.read().contains(&new));
+        kunit_ensure!(f.tree.read().is_modified(&new));
         f.check_accounting()?;
         f.tree.unpin(K16, K4, 1)?;
         drop((cur, new, pin));
@@ -721,8 +730,8 @@ mod cases {
         let b = f.add_plain(regular(K4, K4, K4), true)?;
         // Adjacent on disk, but listed maps do not merge.
         f.expect(&[(0, K4), (K4, K4)])?;
-        assert_eq!(f.tree.read().nr_modified(), 2);
-        assert!(f.tree.read().is_modified(&a) && f.tree.read().is_modified(&b));
+        kunit_ensure_eq!(f.tree.read().nr_modified(), 2);
+        kunit_ensure!(f.tree.read().is_modified(&a) && f.tree.read().is_modified(&b));
         f.check_accounting()?;
         drop((a, b));
         f.finish()
@@ -736,18 +745,18 @@ mod cases {
         f.add(regular(K8, K4, K8))?;
         // Pinned maps do not merge.
         f.expect(&[(0, K4), (K4, K4), (K8, K4)])?;
-        assert_eq!(f.counters.evictable(), 2);
+        kunit_ensure_eq!(f.counters.evictable(), 2);
         f.tree.unpin(K4, K4, 7)?;
         f.expect(&[(0, 3 * K4)])?;
         let em = f.tree.lookup(0, K4).ok_or(ENOENT)?;
-        assert_eq!(em.generation(), 7);
-        assert!(em.flags().contains(EmFlags::MERGED));
-        assert!(!em.is_pinned());
-        assert_eq!(
+        kunit_ensure_eq!(em.generation(), 7);
+        kunit_ensure!(em.flags().contains(EmFlags::MERGED));
+        kunit_ensure!(!em.is_pinned());
+        kunit_ensure_eq!(
             (em.disk_bytenr(), em.disk_num_bytes(), em.offset()),
             (0, 3 * K4, 0)
         );
-        assert_eq!(f.counters.evictable(), 1);
+        kunit_ensure_eq!(f.counters.evictable(), 1);
         drop(em);
         f.finish()
     }
@@ -763,7 +772,7 @@ mod cases {
             f.tree.unpin(K4, K4, 3)?;
         }
         f.expect(&[(0, K4), (K4, K4)])?;
-        assert_eq!(f.tree.read().nr_pinned(), 0);
+        kunit_ensure_eq!(f.tree.read().nr_pinned(), 0);
         f.finish()
     }
 
@@ -772,10 +781,10 @@ mod cases {
         let f = Fixture::new()?;
         f.add(pinned(regular(K8, K8, 0)))?;
         // Nothing there: ENOENT.
-        assert_eq!(f.tree.unpin(K32, K4, 1).err(), Some(ENOENT));
+        kunit_ensure_eq!(f.tree.unpin(K32, K4, 1).err(), Some(ENOENT));
         // A map there, but not starting at `start`: EUCLEAN.
-        assert_eq!(f.tree.unpin(K8 + K4, K4, 1).err(), Some(EUCLEAN));
-        assert_eq!(f.tree.read().nr_pinned(), 1);
+        kunit_ensure_eq!(f.tree.unpin(K8 + K4, K4, 1).err(), Some(EUCLEAN));
+        kunit_ensure_eq!(f.tree.read().nr_pinned(), 1);
         f.tree.unpin(K8, K8, 1)?;
         f.finish()
     }
@@ -786,12 +795,12 @@ mod cases {
         f.add_plain(regular(0, K4, 0), true)?;
         f.add_plain(regular(K4, K4, K4), true)?;
         let mut logged = f.tree.write().take_modified();
-        assert_eq!(logged.len(), 2);
-        assert_eq!(f.tree.read().nr_modified(), 0);
-        assert_eq!(f.counters.modified(), 0);
+        kunit_ensure_eq!(logged.len(), 2);
+        kunit_ensure_eq!(f.tree.read().nr_modified(), 0);
+        kunit_ensure_eq!(f.counters.modified(), 0);
         let mut ems = KVec::new();
         while let Some(em) = logged.pop_first() {
-            assert!(em.flags().contains(EmFlags::LOGGING));
+            kunit_ensure!(em.flags().contains(EmFlags::LOGGING));
             ems.push(em, GFP_KERNEL)?;
         }
         // While logging, still unmerged.
@@ -810,8 +819,8 @@ mod cases {
         // A hole to the last block of the address space, then its neighbour.
         f.add(ExtentMapInfo::hole(K4, 0u64.wrapping_sub(2 * K4)))?;
         let em = f.add(ExtentMapInfo::hole(0, K4))?;
-        assert_eq!((em.start(), em.len()), (0, 0u64.wrapping_sub(K4)));
-        assert_eq!(em.end(), 0u64.wrapping_sub(K4));
+        kunit_ensure_eq!((em.start(), em.len()), (0, 0u64.wrapping_sub(K4)));
+        kunit_ensure_eq!(em.end(), 0u64.wrapping_sub(K4));
         drop(em);
         f.finish()
     }
@@ -823,14 +832,14 @@ mod cases {
             disk_bytenr: EXTENT_MAP_DELALLOC,
             ..ExtentMapInfo::hole(start, len)
         };
-        assert!(!delalloc(0, K4).on_disk());
+        kunit_ensure!(!delalloc(0, K4).on_disk());
         f.add(delalloc(0, K4))?;
         f.add(delalloc(K4, K4))?;
         // A hole next to them is another sentinel: no merge.
         f.add(ExtentMapInfo::hole(K8, K4))?;
         f.expect(&[(0, K8), (K8, K4)])?;
         let em = f.tree.search(K4, 1).ok_or(ENOENT)?;
-        assert_eq!(em.disk_bytenr(), EXTENT_MAP_DELALLOC);
+        kunit_ensure_eq!(em.disk_bytenr(), EXTENT_MAP_DELALLOC);
         drop(em);
         f.finish()
     }
@@ -844,9 +853,9 @@ mod cases {
         let em = logged.pop_first().ok_or(ENOENT)?;
         // Tree b holds no lock over a's map: nothing happens.
         b.tree.clear_logging(&em);
-        assert!(em.is_logging());
+        kunit_ensure!(em.is_logging());
         a.tree.clear_logging(&em);
-        assert!(!em.is_logging());
+        kunit_ensure!(!em.is_logging());
         a.check_accounting()?;
         drop(em);
         a.finish()?;
@@ -862,20 +871,20 @@ mod cases {
             f.add_plain(info, i % 2 == 0)?;
         }
         let c = f.tree.read().check();
-        assert_eq!((c.cached, c.pinned, c.modified, c.logging), (16, 4, 8, 0));
-        assert_eq!(c.problems, 0);
+        kunit_ensure_eq!((c.cached, c.pinned, c.modified, c.logging), (16, 4, 8, 0));
+        kunit_ensure_eq!(c.problems, 0);
         // A count that drifted from the maps is found; so is a map marked
         // modified that is not on the list.
         f.tree.write().nr_pinned += 1;
-        assert_eq!(f.tree.read().check().problems, 1);
+        kunit_ensure_eq!(f.tree.read().check().problems, 1);
         f.tree.write().nr_pinned -= 1;
         let listed = f.tree.lookup(2 * K8, K4).ok_or(ENOENT)?;
         let node = f.tree.write().list_del(&listed).ok_or(ENOENT)?;
         listed.set_listed(true);
-        assert_eq!(f.tree.read().check().problems, 1);
+        kunit_ensure_eq!(f.tree.read().check().problems, 1);
         listed.set_listed(false);
         f.tree.write().list_add(listed, node);
-        assert_eq!(f.tree.read().check().problems, 0);
+        kunit_ensure_eq!(f.tree.read().check().problems, 0);
         f.unpin_all()?;
         f.finish()
     }
@@ -889,12 +898,12 @@ mod cases {
             f.add_plain(info, i % 2 == 0)?;
         }
         let logged = f.tree.write().take_modified();
-        assert_eq!(f.tree.read().nr_cached(), 64);
+        kunit_ensure_eq!(f.tree.read().nr_cached(), 64);
         f.check_accounting()?;
         f.tree.drop_all();
         f.expect(&[])?;
-        assert_eq!(f.counters.cached(), 0);
-        assert_eq!(f.counters.pinned(), 0);
+        kunit_ensure_eq!(f.counters.cached(), 0);
+        kunit_ensure_eq!(f.counters.pinned(), 0);
         drop(logged);
         f.finish()
     }
@@ -1029,31 +1038,31 @@ mod cases {
         if maps.len() != 4 && fault_injection_active() {
             return Err(ENOMEM);
         }
-        assert_eq!(maps.len(), 4);
+        kunit_ensure_eq!(maps.len(), 4);
         // Front split keeps the offset; back split moves it by the cut.
-        assert_eq!((maps[0].start, maps[0].len, maps[0].offset), (0, K4, K4));
-        assert_eq!(
+        kunit_ensure_eq!((maps[0].start, maps[0].len, maps[0].offset), (0, K4, K4));
+        kunit_ensure_eq!(
             (maps[1].start, maps[1].len, maps[1].offset),
             (K8, K8, K4 + K8)
         );
         for m in &maps[..2] {
-            assert_eq!(
+            kunit_ensure_eq!(
                 (m.disk_bytenr, m.disk_num_bytes, m.ram_bytes, m.generation),
                 (K64, K32, K32, 5)
             );
         }
         // Both halves stay on the list of modified extents.
-        assert_eq!(nr_modified, 2);
+        kunit_ensure_eq!(nr_modified, 2);
         // Hole splits have no disk bytes and ram_bytes equal to their length.
-        assert_eq!(
+        kunit_ensure_eq!(
             (maps[2].start, maps[2].len, maps[2].disk_bytenr),
             (K16, K4, EXTENT_MAP_HOLE)
         );
-        assert_eq!(
+        kunit_ensure_eq!(
             (maps[3].start, maps[3].len, maps[3].ram_bytes),
             (K16 + K8, K8, K8)
         );
-        assert!(!full_sync);
+        kunit_ensure!(!full_sync);
         drop(maps);
         f.finish()
     }
@@ -1070,15 +1079,15 @@ mod cases {
         }
         // The modified map went whole, and fsync must not trust the list.
         f.expect(&[(K32, K16)])?;
-        assert!(f.tree.read().needs_full_sync());
-        assert!(f.tree.write().clear_full_sync());
+        kunit_ensure!(f.tree.read().needs_full_sync());
+        kunit_ensure!(f.tree.write().clear_full_sync());
         // An unmodified map going whole needs no full sync.
         {
             let _fail = FailAllocs::arm(1, 2);
             f.tree.drop_range(K32 + K4, K32 + K8 - 1, false);
         }
         f.expect(&[])?;
-        assert!(!f.tree.read().needs_full_sync());
+        kunit_ensure!(!f.tree.read().needs_full_sync());
         f.finish()
     }
 
@@ -1093,7 +1102,7 @@ mod cases {
             f.tree.drop_range(K4, K8 - 1, false);
         }
         f.expect(&[(0, K4)])?;
-        assert!(f.tree.read().needs_full_sync());
+        kunit_ensure!(f.tree.read().needs_full_sync());
         f.finish()
     }
 
@@ -1115,9 +1124,9 @@ mod cases {
         let em = f
             .tree
             .replace_range(PreparedMap::new_modified(regular(K4, K16, K64))?, true)?;
-        assert_eq!((em.start(), em.len(), em.disk_bytenr()), (K4, K16, K64));
+        kunit_ensure_eq!((em.start(), em.len(), em.disk_bytenr()), (K4, K16, K64));
         f.expect(&[(0, K4), (K4, K16), (K16 + K4, K4)])?;
-        assert!(f.tree.read().is_modified(&em));
+        kunit_ensure!(f.tree.read().is_modified(&em));
         drop(em);
         f.finish()
     }
@@ -1129,8 +1138,8 @@ mod cases {
         f.tree.split(K16, K16, K4, K32)?;
         let maps = f.snapshot()?;
         let inner = f.tree.read();
-        assert_eq!(maps.len(), 2);
-        assert_eq!(
+        kunit_ensure_eq!(maps.len(), 2);
+        kunit_ensure_eq!(
             (
                 maps[0].start,
                 maps[0].len,
@@ -1139,7 +1148,7 @@ mod cases {
             ),
             (K16, K4, K32, K4)
         );
-        assert_eq!(
+        kunit_ensure_eq!(
             (
                 maps[1].start,
                 maps[1].len,
@@ -1148,11 +1157,11 @@ mod cases {
             ),
             (K16 + K4, K16 - K4, K64 + K4, K16 - K4)
         );
-        assert!(maps
+        kunit_ensure!(maps
             .iter()
             .all(|m| m.flags.contains(EmFlags::PINNED) && m.offset == 0));
-        assert_eq!(inner.nr_modified(), 2);
-        assert_eq!(inner.nr_pinned(), 2);
+        kunit_ensure_eq!(inner.nr_modified(), 2);
+        kunit_ensure_eq!(inner.nr_pinned(), 2);
         drop(inner);
         drop(maps);
         f.tree.unpin(K16, K4, 1)?;
@@ -1164,20 +1173,20 @@ mod cases {
     fn split_errors() -> Result {
         let f = Fixture::new()?;
         // No map: EIO.
-        assert_eq!(refusal(f.tree.split(0, K16, K4, K32))?, Some(EIO));
+        kunit_ensure_eq!(refusal(f.tree.split(0, K16, K4, K32))?, Some(EIO));
         // Not pinned: EINVAL; pre outside the map: EINVAL.
         f.add_plain(regular(0, K16, K64), true)?;
-        assert_eq!(f.tree.split(0, K16, K4, K32).err(), Some(EINVAL));
+        kunit_ensure_eq!(f.tree.split(0, K16, K4, K32).err(), Some(EINVAL));
         f.add_plain(pinned(regular(K32, K16, 2 * K64)), true)?;
-        assert_eq!(f.tree.split(K32, K16, 0, K32).err(), Some(EINVAL));
-        assert_eq!(f.tree.split(K32, K16, K16, K32).err(), Some(EINVAL));
+        kunit_ensure_eq!(f.tree.split(K32, K16, 0, K32).err(), Some(EINVAL));
+        kunit_ensure_eq!(f.tree.split(K32, K16, K16, K32).err(), Some(EINVAL));
         // Allocation failure: ENOMEM, tree untouched.
         {
             let _fail = FailAllocs::arm(1, 1);
-            assert_eq!(f.tree.split(K32, K16, K4, K64).err(), Some(ENOMEM));
+            kunit_ensure_eq!(f.tree.split(K32, K16, K4, K64).err(), Some(ENOMEM));
         }
         f.expect(&[(0, K16), (K32, K16)])?;
-        assert_eq!(f.tree.read().nr_pinned(), 1);
+        kunit_ensure_eq!(f.tree.read().nr_pinned(), 1);
         f.tree.unpin(K32, K16, 1)?;
         f.finish()
     }
@@ -1351,8 +1360,8 @@ mod cases {
         };
         f.add(extent(0, K4))?;
         let em = f.add(extent(K4, K8))?;
-        assert_eq!((em.start(), em.len()), (0, K8));
-        assert_eq!(
+        kunit_ensure_eq!((em.start(), em.len()), (0, K8));
+        kunit_ensure_eq!(
             (
                 em.disk_bytenr(),
                 em.disk_num_bytes(),
@@ -1377,8 +1386,8 @@ mod cases {
             ram_bytes: K8,
             ..ExtentMapInfo::default()
         })?;
-        assert_eq!((em.start(), em.len()), (0, K8));
-        assert_eq!(
+        kunit_ensure_eq!((em.start(), em.len()), (0, K8));
+        kunit_ensure_eq!(
             (
                 em.disk_bytenr(),
                 em.disk_num_bytes(),
@@ -1397,9 +1406,9 @@ mod cases {
         f.add(regular(0, K4, 0))?;
         f.add(regular(K8, K4, K8))?;
         let em = f.add(regular(K4, K4, K4))?;
-        assert_eq!((em.start(), em.len(), em.generation()), (0, 3 * K4, 0));
+        kunit_ensure_eq!((em.start(), em.len(), em.generation()), (0, 3 * K4, 0));
         f.expect(&[(0, 3 * K4)])?;
-        assert_eq!(f.counters.merges.load(Relaxed), 2);
+        kunit_ensure_eq!(f.counters.merges.load(Relaxed), 2);
         drop(em);
         f.finish()
     }
@@ -1426,7 +1435,7 @@ mod cases {
             f.check_accounting()?;
         }
         drop(pins);
-        assert_eq!(f.counters.evictable(), f.counters.cached());
+        kunit_ensure_eq!(f.counters.evictable(), f.counters.cached());
         f.finish()
     }
 
@@ -1557,7 +1566,7 @@ mod cases {
         writer.done.wait_for_completion();
         for reader in readers.iter() {
             reader.done.wait_for_completion();
-            assert_eq!(reader.errors.load(Relaxed), 0);
+            kunit_ensure_eq!(reader.errors.load(Relaxed), 0);
         }
         drop(readers);
 
@@ -1567,17 +1576,17 @@ mod cases {
             let mut prev_end = 0;
             let mut cached = 0;
             for em in inner.iter() {
-                assert!(em.start() >= prev_end);
+                kunit_ensure!(em.start() >= prev_end);
                 prev_end = em.end();
                 cached += 1;
             }
-            assert_eq!(cached, inner.nr_cached());
-            assert_eq!(counters.cached(), cached as i64);
+            kunit_ensure_eq!(cached, inner.nr_cached());
+            kunit_ensure_eq!(counters.cached(), cached as i64);
         }
         writer.tree.drop_all();
         drop(writer);
-        assert_eq!(live_maps(), live_at_start);
-        assert_eq!(counters.cached(), 0);
+        kunit_ensure_eq!(live_maps(), live_at_start);
+        kunit_ensure_eq!(counters.cached(), 0);
         Ok(())
     }
 }

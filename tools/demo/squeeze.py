@@ -5,7 +5,7 @@
 It allocates anonymous memory 2 MiB at a time until the kernel
 has been reclaiming (/proc/vmstat pgsteal or slabs_scanned growing: kswapd
 or direct reclaim, which call the shrinkers in proportion to the page
-cache they reclaim) for 48 more steps, or until MemAvailable would fall
+cache they reclaim) for 48 more steps (or as many as its argument says), or until MemAvailable would fall
 under 32 MiB; holds it for half a second; exits. The test guest has no
 swap: give it clean page cache to reclaim (pressure.sh writes a ballast
 file, and runs this once per round) and the floor keeps the OOM killer
@@ -38,11 +38,11 @@ def reclaimed(v):
     return v["pgsteal_kswapd"] + v["pgsteal_direct"]
 
 
-def squeeze():
+def squeeze(steps_reclaiming=STEPS_RECLAIMING):
     before = vmstat()
     start = time.monotonic()
     held, steps = [], 0
-    while meminfo("MemAvailable") > FLOOR + STEP and steps <= STEPS_RECLAIMING:
+    while meminfo("MemAvailable") > FLOOR + STEP and steps <= steps_reclaiming:
         now = vmstat()
         if now["slabs_scanned"] > before["slabs_scanned"] or \
            reclaimed(now) > reclaimed(before):
@@ -59,4 +59,4 @@ def squeeze():
 
 
 if __name__ == "__main__":
-    squeeze()
+    squeeze(*(int(a) for a in sys.argv[1:2]))

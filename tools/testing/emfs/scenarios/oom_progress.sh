@@ -1,0 +1,77 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Forward progress near OOM: fill the extent map cache until its slab
+# memory is over half of what the guest has available (several hundred
+# MiB in the 1 GiB guest: a synthetic owner, sized from a trial fill, since
+# what a map costs depends on the kernel's debugging options), then a
+# process allocates anonymous memory until only what the cache holds would
+# be left: MemAvailable plus three quarters of the cache's slab memory.
+# The guest has no swap, so that memory can only come from the shrinker.
+#
+# What it must show: the process gets its memory and finishes, no OOM kill
+# happens while evictable maps remain, and the cache shrinks by at least
+# what was asked of it. The figures are reported: maps before and after,
+# the time, any OOM line.
+#
+# emfs-scenario: mem=1G
+# emfs-scenario: timeout=400
+
+set -u
+. "${0%/*}/../lib.sh"
+
+meminfo() { awk -v k="$1:" '$1 == k { print $2 }' /proc/meminfo; }
+
+insmod "$EMFS_KO" || exit 1
+syn=/sys/kernel/debug/emfs/synthetic
+# The trial: 100,000 maps, and what they cost in slab memory.
+slab0=$(meminfo Slab)
+check "trial fill" sh -c "echo '10 10000' >$syn"
+per_map=$((($(meminfo Slab) - slab0) * 1024 / 100000))
+[ "$per_map" -gt 0 ] || per_map=128
+echo "0 0" >"$syn"
+# The fill: maps for 60% of what is available, in inodes of 10,000.
+avail_kb=$(meminfo MemAvailable)
+inodes=$((avail_kb * 1024 * 6 / 10 / per_map / 10000))
+slab0=$(meminfo Slab)
+start=$(date +%s)
+check "fill the cache with $inodes inodes of 10,000 maps ($per_map bytes each)" \
+	sh -c "echo '$inodes 10000' >$syn"
+id=$(awk '{ print $2 }' "$syn")
+stats=/proc/fs/emfs/$id/stats
+maps0=$(stat_of "$stats" maps_cached)
+cache_kb=$(($(meminfo Slab) - slab0))
+avail_kb=$(meminfo MemAvailable)
+note "cache: $maps0 maps, $((cache_kb >> 10)) MiB of slab, filled in $(($(date +%s) - start)) s; MemAvailable $((avail_kb >> 10)) MiB"
+check "$((inodes * 10000)) maps cached" test "$maps0" -eq $((inodes * 10000))
+check "over 300 MiB of slab" test "$cache_kb" -gt $((300 << 10))
+
+want_kb=$((avail_kb + cache_kb * 3 / 4))
+note "allocating $((want_kb >> 10)) MiB of anonymous memory"
+start=$(date +%s)
+python3 -S -c '
+import sys, time
+want = int(sys.argv[1]) << 10
+step = 2 << 20
+held = []
+while len(held) * step < want:
+    held.append(b"\x5a" * step)
+time.sleep(0.5)
+print(f"held {len(held) * step >> 20} MiB")
+' "$want_kb"
+rc=$?
+secs=$(($(date +%s) - start))
+maps1=$(stat_of "$stats" maps_cached)
+cat "$stats"
+oom=$(dmesg | grep -iE "out of memory|oom-kill|invoked oom-killer" | head -3)
+note "maps: $maps0 before, $maps1 after; the process took $secs s; OOM lines: ${oom:-none}"
+check "the process finished (exit status $rc)" test "$rc" -eq 0
+check "no OOM kill" test -z "$oom"
+# Three quarters of the cache's memory was asked for: at least half of
+# the maps must have gone (slab pages free only once all their objects do).
+check "the cache shrank by at least half ($maps0 -> $maps1)" test "$maps1" -le $((maps0 / 2))
+
+check "remove the owner" sh -c "echo '0 0' >$syn"
+check "live objects: none" none_alive
+check "rmmod" rmmod emfs
+exit $fail
