@@ -20,6 +20,7 @@
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
 #include <linux/spinlock.h>
+#include <linux/swap.h>
 
 #include "helpers.h"
 
@@ -241,6 +242,16 @@ bool emfs_fault_injection_active(void)
 #else
 	return false;
 #endif
+}
+
+unsigned int emfs_current_flags(void)
+{
+	return current->flags;
+}
+
+bool emfs_current_is_kswapd(void)
+{
+	return current_is_kswapd();
 }
 
 u64 emfs_slab_bytes(void)

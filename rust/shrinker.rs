@@ -26,6 +26,10 @@
 //!   worker's timer, one jiffy ahead ([`RUN_DELAY`]): queueing at once
 //!   would wake a kworker on another CPU, which costs tens of
 //!   microseconds in the reclaimer; a timer costs nothing until it fires.
+//! - A task in direct reclaim that finds a run pending evicts a batch
+//!   itself and reports it freed: only what a task frees itself counts as
+//!   its reclaim's progress, so waiting for the worker would end in the
+//!   OOM killer while the cache still holds memory.
 //! - The worker runs on the owner's own unbound `WQ_MEM_RECLAIM`
 //!   workqueue, whose rescuer thread runs it even when memory is too short
 //!   to start a new kworker: eviction is what frees that memory. Each call
@@ -73,6 +77,7 @@ use crate::{
             ProcFile,
             ProcShow, //
         },
+        mm::in_direct_reclaim,
         sched::{
             cond_resched,
             need_resched, //
@@ -223,6 +228,7 @@ pub(crate) struct EmOwner {
     freed: Atomic<u64>,
     skipped_busy: Atomic<u64>,
     spared: Atomic<u64>,
+    direct: Atomic<u64>,
     /// Where the worker runs. The registration holds a reference to the
     /// owner until the worker is cancelled, so the last reference is never
     /// dropped by the worker itself (which could not destroy its queue).
@@ -297,6 +303,7 @@ impl EmOwner {
                 freed: Atomic::new(0),
                 skipped_busy: Atomic::new(0),
                 spared: Atomic::new(0),
+                direct: Atomic::new(0),
                 queue,
                 work <- new_delayed_work!("EmOwner::work"),
                 _live: LiveOwner::new(),
@@ -442,7 +449,8 @@ impl EmOwner {
     /// worker (`btrfs_free_extent_maps()`). Never blocks. `Stop` when the
     /// caller may not enter filesystems, the owner is closing, or a run is
     /// pending already: that run frees what the kernel asks for, and the
-    /// kernel calls again if it needs more.
+    /// kernel calls again if it needs more. A task in direct reclaim that
+    /// finds a run pending evicts a batch itself, and reports it freed.
     pub(crate) fn request_scan(
         this: ArcBorrow<'_, Self>,
         nr_to_scan: usize,
@@ -455,6 +463,17 @@ impl EmOwner {
         }
         let nr = (nr_to_scan as u64).max(1);
         if this.nr_to_scan.cmpxchg(0, nr, Relaxed).is_err() {
+            // A run is pending. A task in direct reclaim is waiting for
+            // memory, and only what it frees itself counts as its progress:
+            // it evicts a batch on its own, or the allocator would see none
+            // and call the OOM killer while the worker is still at work.
+            if in_direct_reclaim() {
+                let ctx = this.evict(nr);
+                this.direct.add(1, Relaxed);
+                if ctx.freed > 0 {
+                    return ShrinkScan::Freed(ctx.freed as usize);
+                }
+            }
             return ShrinkScan::Stop;
         }
         // Fails only if the run is armed already, which then takes the
@@ -482,8 +501,18 @@ impl EmOwner {
 
     /// A worker run (`btrfs_extent_map_shrinker_worker()`).
     fn shrink(&self) {
+        self.evict(self.nr_to_scan.load(Relaxed));
+        self.runs.add(1, Relaxed);
+        self.nr_to_scan.store(0, Relaxed);
+    }
+
+    /// Evicts up to `nr_to_scan` maps, walking the inodes from the cursor:
+    /// a worker run, or a task in direct reclaim helping one. Takes only
+    /// try-locks and allocates nothing, so it cannot wait on what its
+    /// caller holds; several may run at once (the cursor is a hint).
+    fn evict(&self, nr_to_scan: u64) -> ScanCtx {
         let mut ctx = ScanCtx {
-            nr_to_scan: self.nr_to_scan.load(Relaxed),
+            nr_to_scan,
             scanned: 0,
             freed: 0,
         };
@@ -521,11 +550,10 @@ impl EmOwner {
         }
         self.cursor.store(cursor, Relaxed);
 
-        self.runs.add(1, Relaxed);
         self.scanned.add(ctx.scanned, Relaxed);
         self.freed.add(ctx.freed, Relaxed);
         trace::em_shrinker_scan_exit(self.id, ctx.freed, self.counters.evictable());
-        self.nr_to_scan.store(0, Relaxed);
+        ctx
     }
 
     /// Drops the evictable maps of one inode (`btrfs_scan_inode()`), a
@@ -594,6 +622,7 @@ impl ProcShow for EmOwner {
             self.skipped_busy.load(Relaxed)
         );
         seq_print!(m, "shrinker_spared {}\n", self.spared.load(Relaxed));
+        seq_print!(m, "shrinker_direct {}\n", self.direct.load(Relaxed));
     }
 }
 

@@ -17,7 +17,7 @@ LEVELS = ("inodes", "maps_cached", "maps_evictable", "maps_pinned", "maps_modifi
 # Event counters: only grow; shown as rates per second by --watch.
 COUNTERS = ("lookups", "hits", "misses", "merges", "shrinker_runs",
             "shrinker_scanned", "shrinker_freed", "shrinker_skipped_busy",
-            "shrinker_spared")
+            "shrinker_spared", "shrinker_direct")
 
 
 def parse_stats(text):
