@@ -60,7 +60,10 @@
 //!    take a reference to it; never held with a tree lock.
 //! 2. `ExtentMapTree::lock`: the worker only try-locks it.
 //!
-//! The shrinker callbacks take no lock at all.
+//! `count` takes no lock. `scan` takes none either, but in direct reclaim
+//! with a run pending, where it evicts as the worker does: `inodes`, then
+//! try-locks. Neither is held across an allocation anywhere, so a task in
+//! reclaim cannot hold one of them.
 
 use crate::{
     extent_map::{
