@@ -26,10 +26,11 @@
 //!   worker's timer, one jiffy ahead ([`RUN_DELAY`]): queueing at once
 //!   would wake a kworker on another CPU, which costs tens of
 //!   microseconds in the reclaimer; a timer costs nothing until it fires.
-//! - A task in direct reclaim that finds a run pending evicts a batch
-//!   itself and reports it freed: only what a task frees itself counts as
-//!   its reclaim's progress, so waiting for the worker would end in the
-//!   OOM killer while the cache still holds memory.
+//! - A task in direct reclaim evicts the batch itself and reports it
+//!   freed: only what a task frees itself counts as its reclaim's
+//!   progress, so leaving it to the worker would end in the OOM killer
+//!   while the cache still holds memory. kswapd and every other caller
+//!   hand the work to the worker.
 //! - The worker runs on the owner's own unbound `WQ_MEM_RECLAIM`
 //!   workqueue, whose rescuer thread runs it even when memory is too short
 //!   to start a new kworker: eviction is what frees that memory. Each call
@@ -60,9 +61,8 @@
 //!    take a reference to it; never held with a tree lock.
 //! 2. `ExtentMapTree::lock`: the worker only try-locks it.
 //!
-//! `count` takes no lock. `scan` takes none either, but in direct reclaim
-//! with a run pending, where it evicts as the worker does: `inodes`, then
-//! try-locks. Neither is held across an allocation anywhere, so a task in
+//! `count` takes no lock. `scan` takes none either, but in direct reclaim,
+//! where it evicts as the worker does: `inodes`, then try-locks. Neither is held across an allocation anywhere, so a task in
 //! reclaim cannot hold one of them.
 
 use crate::{
@@ -74,13 +74,13 @@ use crate::{
         TreeCheck, //
     },
     glue::{
+        mm::in_direct_reclaim,
         proc::{
             ModuleProcDir,
             ProcDir,
             ProcFile,
             ProcShow, //
         },
-        mm::in_direct_reclaim,
         sched::{
             cond_resched,
             need_resched, //
@@ -452,8 +452,8 @@ impl EmOwner {
     /// worker (`btrfs_free_extent_maps()`). Never blocks. `Stop` when the
     /// caller may not enter filesystems, the owner is closing, or a run is
     /// pending already: that run frees what the kernel asks for, and the
-    /// kernel calls again if it needs more. A task in direct reclaim that
-    /// finds a run pending evicts a batch itself, and reports it freed.
+    /// kernel calls again if it needs more. A task in direct reclaim
+    /// evicts the batch itself instead, and reports it freed.
     pub(crate) fn request_scan(
         this: ArcBorrow<'_, Self>,
         nr_to_scan: usize,
@@ -465,18 +465,19 @@ impl EmOwner {
             return ShrinkScan::Stop;
         }
         let nr = (nr_to_scan as u64).max(1);
+        // A task in direct reclaim is waiting for memory, and only what it
+        // frees itself counts as its progress: it evicts the batch on its
+        // own, or the allocator would see none and call the OOM killer
+        // while the worker is still at work.
+        if in_direct_reclaim() {
+            let ctx = this.evict(nr);
+            this.direct.add(1, Relaxed);
+            return match ctx.freed {
+                0 => ShrinkScan::Stop,
+                freed => ShrinkScan::Freed(freed as usize),
+            };
+        }
         if this.nr_to_scan.cmpxchg(0, nr, Relaxed).is_err() {
-            // A run is pending. A task in direct reclaim is waiting for
-            // memory, and only what it frees itself counts as its progress:
-            // it evicts a batch on its own, or the allocator would see none
-            // and call the OOM killer while the worker is still at work.
-            if in_direct_reclaim() {
-                let ctx = this.evict(nr);
-                this.direct.add(1, Relaxed);
-                if ctx.freed > 0 {
-                    return ShrinkScan::Freed(ctx.freed as usize);
-                }
-            }
             return ShrinkScan::Stop;
         }
         // Fails only if the run is armed already, which then takes the

@@ -234,7 +234,12 @@ mod tests {
         });
         kunit_ensure!(inside);
         kunit_ensure!(!in_nofs_scope());
-        // The guard, dropped in order, does the same.
+        Ok(())
+    }
+
+    #[test]
+    fn nofs_guards_dropped_in_order_restore() -> Result {
+        kunit_ensure!(!in_nofs_scope());
         {
             let _outer = NoFsScope::enter();
             {
