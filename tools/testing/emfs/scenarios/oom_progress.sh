@@ -2,18 +2,22 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Forward progress near OOM: fill the extent map cache until its slab
-# memory is a third of what the guest has available (about 150 MiB in
+# memory is a quarter of what the guest has available (about 100 MiB in
 # the 512 MiB guest: a synthetic owner, sized from a trial fill, since
 # what a map costs depends on the kernel's debugging options, about 600
-# bytes with kmemleak's records and 128 without), then a
-# process allocates anonymous memory until only what the cache holds would
-# be left: MemAvailable plus three quarters of the cache's slab memory.
-# The guest has no swap, so that memory can only come from the shrinker.
+# bytes with kmemleak's records and 128 without), then a process
+# allocates anonymous memory until only what the cache holds would be
+# left: MemAvailable plus half of the cache's slab memory. The guest has
+# no swap, so that memory can only come from the shrinker.
 #
 # What it must show: the process gets its memory and finishes, no OOM kill
 # happens while evictable maps remain, and the cache shrinks by at least
 # what was asked of it. The figures are reported: maps before and after,
-# the time, any OOM line.
+# the time, any OOM line. Before a task in direct reclaim evicted maps
+# itself, this ended in the OOM killer with most of the maps still
+# cached. Under kmemleak the kernel frees a map's records an RCU grace
+# period late, so reclaim here sees its progress late and paces itself:
+# about 1 MiB a second; hence the small sizes.
 #
 # emfs-scenario: timeout=400
 
@@ -30,9 +34,9 @@ check "trial fill" sh -c "echo '2 10000' >$syn"
 per_map=$((($(meminfo Slab) - slab0) * 1024 / 20000))
 [ "$per_map" -gt 0 ] || per_map=128
 echo "0 0" >"$syn"
-# The fill: maps for a third of what is available, in inodes of 10,000.
+# The fill: maps for a quarter of what is available, in inodes of 10,000.
 avail_kb=$(meminfo MemAvailable)
-inodes=$((avail_kb * 1024 / 3 / per_map / 10000))
+inodes=$((avail_kb * 1024 / 4 / per_map / 10000))
 slab0=$(meminfo Slab)
 start=$(date +%s)
 check "fill the cache with $inodes inodes of 10,000 maps ($per_map bytes each)" \
@@ -44,9 +48,9 @@ cache_kb=$(($(meminfo Slab) - slab0))
 avail_kb=$(meminfo MemAvailable)
 note "cache: $maps0 maps, $((cache_kb >> 10)) MiB of slab, filled in $(($(date +%s) - start)) s; MemAvailable $((avail_kb >> 10)) MiB"
 check "$((inodes * 10000)) maps cached" test "$maps0" -eq $((inodes * 10000))
-check "over 100 MiB of slab" test "$cache_kb" -gt $((100 << 10))
+check "over 60 MiB of slab" test "$cache_kb" -gt $((60 << 10))
 
-want_kb=$((avail_kb + cache_kb * 3 / 4))
+want_kb=$((avail_kb + cache_kb / 2))
 note "allocating $((want_kb >> 10)) MiB of anonymous memory"
 start=$(date +%s)
 python3 -S -c '
@@ -67,9 +71,9 @@ oom=$(dmesg | grep -iE "out of memory|oom-kill|invoked oom-killer" | head -3)
 note "maps: $maps0 before, $maps1 after; the process took $secs s; OOM lines: ${oom:-none}"
 check "the process finished (exit status $rc)" test "$rc" -eq 0
 check "no OOM kill" test -z "$oom"
-# Three quarters of the cache's memory was asked for: at least half of
-# the maps must have gone (slab pages free only once all their objects do).
-check "the cache shrank by at least half ($maps0 -> $maps1)" test "$maps1" -le $((maps0 / 2))
+# Half of the cache's memory was asked for: at least a third of the maps
+# must have gone (slab pages free only once all their objects do).
+check "the cache shrank by at least a third ($maps0 -> $maps1)" test "$maps1" -le $((maps0 * 2 / 3))
 
 check "remove the owner" sh -c "echo '0 0' >$syn"
 check "live objects: none" none_alive
