@@ -51,7 +51,8 @@ help:
 	@echo '  setup, kernel    install the toolchain / build the cached dev kernel'
 	@echo '  clean            remove build products (the kernel cache stays)'
 	@echo 'Variables: KDIR=<kernel build> to use your own Rust-enabled kernel;'
-	@echo '  KERNEL=kasan to build and test against the KASAN/UBSAN kernel flavour.'
+	@echo '  KERNEL=kasan to build and test against the KASAN/UBSAN kernel flavour;'
+	@echo '  KERNEL=perf for benchmarks (no lockdep or kmemleak: make bench KERNEL=perf).'
 
 setup:
 	@tools/setup.sh

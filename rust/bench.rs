@@ -357,15 +357,16 @@ pub(crate) struct ShrinkRow {
     maps: u64,
     /// Maps freed per millisecond by one worker run over the whole cache.
     freed_per_ms: u64,
-    /// Tenths of ns: the scan callback's work when it arms a run, mean
-    /// and worst of the samples, and when a run is already pending.
+    /// Tenths of ns: the scan callback's work when it arms a run, median
+    /// and worst of the samples, and (worst mean of ten calls) when a run
+    /// is already pending.
     scan_queue: u64,
     scan_queue_max: u64,
     scan_pending: u64,
     /// Tenths of ns: the count callback.
     count: u64,
     /// Tenths of ns: arming an empty delayed work item on a workqueue of
-    /// the same kind, the floor of the scan callback's path.
+    /// the same kind, the floor of the scan callback's path (median).
     queue_floor: u64,
     /// ns: 99th percentile of lookup latency, idle and during a run.
     p99_idle: u64,
@@ -398,6 +399,8 @@ impl WorkItem for Nop {
 const SHRINK_INODES: u64 = 64;
 /// Latency samples per p99.
 const SAMPLES: usize = 20_000;
+/// Samples of the scan callback and of its floor.
+const SCAN_SAMPLES: usize = 500;
 
 impl ShrinkResults {
     /// No results yet.
@@ -492,23 +495,10 @@ fn shrink_one(n: u64) -> Result<ShrinkRow> {
     if evictable <= 0 {
         return Err(EIO);
     }
-    let (mut sum, mut max) = (0u64, 0u64);
-    for _ in 0..100 {
-        let start = Instant::<Monotonic>::now();
-        let _ = EmOwner::request_scan(owner.as_arc_borrow(), 1, true);
-        let ns = elapsed_ns(&start).max(0) as u64 * 10;
-        let start = Instant::<Monotonic>::now();
-        for _ in 0..100 {
-            let _ = EmOwner::request_scan(owner.as_arc_borrow(), 1, true);
-        }
-        row.scan_pending = row.scan_pending.max(per_op(elapsed_ns(&start), 100));
-        sum += ns;
-        max = max.max(ns);
-        EmOwner::flush(owner);
-    }
-    row.scan_queue = sum / 100;
-    row.scan_queue_max = max;
-
+    // The scan callback when it arms a run, and arming an empty delayed
+    // work item on a workqueue of the same kind, sample for sample, so that
+    // both see the same machine; medians, since a timer interrupt or a
+    // preemption in the middle of one sample is not the callback's cost.
     let nop = Arc::pin_init(
         pin_init!(Nop {
             work <- new_delayed_work!("bench::Nop"),
@@ -516,15 +506,31 @@ fn shrink_one(n: u64) -> Result<ShrinkRow> {
         GFP_KERNEL,
     )?;
     let queue = OwnedQueue::new_reclaim(c"emfs-bench", 1)?;
-    let mut sum = 0u64;
-    for _ in 0..100 {
+    let mut scan = KVec::with_capacity(SCAN_SAMPLES, GFP_KERNEL)?;
+    let mut floor = KVec::with_capacity(SCAN_SAMPLES, GFP_KERNEL)?;
+    for _ in 0..SCAN_SAMPLES {
+        let start = Instant::<Monotonic>::now();
+        let _ = EmOwner::request_scan(owner.as_arc_borrow(), 1, true);
+        let ns = elapsed_ns(&start).max(0) as u64 * 10;
+        let start = Instant::<Monotonic>::now();
+        for _ in 0..10 {
+            let _ = EmOwner::request_scan(owner.as_arc_borrow(), 1, true);
+        }
+        row.scan_pending = row.scan_pending.max(per_op(elapsed_ns(&start), 10));
+        // Capacity is reserved: these cannot fail.
+        let _ = scan.push_within_capacity(ns);
+        EmOwner::flush(owner);
         let start = Instant::<Monotonic>::now();
         let _ = queue.enqueue_delayed(nop.clone(), RUN_DELAY);
-        sum += elapsed_ns(&start).max(0) as u64 * 10;
+        let _ = floor.push_within_capacity(elapsed_ns(&start).max(0) as u64 * 10);
         flush_delayed(&nop);
     }
     drop(queue);
-    row.queue_floor = sum / 100;
+    scan.sort_unstable();
+    floor.sort_unstable();
+    row.scan_queue = scan[SCAN_SAMPLES / 2];
+    row.scan_queue_max = scan[SCAN_SAMPLES - 1];
+    row.queue_floor = floor[SCAN_SAMPLES / 2];
 
     row.p99_idle = lookup_p99(&inodes, per_inode, &mut rng, &mut lat, || false);
 

@@ -20,7 +20,6 @@
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
 #include <linux/spinlock.h>
-#include <linux/swap.h>
 
 #include "helpers.h"
 
@@ -247,11 +246,6 @@ bool emfs_fault_injection_active(void)
 unsigned int emfs_current_flags(void)
 {
 	return current->flags;
-}
-
-bool emfs_current_is_kswapd(void)
-{
-	return current_is_kswapd();
 }
 
 u64 emfs_slab_bytes(void)

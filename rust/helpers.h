@@ -91,7 +91,6 @@ void *emfs_seq_private(struct seq_file *m);
 
 /* Memory accounting: rust/glue/mm.rs */
 unsigned int emfs_current_flags(void);
-bool emfs_current_is_kswapd(void);
 u64 emfs_slab_bytes(void);
 
 /* The C floor of the benchmark: rust/bench_floor.c, rust/glue/bench_floor.rs */

@@ -7,7 +7,8 @@
 #
 # The flavour comes from $EMFS_KERNEL (make's KERNEL=): "dev" (the default)
 # is tools/kconfig/emfs.config built with gcc; "kasan" adds
-# tools/kconfig/kasan.config and builds with LLVM=-19. The extra make
+# tools/kconfig/kasan.config and builds with LLVM=-19; "perf" adds
+# tools/kconfig/perf.config (no lockdep or kmemleak: for benchmarks). The extra make
 # arguments of a flavour are kept in <build>/.emfs-kmake-args, so that the
 # module is built with the same compiler as its kernel.
 #
@@ -33,7 +34,8 @@ case "$FLAVOUR" in
 dev) fragments=("$FRAGMENT"); flavour_args="" ;;
 kasan) fragments=("$FRAGMENT" "$EMFS_TOP/tools/kconfig/kasan.config")
 	flavour_args="LLVM=-19" ;;
-*) die "unknown kernel flavour '$FLAVOUR' (KERNEL=dev or KERNEL=kasan)" ;;
+perf) fragments=("$FRAGMENT" "$EMFS_TOP/tools/kconfig/perf.config"); flavour_args="" ;;
+*) die "unknown kernel flavour '$FLAVOUR' (KERNEL=dev, kasan or perf)" ;;
 esac
 
 rustc_ver=$(/usr/bin/rustc --version 2>/dev/null | awk '{print $2}') ||
@@ -103,9 +105,21 @@ run_step "merge fragment" "$src/scripts/kconfig/merge_config.sh" -m -O "$KDIR" \
 run_step "make olddefconfig" "${kmake[@]}" -s olddefconfig
 run_step "make rustavailable" "${kmake[@]}" -s rustavailable
 
-# Every option the fragment asks for must have survived olddefconfig.
+# Every option the fragments ask for must have survived olddefconfig; a
+# later fragment's setting of an option replaces an earlier one's.
 bad=0
+declare -A wanted=()
+order=()
 while IFS= read -r line; do
+	case "$line" in
+	CONFIG_*=*)
+		opt=${line%%=*}
+		[ -n "${wanted[$opt]:-}" ] || order+=("$opt")
+		wanted[$opt]=$line ;;
+	esac
+done < <(cat "${fragments[@]}")
+for opt in "${order[@]}"; do
+	line=${wanted[$opt]}
 	case "$line" in
 	CONFIG_*=n)
 		opt=${line%%=*}
@@ -116,7 +130,7 @@ while IFS= read -r line; do
 		grep -qx "$line" "$KDIR/.config" ||
 			{ say "fragment: $line did not stick"; bad=1; } ;;
 	esac
-done < <(cat "${fragments[@]}")
+done
 [ $bad -eq 0 ] || die "configuration fragment not satisfied (see above)"
 
 step "build (make -j$(($(nproc) + 1)), about 5 to 10 minutes on 2 cores)"

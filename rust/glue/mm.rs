@@ -6,18 +6,19 @@ mod ffi {
     unsafe extern "C" {
         pub(super) fn emfs_slab_bytes() -> u64;
         pub(super) fn emfs_current_flags() -> u32;
-        pub(super) fn emfs_current_is_kswapd() -> bool;
     }
 }
 
 /// Returns whether the current task is reclaiming memory for an
 /// allocation of its own (direct reclaim): it runs with `PF_MEMALLOC`, as
-/// `__perform_reclaim()` sets it, and is not kswapd. Only pages a task
-/// frees itself count as its reclaim's progress.
+/// `__perform_reclaim()` sets it, and is not kswapd (`PF_KSWAPD`, what
+/// `current_is_kswapd()` tests). Only pages a task frees itself count as
+/// its reclaim's progress.
 pub(crate) fn in_direct_reclaim() -> bool {
-    // SAFETY: Both read the current task's flags; always allowed.
-    let (flags, kswapd) = unsafe { (ffi::emfs_current_flags(), ffi::emfs_current_is_kswapd()) };
-    flags & kernel::bindings::PF_MEMALLOC != 0 && !kswapd
+    // SAFETY: Reads the current task's flags; always allowed.
+    let flags = unsafe { ffi::emfs_current_flags() };
+    flags & (kernel::bindings::PF_MEMALLOC | kernel::bindings::PF_KSWAPD)
+        == kernel::bindings::PF_MEMALLOC
 }
 
 /// Bytes in slab pages, system wide, as the page allocator accounts them

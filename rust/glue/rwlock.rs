@@ -62,6 +62,10 @@ mod ffi {
         ffi::c_int, //
     };
 
+    // Without lockdep `struct lock_class_key` is empty, which Rust calls
+    // FFI-unsafe; only its address is passed, never its contents (the
+    // generated bindings allow this lint for the same reason).
+    #[allow(improper_ctypes)]
     unsafe extern "C" {
         #[cfg(not(CONFIG_PREEMPT_RT))]
         pub(super) fn emfs_rwlock_init(
