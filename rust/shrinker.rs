@@ -33,9 +33,7 @@
 //!   hand the work to the worker.
 //! - The worker runs on the owner's own unbound `WQ_MEM_RECLAIM`
 //!   workqueue, whose rescuer thread runs it even when memory is too short
-//!   to start a new kworker: eviction is what frees that memory. Each call
-//!   asks for a batch of [`SHRINK_BATCH`] maps, so that a run is worth its
-//!   wake-up.
+//!   to start a new kworker: eviction is what frees that memory.
 //! - The worker walks the inodes from a saved cursor, so successive runs
 //!   resume where the last one stopped; try-locks each tree and skips it
 //!   when busy; never drops a pinned map; marks the inode for a full fsync
@@ -136,9 +134,12 @@ static LIVE_OWNERS: Atomic<i64> = Atomic::new(0);
 /// Owner identifiers; never reused.
 static NEXT_OWNER_ID: Atomic<u64> = Atomic::new(1);
 
-/// Maps asked for per scan call: enough that a worker run is worth its
-/// wake-up (the kernel's default batch is 128).
-const SHRINK_BATCH: usize = 1024;
+/// Maps asked for per scan call: the kernel's default batch. The kernel
+/// calls a shrinker only once its share of a reclaim pass (in proportion
+/// to its count) has built up to a batch; with 1024, a cache of a few
+/// thousand maps went unscanned under moderate pressure (the tools
+/// scenario's reads after pressure then had nothing to reload).
+const SHRINK_BATCH: usize = 128;
 /// Jiffies between a scan call and the worker run it asks for: arming a
 /// timer instead of queueing at once spares the reclaimer the wake-up of a
 /// kworker on another CPU.
