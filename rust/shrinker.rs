@@ -140,6 +140,11 @@ static NEXT_OWNER_ID: Atomic<u64> = Atomic::new(1);
 /// thousand maps went unscanned under moderate pressure (the tools
 /// scenario's reads after pressure then had nothing to reload).
 const SHRINK_BATCH: usize = 128;
+/// Maps a task in direct reclaim evicts at least, per scan call. Reclaim
+/// counts its progress in pages freed; a map is a fraction of a slab page,
+/// and a page is freed only with its last object, so a small batch often
+/// frees no page, and reclaim, seeing none, backs off and sleeps.
+const DIRECT_BATCH: u64 = 1024;
 /// Jiffies between a scan call and the worker run it asks for: arming a
 /// timer instead of queueing at once spares the reclaimer the wake-up of a
 /// kworker on another CPU.
@@ -471,7 +476,7 @@ impl EmOwner {
         // own, or the allocator would see none and call the OOM killer
         // while the worker is still at work.
         if in_direct_reclaim() {
-            let ctx = this.evict(nr);
+            let ctx = this.evict(nr.max(DIRECT_BATCH));
             this.direct.add(1, Relaxed);
             return match ctx.freed {
                 0 => ShrinkScan::Stop,
