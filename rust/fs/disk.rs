@@ -321,29 +321,35 @@ impl Disk {
     /// `out` as `(start, len)`. All or nothing: `ENOSPC` if fewer than `nr`
     /// blocks are available, `ENOMEM` if `out` cannot grow.
     pub(crate) fn alloc(&self, nr: u64, out: &mut KVec<(u64, u64)>) -> Result {
-        self.update(|c| {
-            Some(Unallocated {
-                available: c.available.checked_sub(nr)?,
-                ..c
-            })
-        })
-        .ok_or(ENOSPC)?;
-        self.take_free(nr, out)
-            .inspect_err(|_| self.give_back(nr, false))
+        self.alloc_from(nr, false, out)
     }
 
     /// Allocates `nr` blocks reserved by [`Disk::reserve`], as
     /// [`Disk::alloc`] does. `ENOSPC` if fewer are reserved.
     pub(crate) fn alloc_reserved(&self, nr: u64, out: &mut KVec<(u64, u64)>) -> Result {
+        self.alloc_from(nr, true, out)
+    }
+
+    /// Counts `nr` blocks out of the reservation or of the available ones,
+    /// then takes them from the free extents; gives the count back if that
+    /// fails.
+    fn alloc_from(&self, nr: u64, reserved: bool, out: &mut KVec<(u64, u64)>) -> Result {
         self.update(|c| {
-            Some(Unallocated {
-                reserved: c.reserved.checked_sub(nr)?,
-                ..c
+            Some(if reserved {
+                Unallocated {
+                    reserved: c.reserved.checked_sub(nr)?,
+                    ..c
+                }
+            } else {
+                Unallocated {
+                    available: c.available.checked_sub(nr)?,
+                    ..c
+                }
             })
         })
         .ok_or(ENOSPC)?;
         self.take_free(nr, out)
-            .inspect_err(|_| self.give_back(nr, true))
+            .inspect_err(|_| self.give_back(nr, reserved))
     }
 
     /// Takes `nr` blocks, already counted out of [`Unallocated`], from the

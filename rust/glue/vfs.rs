@@ -397,22 +397,37 @@ pub(crate) fn walk<T: FileSystem, W: Walk<T>>(w: &mut W, sync: bool) {
 macro_rules! filesystem {
     ($t:ty) => {
         /// Trampoline: a new mount context's options.
+        ///
+        /// # Safety
+        ///
+        /// Called only by rust/vfs.c, with the arguments the function it
+        /// forwards to requires (see there).
         #[unsafe(no_mangle)]
-        extern "C" fn emfs_vfs_new_options() -> *mut ::kernel::ffi::c_void {
+        unsafe extern "C" fn emfs_vfs_new_options() -> *mut ::kernel::ffi::c_void {
             $crate::glue::vfs::new_options::<$t>()
         }
 
         /// Trampoline: a mount context is freed.
+        ///
+        /// # Safety
+        ///
+        /// Called only by rust/vfs.c, with the arguments the function it
+        /// forwards to requires (see there).
         #[unsafe(no_mangle)]
-        extern "C" fn emfs_vfs_free_options(opts: *mut ::kernel::ffi::c_void) {
+        unsafe extern "C" fn emfs_vfs_free_options(opts: *mut ::kernel::ffi::c_void) {
             // SAFETY: rust/vfs.c passes what `emfs_vfs_new_options` returned,
             // once, when the context is freed.
             unsafe { $crate::glue::vfs::free_options::<$t>(opts) }
         }
 
         /// Trampoline: one mount option.
+        ///
+        /// # Safety
+        ///
+        /// Called only by rust/vfs.c, with the arguments the function it
+        /// forwards to requires (see there).
         #[unsafe(no_mangle)]
-        extern "C" fn emfs_vfs_parse_param(
+        unsafe extern "C" fn emfs_vfs_parse_param(
             opts: *mut ::kernel::ffi::c_void,
             key: *const ::kernel::ffi::c_char,
             value: *const ::kernel::ffi::c_char,
@@ -424,8 +439,13 @@ macro_rules! filesystem {
         }
 
         /// Trampoline: `fill_super` of `get_tree_nodev()`.
+        ///
+        /// # Safety
+        ///
+        /// Called only by rust/vfs.c, with the arguments the function it
+        /// forwards to requires (see there).
         #[unsafe(no_mangle)]
-        extern "C" fn emfs_vfs_fill_super(
+        unsafe extern "C" fn emfs_vfs_fill_super(
             sb: *mut ::kernel::bindings::super_block,
             opts: *mut ::kernel::ffi::c_void,
         ) -> ::kernel::ffi::c_int {
@@ -435,16 +455,26 @@ macro_rules! filesystem {
         }
 
         /// Trampoline: the end of `kill_sb`.
+        ///
+        /// # Safety
+        ///
+        /// Called only by rust/vfs.c, with the arguments the function it
+        /// forwards to requires (see there).
         #[unsafe(no_mangle)]
-        extern "C" fn emfs_vfs_put_super_data(sb: *mut ::kernel::bindings::super_block) {
+        unsafe extern "C" fn emfs_vfs_put_super_data(sb: *mut ::kernel::bindings::super_block) {
             // SAFETY: Called by rust/vfs.c's `kill_sb` after
             // `kill_anon_super()`: nothing uses the superblock's data any more.
             unsafe { $crate::glue::vfs::put_super_data::<$t>(sb) }
         }
 
         /// Trampoline: `statfs`.
+        ///
+        /// # Safety
+        ///
+        /// Called only by rust/vfs.c, with the arguments the function it
+        /// forwards to requires (see there).
         #[unsafe(no_mangle)]
-        extern "C" fn emfs_vfs_statfs(
+        unsafe extern "C" fn emfs_vfs_statfs(
             sb: *mut ::kernel::bindings::super_block,
             st: *mut $crate::glue::vfs::StatFs,
         ) -> ::kernel::ffi::c_int {
@@ -454,8 +484,13 @@ macro_rules! filesystem {
         }
 
         /// Trampoline: a new inode's data.
+        ///
+        /// # Safety
+        ///
+        /// Called only by rust/vfs.c, with the arguments the function it
+        /// forwards to requires (see there).
         #[unsafe(no_mangle)]
-        extern "C" fn emfs_vfs_new_inode_data(
+        unsafe extern "C" fn emfs_vfs_new_inode_data(
             sb: *mut ::kernel::bindings::super_block,
             ino: u64,
             regular: bool,
@@ -467,16 +502,26 @@ macro_rules! filesystem {
         }
 
         /// Trampoline: an evicted inode's data.
+        ///
+        /// # Safety
+        ///
+        /// Called only by rust/vfs.c, with the arguments the function it
+        /// forwards to requires (see there).
         #[unsafe(no_mangle)]
-        extern "C" fn emfs_vfs_drop_inode_data(data: *mut ::kernel::ffi::c_void) {
+        unsafe extern "C" fn emfs_vfs_drop_inode_data(data: *mut ::kernel::ffi::c_void) {
             // SAFETY: Called by rust/vfs.c once per inode, at eviction, with
             // what `emfs_vfs_new_inode_data` stored.
             unsafe { $crate::glue::vfs::drop_inode_data::<$t>(data) }
         }
 
         /// Trampoline: `show_options`.
+        ///
+        /// # Safety
+        ///
+        /// Called only by rust/vfs.c, with the arguments the function it
+        /// forwards to requires (see there).
         #[unsafe(no_mangle)]
-        extern "C" fn emfs_vfs_show_options(
+        unsafe extern "C" fn emfs_vfs_show_options(
             m: *mut ::kernel::bindings::seq_file,
             sb: *mut ::kernel::bindings::super_block,
         ) -> ::kernel::ffi::c_int {
@@ -486,8 +531,13 @@ macro_rules! filesystem {
         }
 
         /// Trampoline: reserve space for dirtied page cache.
+        ///
+        /// # Safety
+        ///
+        /// Called only by rust/vfs.c, with the arguments the function it
+        /// forwards to requires (see there).
         #[unsafe(no_mangle)]
-        extern "C" fn emfs_vfs_reserve(
+        unsafe extern "C" fn emfs_vfs_reserve(
             sb: *mut ::kernel::bindings::super_block,
             blocks: u64,
         ) -> ::kernel::ffi::c_int {
@@ -496,15 +546,28 @@ macro_rules! filesystem {
         }
 
         /// Trampoline: give a reservation back.
+        ///
+        /// # Safety
+        ///
+        /// Called only by rust/vfs.c, with the arguments the function it
+        /// forwards to requires (see there).
         #[unsafe(no_mangle)]
-        extern "C" fn emfs_vfs_unreserve(sb: *mut ::kernel::bindings::super_block, blocks: u64) {
+        unsafe extern "C" fn emfs_vfs_unreserve(
+            sb: *mut ::kernel::bindings::super_block,
+            blocks: u64,
+        ) {
             // SAFETY: Called by rust/vfs.c with a mounted superblock.
             unsafe { $crate::glue::vfs::unreserve::<$t>(sb, blocks) }
         }
 
         /// Trampoline: `read_folio`.
+        ///
+        /// # Safety
+        ///
+        /// Called only by rust/vfs.c, with the arguments the function it
+        /// forwards to requires (see there).
         #[unsafe(no_mangle)]
-        extern "C" fn emfs_vfs_read_block(
+        unsafe extern "C" fn emfs_vfs_read_block(
             sb: *mut ::kernel::bindings::super_block,
             inode: *mut ::kernel::ffi::c_void,
             pos: u64,
@@ -518,8 +581,13 @@ macro_rules! filesystem {
         }
 
         /// Trampoline: `writepages`, for one run of folios.
+        ///
+        /// # Safety
+        ///
+        /// Called only by rust/vfs.c, with the arguments the function it
+        /// forwards to requires (see there).
         #[unsafe(no_mangle)]
-        extern "C" fn emfs_vfs_write_back(
+        unsafe extern "C" fn emfs_vfs_write_back(
             sb: *mut ::kernel::bindings::super_block,
             inode: *mut ::kernel::ffi::c_void,
             pos: u64,
@@ -534,8 +602,13 @@ macro_rules! filesystem {
         }
 
         /// Trampoline: the completion of a write back, on a worker.
+        ///
+        /// # Safety
+        ///
+        /// Called only by rust/vfs.c, with the arguments the function it
+        /// forwards to requires (see there).
         #[unsafe(no_mangle)]
-        extern "C" fn emfs_vfs_finish_write_back(
+        unsafe extern "C" fn emfs_vfs_finish_write_back(
             sb: *mut ::kernel::bindings::super_block,
             inode: *mut ::kernel::ffi::c_void,
             wb: *mut ::kernel::ffi::c_void,
@@ -547,8 +620,13 @@ macro_rules! filesystem {
         }
 
         /// Trampoline: `fsync`, after the writeback.
+        ///
+        /// # Safety
+        ///
+        /// Called only by rust/vfs.c, with the arguments the function it
+        /// forwards to requires (see there).
         #[unsafe(no_mangle)]
-        extern "C" fn emfs_vfs_fsync(
+        unsafe extern "C" fn emfs_vfs_fsync(
             sb: *mut ::kernel::bindings::super_block,
             inode: *mut ::kernel::ffi::c_void,
         ) -> ::kernel::ffi::c_int {
@@ -558,8 +636,13 @@ macro_rules! filesystem {
         }
 
         /// Trampoline: truncation, after the page cache.
+        ///
+        /// # Safety
+        ///
+        /// Called only by rust/vfs.c, with the arguments the function it
+        /// forwards to requires (see there).
         #[unsafe(no_mangle)]
-        extern "C" fn emfs_vfs_truncate(
+        unsafe extern "C" fn emfs_vfs_truncate(
             sb: *mut ::kernel::bindings::super_block,
             inode: *mut ::kernel::ffi::c_void,
             size: u64,
@@ -569,8 +652,13 @@ macro_rules! filesystem {
         }
 
         /// Trampoline: `FALLOC_FL_PUNCH_HOLE`, after the page cache.
+        ///
+        /// # Safety
+        ///
+        /// Called only by rust/vfs.c, with the arguments the function it
+        /// forwards to requires (see there).
         #[unsafe(no_mangle)]
-        extern "C" fn emfs_vfs_punch_hole(
+        unsafe extern "C" fn emfs_vfs_punch_hole(
             sb: *mut ::kernel::bindings::super_block,
             inode: *mut ::kernel::ffi::c_void,
             start: u64,
@@ -581,8 +669,13 @@ macro_rules! filesystem {
         }
 
         /// Trampoline: `fallocate` mode 0.
+        ///
+        /// # Safety
+        ///
+        /// Called only by rust/vfs.c, with the arguments the function it
+        /// forwards to requires (see there).
         #[unsafe(no_mangle)]
-        extern "C" fn emfs_vfs_allocate(
+        unsafe extern "C" fn emfs_vfs_allocate(
             sb: *mut ::kernel::bindings::super_block,
             inode: *mut ::kernel::ffi::c_void,
             start: u64,
@@ -593,8 +686,13 @@ macro_rules! filesystem {
         }
 
         /// Trampoline: FIEMAP.
+        ///
+        /// # Safety
+        ///
+        /// Called only by rust/vfs.c, with the arguments the function it
+        /// forwards to requires (see there).
         #[unsafe(no_mangle)]
-        extern "C" fn emfs_vfs_fiemap(
+        unsafe extern "C" fn emfs_vfs_fiemap(
             sb: *mut ::kernel::bindings::super_block,
             inode: *mut ::kernel::ffi::c_void,
             size: u64,
@@ -610,8 +708,13 @@ macro_rules! filesystem {
         }
 
         /// Trampoline: `SEEK_DATA` and `SEEK_HOLE`.
+        ///
+        /// # Safety
+        ///
+        /// Called only by rust/vfs.c, with the arguments the function it
+        /// forwards to requires (see there).
         #[unsafe(no_mangle)]
-        extern "C" fn emfs_vfs_seek(
+        unsafe extern "C" fn emfs_vfs_seek(
             sb: *mut ::kernel::bindings::super_block,
             inode: *mut ::kernel::ffi::c_void,
             size: u64,
