@@ -11,8 +11,14 @@ ifdef KDIR
 export KDIR
 endif
 
-# Kernel flavour: dev (gcc, lockdep, kmemleak) or kasan (clang, KASAN, UBSAN).
+# Kernel flavour: dev (gcc, lockdep, kmemleak) or kasan (clang, KASAN, UBSAN),
+# or perf (no debugging options that change timing). make bench uses perf
+# unless KERNEL is given; everything else uses dev.
+ifeq ($(filter bench,$(MAKECMDGOALS)),bench)
+KERNEL ?= perf
+else
 KERNEL ?= dev
+endif
 export EMFS_KERNEL := $(KERNEL)
 
 # make check SUITE=<kunit suites> / SCENARIO=<scenarios>, comma-separated;
@@ -43,7 +49,8 @@ help:
 	@echo '  module           build emfs.ko (set-up and dev kernel on first use)'
 	@echo '  vm-run SCRIPT=f  run script f as root in the VM, exit with its status'
 	@echo '  vm-shell         interactive shell in the VM'
-	@echo '  bench            extent map, shrinker and fio benchmarks (SIZES=..., FS_MB=256)'
+	@echo '  bench            extent map, shrinker and fio benchmarks on the perf kernel'
+	@echo '                   (SIZES=..., FS_MB=256; KERNEL=dev for the same on the dev kernel)'
 	@echo '  lint             rustfmt check, CLIPPY=1 build, checkpatch, Sphinx'
 	@echo '  fmt              format the Rust sources'
 	@echo '  docs             build Documentation/ with Sphinx into out/docs'
@@ -52,7 +59,7 @@ help:
 	@echo '  clean            remove build products (the kernel cache stays)'
 	@echo 'Variables: KDIR=<kernel build> to use your own Rust-enabled kernel;'
 	@echo '  KERNEL=kasan to build and test against the KASAN/UBSAN kernel flavour;'
-	@echo '  KERNEL=perf for benchmarks (no lockdep or kmemleak: make bench KERNEL=perf).'
+	@echo '  KERNEL=perf: no lockdep, kmemleak or other timing-changing debugging (make bench'"'"'s default).'
 
 setup:
 	@tools/setup.sh
@@ -101,7 +108,7 @@ vm-shell: module
 	@tools/vm/run --shell
 
 bench: module
-	@EMFS_VM_CMDLINE="kmemleak=off emfs_bench_sizes=$(SIZES) emfs_bench_fs_mb=$(FS_MB)" \
+	@EMFS_VM_CMDLINE="kmemleak=off emfs_kernel=$(KERNEL) emfs_bench_sizes=$(SIZES) emfs_bench_fs_mb=$(FS_MB)" \
 		tools/vm/run --timeout 1800 \
 		tools/bench/bench.sh
 

@@ -12,7 +12,9 @@ sizes=${emfs_bench_sizes:-1000,100000,1000000}
 insmod "$EMFS_KO"
 dir=/sys/kernel/debug/emfs
 onoff() { [ -e "$1" ] && echo on || echo off; }
-echo "kernel: $(uname -r), lockdep $(onoff /proc/lockdep), kmemleak $(onoff /sys/kernel/debug/kmemleak) (make bench KERNEL=perf: neither)"
+# The flavour comes from make's KERNEL=; the options are read from the
+# running kernel.
+echo "kernel: the ${emfs_kernel:-?} flavour ($(uname -r)): lockdep $(onoff /proc/lockdep), kmemleak $(onoff /sys/kernel/debug/kmemleak)"
 out=${EMFS_OUT:-/tmp}
 echo "== extent map benchmark, sizes: ${sizes//,/ }"
 echo "times in ns per operation; ratio = emfs / C floor"
