@@ -2,84 +2,77 @@
 
 //! The extent map cache: `fs/btrfs/extent_map.c` in safe Rust.
 //!
-//! An [`ExtentMap`] says where a range of a file lives: `[start, start +
-//! len)` of the file maps to `disk_bytenr + offset` on disk (or is a hole,
-//! inline data, or delayed allocation, told by sentinel values of
-//! `disk_bytenr`). An [`ExtentMapTree`] caches the maps of one inode in a
-//! `kernel::rbtree::RBTree` keyed by `start`, under a reader-writer
-//! spinlock, with the set of modified extents that fsync has not logged
-//! yet. Every operation of the C file is here, with the same semantics and
-//! return codes; the places where emfs differs are listed below.
+//! An extent map says where a range of a file lives: `[start, start + len)`
+//! of the file maps to `disk_bytenr + offset` on disk (or is a hole, inline
+//! data, or delayed allocation, told by sentinel values of `disk_bytenr`).
+//! An [`ExtentMapTree`] caches the maps of one inode in a
+//! `kernel::rbtree::RBTree` under a reader-writer spinlock, with the set of
+//! modified extents that fsync has not logged yet. Every operation of the C
+//! file is here, with the same semantics and return codes; the places where
+//! emfs differs are listed below.
 //!
-//! # Sharing a map: immutable ranges, copy on merge
+//! # Layout: one node per map, keyed by its range
 //!
-//! A lookup returns an `Arc<ExtentMap>` that stays valid after the lock is
-//! dropped. btrfs lets the tree change a map in place when it merges it with
-//! a neighbour, and keeps holders from seeing that by refusing to merge a map
-//! whose reference count is above 2 (one for the tree, one for the task doing
-//! the merge). Rust's `Arc` does not expose its count, and in-place changes
-//! to a shared object would need `unsafe` or interior mutability on every
-//! field. emfs instead never changes the range or the on-disk fields of a
-//! map once it is in a tree:
+//! A map lives in its tree node and nowhere else: the node's key is the
+//! map's range ([`MapRange`]) and its value the rest of the map. One
+//! allocation of 88 bytes (kmalloc-96) per cached map, where btrfs's
+//! `struct extent_map` is 104 bytes in a kmem_cache.
 //!
-//! - a map being inserted is still private to the inserting task, so merging
-//!   it with its neighbours is done on its description before it is
-//!   published (no extra allocation);
-//! - a map already in the tree (one being unpinned, or whose logging ends) is
-//!   merged by publishing a *new* map, built in a slot allocated before the
-//!   lock was taken, in place of the maps it covers. Without a slot the merge
-//!   is skipped: merging only saves memory.
+//! The ranges of a tree never overlap, so ordering them by overlap ("a ends
+//! before b starts: Less; a starts after b ends: Greater; else Equal") is a
+//! total order on them, the order of their starts. A search for an offset
+//! compares a one-byte range with the keys, and stops at the map that
+//! contains it, as btrfs's hand-written walk does; a search for a range
+//! stops at any map overlapping it, which is the overlap check of an insert.
 //!
-//! A holder of a replaced map keeps a consistent snapshot; it is no longer
-//! in the tree, exactly as when btrfs removes the neighbour it merged into
-//! another map. So merges never wait for holders, and need no reference
-//! count check. Only the flags and the generation of a published map change,
-//! under the tree's write lock; they are atomics, so holders read them
-//! without a lock.
+//! # Copy-out lookups
+//!
+//! A lookup returns an [`ExtentMap`], a copy of the map's fields made under
+//! the read lock, as ext4's extent status tree returns its extents. It
+//! stays valid after the lock is dropped, and nothing needs a reference
+//! count: nobody but the tree holds a map. So a map in the tree can be
+//! changed in place under the write lock (unpinning, the end of logging, a
+//! merge), and never needs to be copied to change.
+//!
+//! A copy names a map of the tree by its range: operations that take a map
+//! ([`TreeInner::remove`], [`TreeInner::replace`], [`TreeInner::next`],
+//! [`ExtentMapTree::clear_logging`]) act on the map of the tree with that
+//! range and those on-disk fields, and report `ENOENT` (or do nothing)
+//! when there is none.
 //!
 //! # Differences from btrfs
 //!
-//! - Copy on merge, above.
+//! - Copy-out lookups, above: btrfs hands out referenced maps, and refuses
+//!   to merge a map someone else holds.
 //! - An invalid map (what btrfs's `validate_extent_map()` reports in debug
 //!   builds, plus a zero length) is refused with `EINVAL` in every build.
 //! - `remove` refuses a pinned map with `EBUSY` and a map not in the tree
 //!   with `ENOENT` (btrfs warns and carries on).
 //! - The internal consistency checks btrfs makes with `ASSERT` in
 //!   `split_extent_map()` return `EINVAL`.
-//! - The list of modified extents is a second `RBTree` of the same maps,
-//!   keyed by start, instead of a `list_head` in every map (see "Memory"
-//!   below). Maps being logged move off it to the logger
-//!   ([`TreeInner::take_modified`]), as btrfs's fsync moves them to a local
-//!   list; their `LOGGING` flag keeps them from merging.
+//! - The set of modified extents is a second `RBTree` of the starts of the
+//!   modified maps (32-byte nodes, allocated before the lock when a map is
+//!   added as modified), instead of a `list_head` in every map. Maps being
+//!   logged move off it to the logger ([`ExtentMapTree::take_modified`]);
+//!   their `LOGGING` flag keeps them from merging.
 //! - An `EXTENT_MAP_DELALLOC` sentinel is kept (btrfs dropped it in 6.x) for
 //!   dirty data that has no blocks yet.
-//!
-//! # Memory
-//!
-//! A cached map costs two allocations: the `Arc<ExtentMap>` and its
-//! `RBTree` node (btrfs embeds the `rb_node` in the map and allocates once
-//! from a kmem_cache; the kernel crate's `RBTree` owns its nodes). Both fit
-//! kmalloc-64, 128 bytes per map, because the map has nothing but its six
-//! range fields and one atomic word holding the flags, the generation (48
-//! bits) and whether the map is on the set of modified extents. Membership
-//! of that set costs a node only while a map is modified, that is between a
-//! write and the next fsync; [`PreparedMap::new_modified`] allocates it
-//! before the lock, and a map replaced by its splits hands its node on.
 //!
 //! # Accounting
 //!
 //! Every tree keeps exact counts of its cached, pinned and modified maps, and
 //! adds them to the [`EmCounters`] of its owner (a mounted filesystem) as it
 //! goes, under its write lock. A map is *evictable* when it is not pinned.
-//! The shrinker's count reads one atomic.
+//! The shrinker's count reads one atomic. Lookups count their hits in a
+//! per-CPU counter, so that readers on several CPUs share no cache line.
 //!
 //! # Lock order
 //!
 //! 1. `ExtentMapTree::lock`, a reader-writer spinlock: nothing under it may
 //!    sleep, so every allocation happens before it is taken.
 //!
-//! [`EmCounters`] are atomics and take no lock. The shrinker worker only
-//! try-locks a tree and skips it when it is busy.
+//! [`EmCounters`] take no lock. The shrinker worker only try-locks a tree
+//! and skips it when it is busy.
 
 // By path, so that a module including this file as a library finds it too.
 #[cfg(all(CONFIG_KUNIT = "y", not(emfs_library)))]
@@ -91,21 +84,26 @@ use crate::glue::{
         should_fail_alloc,
         NoFsScope, //
     },
+    percpu::{
+        new_percpu_counter,
+        PerCpuCounter, //
+    },
     rwlock::{
         new_rwlock,
         RwLock,
         RwLockReadGuard,
         RwLockWriteGuard, //
     },
+    sched::cond_resched,
     trace,
 };
 use core::{
     cmp::{
         max,
-        min, //
+        min,
+        Ordering, //
     },
     fmt,
-    mem::MaybeUninit,
 };
 use kernel::{
     alloc::Flags,
@@ -121,7 +119,6 @@ use kernel::{
             Relaxed, //
         },
         Arc,
-        UniqueArc, //
     },
 };
 
@@ -134,8 +131,9 @@ pub(crate) const EXTENT_MAP_INLINE: u64 = u64::MAX - 1;
 /// `disk_bytenr` of dirty data that has no blocks yet.
 pub(crate) const EXTENT_MAP_DELALLOC: u64 = u64::MAX;
 
-/// Maps alive anywhere (in a tree, held by a caller, or both). Tests check
-/// that it returns to where it started.
+/// Maps in trees, module-wide (the `live` debugfs file). Tests check that
+/// it returns to where it started. Changed with the owners' counts, under
+/// a tree's write lock; lookups do not touch it.
 static LIVE_MAPS: Atomic<i64> = Atomic::new(0);
 
 /// Returns the number of extent maps alive in the module.
@@ -450,211 +448,257 @@ fn absorb_next(em: &mut ExtentMapInfo, next: &ExtentMapInfo) {
     em.flags = em.flags.with(EmFlags::MERGED);
 }
 
-/// Counts the live maps: incremented when a map is built, decremented when
-/// it is freed.
-struct LiveMap;
-
-impl LiveMap {
-    fn new() -> Self {
-        LIVE_MAPS.add(1, Relaxed);
-        LiveMap
-    }
-}
-
-impl Drop for LiveMap {
-    fn drop(&mut self) {
-        LIVE_MAPS.add(-1, Relaxed);
-    }
-}
-
-/// The bits of [`ExtentMap`]'s state word: flags in the low 15 bits, then
-/// whether the map is on its tree's set of modified extents, then the
-/// generation.
-const STATE_FLAGS: u64 = (1 << 15) - 1;
-const STATE_LISTED: u64 = 1 << 15;
-const STATE_GENERATION_SHIFT: u32 = 16;
-
-/// The largest generation a map records; larger ones are clamped.
-pub(crate) const MAX_GENERATION: u64 = (1 << (64 - STATE_GENERATION_SHIFT)) - 1;
-
-/// One cached extent map (`struct extent_map`).
+/// The key of a map in its tree: its range `[start, end)` in the file.
 ///
-/// The range and on-disk fields never change once the map exists (see the
-/// module documentation). The flags, the generation and the membership of
-/// the set of modified extents share one atomic word, changed only under
-/// the write lock of the tree holding the map.
-pub(crate) struct ExtentMap {
+/// Ordered by overlap: a range that ends before another starts is Less,
+/// one that starts after the other ends is Greater, and two that overlap
+/// are Equal. The ranges of a tree never overlap, so on them this is the
+/// order of their starts, a total order; comparing a searched range with
+/// them finds a map overlapping it. `==` is that Equal: use
+/// [`MapRange::same`] for equality of bounds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MapRange {
     start: u64,
-    len: u64,
+    end: u64,
+}
+
+impl MapRange {
+    /// The range of a map described by `info`.
+    fn of(info: &ExtentMapInfo) -> Self {
+        Self {
+            start: info.start,
+            end: info.end(),
+        }
+    }
+
+    /// The byte at `offset`: a search for it stops at the map containing
+    /// it, or else ends at the first map after it.
+    fn point(offset: u64) -> Self {
+        Self {
+            start: offset,
+            end: offset.saturating_add(1),
+        }
+    }
+
+    /// Returns whether both bounds are those of `other`.
+    fn same(&self, other: &Self) -> bool {
+        self.start == other.start && self.end == other.end
+    }
+}
+
+impl Ord for MapRange {
+    fn cmp(&self, other: &Self) -> Ordering {
+        if self.end <= other.start {
+            Ordering::Less
+        } else if self.start >= other.end {
+            Ordering::Greater
+        } else {
+            Ordering::Equal
+        }
+    }
+}
+
+impl PartialOrd for MapRange {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for MapRange {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for MapRange {}
+
+/// What a tree node holds besides the range: the rest of the map.
+///
+/// Changed in place, only under the tree's write lock.
+struct MapBody {
     disk_bytenr: u64,
     disk_num_bytes: u64,
     offset: u64,
     ram_bytes: u64,
-    state: Atomic<u64>,
-    _live: LiveMap,
+    generation: u64,
+    flags: EmFlags,
+    /// On the tree's set of modified extents.
+    listed: bool,
 }
 
-impl ExtentMap {
-    fn new(info: &ExtentMapInfo) -> Self {
+// One map, one kmalloc-96 object: the node's links, the key and the body.
+const _: () = assert!(
+    core::mem::size_of::<kernel::bindings::rb_node>()
+        + core::mem::size_of::<MapRange>()
+        + core::mem::size_of::<MapBody>()
+        <= 96
+);
+
+impl MapBody {
+    fn new(info: &ExtentMapInfo, listed: bool) -> Self {
         Self {
-            start: info.start,
-            len: info.len,
             disk_bytenr: info.disk_bytenr,
             disk_num_bytes: info.disk_num_bytes,
             offset: info.offset,
             ram_bytes: info.ram_bytes,
-            state: Atomic::new(
-                (info.generation.min(MAX_GENERATION) << STATE_GENERATION_SHIFT)
-                    | u64::from(info.flags.bits()),
-            ),
-            _live: LiveMap::new(),
+            generation: info.generation,
+            flags: info.flags,
+            listed,
         }
     }
 
-    /// A snapshot of all the fields.
-    pub(crate) fn info(&self) -> ExtentMapInfo {
-        let state = self.state.load(Relaxed);
-        ExtentMapInfo {
-            start: self.start,
-            len: self.len,
-            disk_bytenr: self.disk_bytenr,
-            disk_num_bytes: self.disk_num_bytes,
-            offset: self.offset,
-            ram_bytes: self.ram_bytes,
-            generation: state >> STATE_GENERATION_SHIFT,
-            flags: EmFlags((state & STATE_FLAGS) as u32),
+    fn is_pinned(&self) -> bool {
+        self.flags.contains(EmFlags::PINNED)
+    }
+
+    /// Fsync has still to log the map (see [`ExtentMap::is_unlogged`]).
+    fn is_unlogged(&self) -> bool {
+        self.listed || self.flags.contains(EmFlags::LOGGING)
+    }
+}
+
+/// A copy of one cached map (`struct extent_map`), as a lookup returns it:
+/// a snapshot made under the tree's lock, which stays as it was whatever
+/// happens to the tree afterwards.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct ExtentMap {
+    info: ExtentMapInfo,
+    listed: bool,
+}
+
+impl ExtentMap {
+    fn load(range: &MapRange, body: &MapBody) -> Self {
+        Self {
+            info: ExtentMapInfo {
+                start: range.start,
+                len: range.end - range.start,
+                disk_bytenr: body.disk_bytenr,
+                disk_num_bytes: body.disk_num_bytes,
+                offset: body.offset,
+                ram_bytes: body.ram_bytes,
+                generation: body.generation,
+                flags: body.flags,
+            },
+            listed: body.listed,
         }
+    }
+
+    fn range(&self) -> MapRange {
+        MapRange::of(&self.info)
+    }
+
+    /// Returns whether the node `range`, `body` holds this map: the same
+    /// range and the same data (the flags and generation may have changed
+    /// since the copy).
+    fn is_in(&self, range: &MapRange, body: &MapBody) -> bool {
+        self.range().same(range)
+            && self.info.disk_bytenr == body.disk_bytenr
+            && self.info.disk_num_bytes == body.disk_num_bytes
+            && self.info.offset == body.offset
+            && self.info.ram_bytes == body.ram_bytes
+    }
+
+    /// All the fields.
+    pub(crate) fn info(&self) -> ExtentMapInfo {
+        self.info
     }
 
     /// File offset of the extent.
     pub(crate) fn start(&self) -> u64 {
-        self.start
+        self.info.start
     }
 
     /// Length of the extent in the file.
     pub(crate) fn len(&self) -> u64 {
-        self.len
+        self.info.len
     }
 
     /// End of the extent in the file, exclusive.
     pub(crate) fn end(&self) -> u64 {
-        range_end(self.start, self.len)
+        self.info.end()
     }
 
     /// `disk_bytenr`: the whole on-disk extent's first byte, or a sentinel.
     pub(crate) fn disk_bytenr(&self) -> u64 {
-        self.disk_bytenr
+        self.info.disk_bytenr
     }
 
     /// Length of the whole on-disk extent.
     pub(crate) fn disk_num_bytes(&self) -> u64 {
-        self.disk_num_bytes
+        self.info.disk_num_bytes
     }
 
     /// Offset of the data inside the on-disk extent.
     pub(crate) fn offset(&self) -> u64 {
-        self.offset
+        self.info.offset
     }
 
     /// Decompressed size of the on-disk extent.
     pub(crate) fn ram_bytes(&self) -> u64 {
-        self.ram_bytes
+        self.info.ram_bytes
     }
 
     /// Where the data starts on disk.
     pub(crate) fn block_start(&self) -> u64 {
-        self.info().block_start()
+        self.info.block_start()
     }
 
     /// The generation.
     pub(crate) fn generation(&self) -> u64 {
-        self.state.load(Relaxed) >> STATE_GENERATION_SHIFT
+        self.info.generation
     }
 
     /// The flags.
     pub(crate) fn flags(&self) -> EmFlags {
-        EmFlags((self.state.load(Relaxed) & STATE_FLAGS) as u32)
+        self.info.flags
     }
 
     /// Returns whether the map is pinned.
     pub(crate) fn is_pinned(&self) -> bool {
-        self.flags().contains(EmFlags::PINNED)
+        self.info.flags.contains(EmFlags::PINNED)
     }
 
     /// Returns whether the map is being logged.
     pub(crate) fn is_logging(&self) -> bool {
-        self.flags().contains(EmFlags::LOGGING)
+        self.info.flags.contains(EmFlags::LOGGING)
     }
 
-    /// Returns whether the map is on its tree's set of modified extents.
+    /// Returns whether the map was on its tree's set of modified extents.
     pub(crate) fn is_listed(&self) -> bool {
-        self.state.load(Relaxed) & STATE_LISTED != 0
+        self.listed
     }
 
     /// Returns whether fsync still has to log the map: it is on the set of
     /// modified extents, or being logged (`!list_empty(&em->list)` in btrfs,
     /// where a map being logged sits on the logger's list).
     fn is_unlogged(&self) -> bool {
-        self.is_listed() || self.is_logging()
+        self.listed || self.is_logging()
     }
 
     fn can_merge(&self) -> bool {
-        can_merge(&self.info(), self.is_listed())
-    }
-
-    // State changes: only under the write lock of the tree holding the map
-    // (callers hold `&mut TreeInner` and check that the map is in that
-    // tree), so a plain load-modify-store cannot lose an update.
-
-    fn update_state(&self, f: impl FnOnce(u64) -> u64) {
-        self.state.store(f(self.state.load(Relaxed)), Relaxed);
-    }
-
-    fn set_flags(&self, flags: EmFlags) {
-        self.update_state(|s| (s & !STATE_FLAGS) | u64::from(flags.bits()));
-    }
-
-    fn set_generation(&self, generation: u64) {
-        self.update_state(|s| {
-            (s & (STATE_FLAGS | STATE_LISTED))
-                | (generation.min(MAX_GENERATION) << STATE_GENERATION_SHIFT)
-        });
-    }
-
-    fn set_listed(&self, listed: bool) {
-        self.update_state(|s| {
-            if listed {
-                s | STATE_LISTED
-            } else {
-                s & !STATE_LISTED
-            }
-        });
+        can_merge(&self.info, self.listed)
     }
 }
 
-/// A node for an `RBTree<u64, Arc<ExtentMap>>`: the tree of maps or the set
-/// of modified extents.
-type Node = RBTreeNodeReservation<u64, Arc<ExtentMap>>;
+/// Memory for a map in a tree.
+type Node = RBTreeNodeReservation<MapRange, MapBody>;
 
-/// Memory for one map and its tree node, allocated before a tree lock is
-/// taken.
-pub(crate) struct MapSlot {
-    map: UniqueArc<MaybeUninit<ExtentMap>>,
-    node: Node,
-}
+/// Memory for a start in a tree's set of modified extents.
+type ListNode = RBTreeNodeReservation<u64, ()>;
 
-/// Allocates a tree node, honouring the module's fault injection.
-fn new_node(gfp: Flags) -> Result<Node> {
+/// Allocates a node of the set of modified extents, honouring the module's
+/// fault injection, with `GFP_NOFS` semantics (see [`MapSlot::nofs`]).
+fn new_list_node() -> Result<ListNode> {
+    let _scope = NoFsScope::enter();
     if should_fail_alloc() {
         return Err(ENOMEM);
     }
-    RBTreeNodeReservation::new(gfp)
+    RBTreeNodeReservation::new(GFP_KERNEL)
 }
 
-/// [`new_node`] with `GFP_NOFS` semantics (see [`MapSlot::nofs`]).
-fn new_node_nofs() -> Result<Node> {
-    let _scope = NoFsScope::enter();
-    new_node(GFP_KERNEL)
+/// Memory for one map, allocated before a tree lock is taken.
+pub(crate) struct MapSlot {
+    node: Node,
 }
 
 impl MapSlot {
@@ -664,7 +708,6 @@ impl MapSlot {
             return Err(ENOMEM);
         }
         Ok(Self {
-            map: UniqueArc::new_uninit(gfp)?,
             node: RBTreeNodeReservation::new(gfp)?,
         })
     }
@@ -675,12 +718,6 @@ impl MapSlot {
     pub(crate) fn nofs() -> Result<Self> {
         let _scope = NoFsScope::enter();
         Self::new(GFP_KERNEL)
-    }
-
-    /// Builds the map described by `info` in the slot. Never fails and
-    /// never allocates, so it may run under a spinning lock.
-    fn fill(self, info: &ExtentMapInfo) -> (Arc<ExtentMap>, Node) {
-        (self.map.write(ExtentMap::new(info)).into(), self.node)
     }
 }
 
@@ -694,7 +731,7 @@ pub(crate) struct PreparedMap {
     pub(crate) info: ExtentMapInfo,
     slot: MapSlot,
     /// Room in the set of modified extents, for a map added as modified.
-    list_node: Option<Node>,
+    list_node: Option<ListNode>,
 }
 
 impl PreparedMap {
@@ -715,7 +752,7 @@ impl PreparedMap {
         Ok(Self {
             info,
             slot: MapSlot::nofs()?,
-            list_node: Some(new_node_nofs()?),
+            list_node: Some(new_list_node()?),
         })
     }
 
@@ -728,59 +765,93 @@ impl PreparedMap {
     }
 }
 
-/// Maps taken off a tree's set of modified extents to be logged
-/// ([`TreeInner::take_modified`]), in file order.
-pub(crate) struct ModifiedMaps {
-    maps: RBTree<u64, Arc<ExtentMap>>,
-    len: usize,
+/// The most modified maps a fast fsync logs one by one
+/// (`btrfs_log_changed_extents()`); with more, it logs the inode in full.
+pub(crate) const MAX_LOGGED_EXTENTS: usize = 32768;
+
+/// How many maps a long walk under a tree's write lock handles between
+/// chances to reschedule.
+const RESCHED_EVERY: usize = 1024;
+
+/// The maps a fast fsync logs ([`ExtentMapTree::take_modified`]), in file
+/// order, each marked `LOGGING` in the tree until the logger ends its
+/// logging ([`ExtentMapTree::clear_logging`]), as btrfs's fsync moves them
+/// to a local list. Dropping it ends the logging of those not taken.
+pub(crate) struct ModifiedMaps<'a> {
+    tree: &'a ExtentMapTree,
+    maps: KVVec<ExtentMap>,
+    next: usize,
+    full_sync: bool,
 }
 
-impl ModifiedMaps {
+impl ModifiedMaps<'_> {
     /// Number of maps left.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.maps.len() - self.next
     }
 
-    /// Takes the first map off.
-    pub(crate) fn pop_first(&mut self) -> Option<Arc<ExtentMap>> {
-        let cursor = self.maps.cursor_front_mut()?;
-        let (_, node) = cursor.remove_current();
-        self.len -= 1;
-        Some(node.to_key_value().1)
+    /// Returns whether the inode must be logged in full instead: the
+    /// full-sync mark was set (and is now cleared), or there were more than
+    /// [`MAX_LOGGED_EXTENTS`] modified maps, or no memory to list them.
+    pub(crate) fn full_sync(&self) -> bool {
+        self.full_sync
+    }
+
+    /// Takes the first map off; the caller logs it, then ends its logging.
+    pub(crate) fn pop_first(&mut self) -> Option<ExtentMap> {
+        let em = *self.maps.get(self.next)?;
+        self.next += 1;
+        Some(em)
+    }
+}
+
+impl Drop for ModifiedMaps<'_> {
+    fn drop(&mut self) {
+        if self.next == self.maps.len() {
+            return;
+        }
+        let mut inner = self.tree.write();
+        for (i, em) in self.maps[self.next..].iter().enumerate() {
+            inner.clear_logging(em);
+            if i % RESCHED_EVERY == RESCHED_EVERY - 1 {
+                inner.cond_resched();
+            }
+        }
     }
 }
 
 /// Counters of one owner (a mounted filesystem), shared by all its trees.
 ///
 /// The map counts are exact: each tree updates them under its write lock
-/// when its own counts change. The rest are statistics.
+/// when its own counts change. The rest are statistics; lookups count
+/// their hits per CPU.
+#[pin_data]
 pub(crate) struct EmCounters {
     cached: Atomic<i64>,
     evictable: Atomic<i64>,
     pinned: Atomic<i64>,
     modified: Atomic<i64>,
-    pub(crate) lookups: Atomic<u64>,
-    pub(crate) hits: Atomic<u64>,
-    pub(crate) misses: Atomic<u64>,
-    pub(crate) merges: Atomic<u64>,
+    #[pin]
+    hits: PerCpuCounter,
+    misses: Atomic<u64>,
+    merges: Atomic<u64>,
 }
 
 impl EmCounters {
     /// New, zeroed counters.
     pub(crate) fn new() -> Result<Arc<Self>> {
-        Ok(Arc::new(
-            Self {
+        Arc::pin_init(
+            try_pin_init!(Self {
                 cached: Atomic::new(0),
                 evictable: Atomic::new(0),
                 pinned: Atomic::new(0),
                 modified: Atomic::new(0),
-                lookups: Atomic::new(0),
-                hits: Atomic::new(0),
+                hits <- new_percpu_counter!(),
                 misses: Atomic::new(0),
                 merges: Atomic::new(0),
-            },
+            }),
             GFP_KERNEL,
-        )?)
+        )
     }
 
     /// Maps in the owner's trees.
@@ -801,6 +872,27 @@ impl EmCounters {
     /// Maps on the trees' lists of modified extents.
     pub(crate) fn modified(&self) -> i64 {
         self.modified.load(Relaxed)
+    }
+
+    /// Lookups that found a map covering their offset (every CPU's count
+    /// summed: slow).
+    pub(crate) fn hits(&self) -> u64 {
+        self.hits.sum().max(0) as u64
+    }
+
+    /// Lookups that did not.
+    pub(crate) fn misses(&self) -> u64 {
+        self.misses.load(Relaxed)
+    }
+
+    /// Lookups.
+    pub(crate) fn lookups(&self) -> u64 {
+        self.hits() + self.misses()
+    }
+
+    /// Merges of two maps into one.
+    pub(crate) fn merges(&self) -> u64 {
+        self.merges.load(Relaxed)
     }
 }
 
@@ -839,24 +931,27 @@ pub(crate) type EmReadGuard<'a> = RwLockReadGuard<'a, TreeInner>;
 /// A tree locked for writing.
 pub(crate) type EmWriteGuard<'a> = RwLockWriteGuard<'a, TreeInner>;
 
-/// The data of an [`ExtentMapTree`], reached through its lock.
-///
-/// `maps` is keyed by the end of each map (exclusive, `u64::MAX` for a map
-/// reaching the end of the address space): maps never overlap, so ends
-/// order them as starts do, and a lookup finds its map in one descent.
-/// `modified` is keyed by start.
+/// The data of an [`ExtentMapTree`], reached through its lock: the maps,
+/// and the rest (`st`), apart so that a cursor over the maps can go with
+/// changes to the rest.
 ///
 /// Methods taking `&mut self` are the operations btrfs runs with the tree's
 /// write lock held (`lockdep_assert_held_write()`).
 ///
 /// # Invariants
 ///
-/// A map is in `modified` if and only if it is in `maps` and its state says
-/// it is listed; `nr_*` count the maps of `maps` (and `nr_modified` those of
-/// `modified`), and the same counts are included in `counters`.
+/// A start is in `st.modified` if and only if the map of `maps` with that
+/// start says it is listed; the `st.nr_*` count the maps of `maps` (and
+/// `nr_modified` the starts of `st.modified`), and the same counts are
+/// included in `st.counters`.
 pub(crate) struct TreeInner {
-    maps: RBTree<u64, Arc<ExtentMap>>,
-    modified: RBTree<u64, Arc<ExtentMap>>,
+    maps: RBTree<MapRange, MapBody>,
+    st: TreeState,
+}
+
+/// Everything of a tree but its maps.
+struct TreeState {
+    modified: RBTree<u64, ()>,
     nr_cached: usize,
     nr_pinned: usize,
     nr_logging: usize,
@@ -865,6 +960,56 @@ pub(crate) struct TreeInner {
     ino: u64,
     blocksize: u64,
     counters: Arc<EmCounters>,
+}
+
+impl TreeState {
+    /// Counts a map with `flags` in (`sign` 1) or out (-1) of the tree.
+    fn count(&mut self, flags: EmFlags, sign: i64) {
+        let pinned = flags.contains(EmFlags::PINNED);
+        let logging = flags.contains(EmFlags::LOGGING);
+        if sign > 0 {
+            self.nr_cached += 1;
+            self.nr_pinned += usize::from(pinned);
+            self.nr_logging += usize::from(logging);
+        } else {
+            self.nr_cached -= 1;
+            self.nr_pinned -= usize::from(pinned);
+            self.nr_logging -= usize::from(logging);
+        }
+        self.counters.cached.add(sign, Relaxed);
+        if pinned {
+            self.counters.pinned.add(sign, Relaxed);
+        } else {
+            self.counters.evictable.add(sign, Relaxed);
+        }
+        LIVE_MAPS.add(sign, Relaxed);
+    }
+
+    /// Puts `start` on the set of modified extents.
+    fn list_add(&mut self, start: u64, node: ListNode) {
+        self.nr_modified += 1;
+        self.counters.modified.add(1, Relaxed);
+        let _ = self.modified.insert(node.into_node(start, ()));
+    }
+
+    /// Takes `start` off the set of modified extents; returns its node.
+    fn list_del(&mut self, start: u64) -> Option<ListNode> {
+        let node = self.modified.remove_node(&start)?;
+        self.nr_modified -= 1;
+        self.counters.modified.add(-1, Relaxed);
+        Some(node.into_reservation())
+    }
+
+    /// Accounts for the map `range`, `body` leaving the tree; returns its
+    /// node in the set of modified extents.
+    fn unlinked(&mut self, range: &MapRange, body: &MapBody) -> Option<ListNode> {
+        self.count(body.flags, -1);
+        if body.listed {
+            self.list_del(range.start)
+        } else {
+            None
+        }
+    }
 }
 
 impl ExtentMapTree {
@@ -876,15 +1021,17 @@ impl ExtentMapTree {
             lock <- new_rwlock!(
                 TreeInner {
                     maps: RBTree::new(),
-                    modified: RBTree::new(),
-                    nr_cached: 0,
-                    nr_pinned: 0,
-                    nr_logging: 0,
-                    nr_modified: 0,
-                    full_sync: false,
-                    ino,
-                    blocksize: blocksize.max(1).next_power_of_two().into(),
-                    counters,
+                    st: TreeState {
+                        modified: RBTree::new(),
+                        nr_cached: 0,
+                        nr_pinned: 0,
+                        nr_logging: 0,
+                        nr_modified: 0,
+                        full_sync: false,
+                        ino,
+                        blocksize: blocksize.max(1).next_power_of_two().into(),
+                        counters,
+                    },
                 },
                 "ExtentMapTree::lock"
             ),
@@ -910,27 +1057,26 @@ impl ExtentMapTree {
     /// the lookup in the owner's statistics as a hit if a map covers
     /// `start`, otherwise as a miss (which fires `emfs:em_cache_miss`: the
     /// caller will have to load the map).
-    pub(crate) fn lookup(&self, start: u64, len: u64) -> Option<Arc<ExtentMap>> {
+    pub(crate) fn lookup(&self, start: u64, len: u64) -> Option<ExtentMap> {
         let inner = self.read();
         let em = inner.lookup(start, len);
-        inner.counters.lookups.add(1, Relaxed);
         if em.as_ref().is_some_and(|em| em.start() <= start) {
-            inner.counters.hits.add(1, Relaxed);
+            inner.st.counters.hits.add(1);
         } else {
-            inner.counters.misses.add(1, Relaxed);
-            trace::em_cache_miss(inner.ino, start, len);
+            inner.st.counters.misses.add(1, Relaxed);
+            trace::em_cache_miss(inner.st.ino, start, len);
         }
         em
     }
 
     /// Looks up the map intersecting the range, or a neighbour.
-    pub(crate) fn search(&self, start: u64, len: u64) -> Option<Arc<ExtentMap>> {
+    pub(crate) fn search(&self, start: u64, len: u64) -> Option<ExtentMap> {
         self.read().search(start, len)
     }
 
     /// Adds `pm`, merging it with its neighbours unless `modified`, in which
     /// case it goes on the set of modified extents (see [`TreeInner::add`]).
-    pub(crate) fn add(&self, pm: PreparedMap, modified: bool) -> Result<Arc<ExtentMap>> {
+    pub(crate) fn add(&self, pm: PreparedMap, modified: bool) -> Result<ExtentMap> {
         self.write().add(pm, modified)
     }
 
@@ -941,26 +1087,85 @@ impl ExtentMapTree {
     /// Returns `ENOENT` if no map is found, `EUCLEAN` if the map found does
     /// not start at `start`.
     pub(crate) fn unpin(&self, start: u64, len: u64, generation: u64) -> Result {
-        // Room for a merge; without it the map is unpinned but not merged.
-        let mut spare = MapSlot::nofs().ok();
-        self.write().unpin(start, len, generation, &mut spare)
+        self.write().unpin(start, len, generation)
     }
 
-    /// Clears the logging flag of `em` and merges it if it is still in the
-    /// tree (`btrfs_clear_em_logging()`).
-    pub(crate) fn clear_logging(&self, em: &Arc<ExtentMap>) {
-        let mut spare = MapSlot::nofs().ok();
-        self.write().clear_logging(em, &mut spare);
+    /// Ends the logging of `em`, a map [`ExtentMapTree::take_modified`]
+    /// returned, and merges it if it is still in the tree
+    /// (`btrfs_clear_em_logging()`). A map no longer in the tree is left:
+    /// its logging ended when it left.
+    pub(crate) fn clear_logging(&self, em: &ExtentMap) {
+        self.write().clear_logging(em);
     }
 
-    /// Drops every map, pinned or not, rescheduling when needed
-    /// (`drop_all_extent_maps_fast()`). Takes the first map each time
-    /// instead of walking, since the lock may be dropped in between.
-    pub(crate) fn drop_all(&self) {
-        let mut inner = self.write();
-        while inner.drop_first() {
-            inner.cond_resched();
+    /// Takes the maps a fast fsync logs (`btrfs_log_changed_extents()`):
+    /// every map on the set of modified extents leaves it and is marked
+    /// `LOGGING`, and the full-sync mark is taken
+    /// ([`ModifiedMaps::full_sync`]). With more than [`MAX_LOGGED_EXTENTS`]
+    /// maps, or without memory to list them, the set is emptied and a full
+    /// fsync asked for instead.
+    pub(crate) fn take_modified(&self) -> ModifiedMaps<'_> {
+        let mut maps = KVVec::new();
+        loop {
+            let n = self.read().nr_modified();
+            if n > MAX_LOGGED_EXTENTS {
+                break;
+            }
+            if maps.capacity() < n {
+                if should_fail_alloc() {
+                    break;
+                }
+                let _scope = NoFsScope::enter();
+                match KVVec::with_capacity(n, GFP_KERNEL) {
+                    Ok(v) => maps = v,
+                    Err(_) => break,
+                }
+            }
+            let mut inner = self.write();
+            if inner.nr_modified() > maps.capacity() {
+                // More were added meanwhile: make room again.
+                continue;
+            }
+            let mut taken = 0;
+            while inner.take_one_modified(&mut maps) {
+                taken += 1;
+                if taken % RESCHED_EVERY == 0 {
+                    inner.cond_resched();
+                }
+            }
+            let full_sync = inner.clear_full_sync();
+            return ModifiedMaps {
+                tree: self,
+                maps,
+                next: 0,
+                full_sync,
+            };
         }
+        // Too many, or no memory: the inode is logged in full.
+        let mut inner = self.write();
+        let mut n = 0;
+        while inner.unlist_first() {
+            n += 1;
+            if n % RESCHED_EVERY == 0 {
+                inner.cond_resched();
+            }
+        }
+        inner.clear_full_sync();
+        ModifiedMaps {
+            tree: self,
+            maps: KVVec::new(),
+            next: 0,
+            full_sync: true,
+        }
+    }
+
+    /// Drops every map, pinned or not (`drop_all_extent_maps_fast()`): the
+    /// maps leave the tree at once, and are freed after the lock is
+    /// dropped, O(n), rescheduling when needed.
+    pub(crate) fn drop_all(&self) {
+        let (maps, modified) = self.write().take_all();
+        free_maps(maps);
+        drop(modified);
     }
 
     /// Drops the maps intersecting `[start, end]` (`end` inclusive),
@@ -974,7 +1179,7 @@ impl ExtentMapTree {
         if end < start {
             pr_err!(
                 "drop_range: inode {}: end {} before start {}\n",
-                self.read().ino,
+                self.read().st.ino,
                 end,
                 start
             );
@@ -985,16 +1190,19 @@ impl ExtentMapTree {
             return;
         }
         // The worst case needs two splits: the first map starts before the
-        // range and the last one ends after it. A modified map hands its
-        // place in the set of modified extents to its first split; a second
-        // one is needed only if there is anything left to log.
-        let mut spares = DropSpares {
-            splits: [MapSlot::nofs().ok(), MapSlot::nofs().ok()],
-            list_node: if self.read().has_unlogged() {
-                new_node_nofs().ok()
+        // range and the last one ends after it. If anything is left to log,
+        // both may have to go on the set of modified extents.
+        let unlogged = self.read().has_unlogged();
+        let list_node = || {
+            if unlogged {
+                new_list_node().ok()
             } else {
                 None
-            },
+            }
+        };
+        let mut spares = DropSpares {
+            splits: [MapSlot::nofs().ok(), MapSlot::nofs().ok()],
+            list_nodes: [list_node(), list_node()],
         };
         self.write()
             .drop_range(start, end, skip_pinned, &mut spares);
@@ -1003,11 +1211,7 @@ impl ExtentMapTree {
     /// Replaces whatever the tree caches for the range of `pm` with `pm`
     /// (`btrfs_replace_extent_map_range()`): drops the range, then adds,
     /// and retries when another task raced a map into the range.
-    pub(crate) fn replace_range(
-        &self,
-        mut pm: PreparedMap,
-        modified: bool,
-    ) -> Result<Arc<ExtentMap>> {
+    pub(crate) fn replace_range(&self, mut pm: PreparedMap, modified: bool) -> Result<ExtentMap> {
         if pm.info.len == 0 {
             return Err(EINVAL);
         }
@@ -1037,222 +1241,262 @@ impl ExtentMapTree {
         let split_mid = PreparedMap {
             info: ExtentMapInfo::default(),
             slot: MapSlot::nofs()?,
-            list_node: Some(new_node_nofs()?),
+            list_node: Some(new_list_node()?),
         };
         self.write()
             .split(start, len, pre, new_logical, split_pre, split_mid)
     }
 }
 
+/// Frees the maps of a tree taken out of it, rescheduling as it goes; O(n),
+/// since removing the first node hands on the next.
+fn free_maps(mut maps: RBTree<MapRange, MapBody>) {
+    let mut cursor = maps.cursor_front_mut();
+    let mut n = 0usize;
+    while let Some(c) = cursor {
+        let (next, node) = c.remove_current();
+        drop(node);
+        n += 1;
+        if n % RESCHED_EVERY == 0 {
+            cond_resched();
+        }
+        cursor = next;
+    }
+}
+
 /// What [`TreeInner::drop_range`] may use: two slots for boundary splits,
-/// and a node for a split that must go on the set of modified extents when
-/// the map it comes from cannot hand its own on.
+/// and a node in the set of modified extents for each split that must go
+/// there when the map it comes from cannot hand its own on.
 pub(crate) struct DropSpares {
     splits: [Option<MapSlot>; 2],
-    list_node: Option<Node>,
+    list_nodes: [Option<ListNode>; 2],
 }
 
 impl DropSpares {
     fn take_split(&mut self) -> Option<MapSlot> {
         self.splits[0].take().or_else(|| self.splits[1].take())
     }
+
+    fn take_list_node(&mut self) -> Option<ListNode> {
+        self.list_nodes[0]
+            .take()
+            .or_else(|| self.list_nodes[1].take())
+    }
 }
 
 impl TreeInner {
     // Searching: shared access is enough.
 
-    /// The map containing `offset`; otherwise the first map after it;
-    /// otherwise the last map before it (`tree_search()`).
-    ///
-    /// Maps are keyed by their end: the map containing `offset`, or else the
-    /// first one after it, is the first map ending after `offset`, found in
-    /// one descent that reads only the tree's nodes, as btrfs's walk does.
-    fn search_node(&self, offset: u64) -> Option<Arc<ExtentMap>> {
-        self.first_ending_after(offset).or_else(|| self.last())
+    /// Runs `f` on the map containing `offset`, or else the first map after
+    /// it: one descent that stops at the containing map.
+    fn at<T>(&self, offset: u64, f: impl FnOnce(&MapRange, &MapBody) -> T) -> Option<T> {
+        let cursor = self.maps.cursor_lower_bound(&MapRange::point(offset))?;
+        let (range, body) = cursor.current();
+        Some(f(range, body))
     }
 
-    fn lookup_inner(&self, start: u64, len: u64, strict: bool) -> Option<Arc<ExtentMap>> {
+    fn lookup_inner(&self, start: u64, len: u64, strict: bool) -> Option<ExtentMap> {
         let end = range_end(start, len);
-        let em = self.search_node(start)?;
-        if strict && !(end > em.start() && start < em.end()) {
-            return None;
+        // The strict condition is checked before anything is copied.
+        let found = self.at(start, |range, body| {
+            (!strict || (end > range.start && start < range.end))
+                .then(|| ExtentMap::load(range, body))
+        });
+        match found {
+            Some(em) => em,
+            // Every map ends by `start`: the last one is the nearest.
+            None if strict => None,
+            None => self.last(),
         }
-        Some(em)
     }
 
     /// The first map intersecting `[start, start + len)`
     /// (`btrfs_lookup_extent_mapping()`). Others may intersect it too.
-    pub(crate) fn lookup(&self, start: u64, len: u64) -> Option<Arc<ExtentMap>> {
+    pub(crate) fn lookup(&self, start: u64, len: u64) -> Option<ExtentMap> {
         self.lookup_inner(start, len, true)
     }
 
     /// The first map intersecting `[start, start + len)`, or if none, a
     /// nearby map (`btrfs_search_extent_mapping()`).
-    pub(crate) fn search(&self, start: u64, len: u64) -> Option<Arc<ExtentMap>> {
+    pub(crate) fn search(&self, start: u64, len: u64) -> Option<ExtentMap> {
         self.lookup_inner(start, len, false)
     }
 
-    /// Returns whether a map contains `offset`, without taking a reference.
+    /// Returns whether a map contains `offset`, copying nothing.
     pub(crate) fn covers(&self, offset: u64) -> bool {
-        let Some(key) = offset.checked_add(1) else {
-            return false;
-        };
-        self.maps
-            .cursor_lower_bound(&key)
-            .is_some_and(|c| c.current().1.start() <= offset)
+        self.maps.get(&MapRange::point(offset)).is_some()
+    }
+
+    /// Runs `f` on the node holding `em`, if it is in this tree.
+    fn find<T>(&self, em: &ExtentMap, f: impl FnOnce(&MapBody) -> T) -> Option<T> {
+        let cursor = self.maps.cursor_lower_bound(&em.range())?;
+        let (range, body) = cursor.current();
+        em.is_in(range, body).then(|| f(body))
     }
 
     /// Returns whether `em` is in this tree.
     pub(crate) fn contains(&self, em: &ExtentMap) -> bool {
-        self.maps
-            .get(&em.end())
-            .is_some_and(|cur| core::ptr::eq(&**cur, em))
+        self.find(em, |_| ()).is_some()
     }
 
-    /// The map after `em` in this tree (`next_extent_map()`).
-    pub(crate) fn next(&self, em: &ExtentMap) -> Option<Arc<ExtentMap>> {
-        if !self.contains(em) {
-            return None;
-        }
-        let cursor = self.maps.cursor_lower_bound(&em.end())?;
-        cursor.peek_next().map(|(_, next)| next.clone())
+    /// `em` as the tree holds it now (its flags may have changed).
+    fn current(&self, em: &ExtentMap) -> Option<ExtentMap> {
+        self.find(em, |body| ExtentMap::load(&em.range(), body))
     }
 
-    /// The map before `em` in this tree (`prev_extent_map()`).
-    pub(crate) fn prev(&self, em: &ExtentMap) -> Option<Arc<ExtentMap>> {
-        if !self.contains(em) {
+    /// The map after `em` in this tree (`next_extent_map()`): one search.
+    pub(crate) fn next(&self, em: &ExtentMap) -> Option<ExtentMap> {
+        let cursor = self.maps.cursor_lower_bound(&em.range())?;
+        let (range, body) = cursor.current();
+        if !em.is_in(range, body) {
             return None;
         }
-        let cursor = self.maps.cursor_lower_bound(&em.end())?;
-        cursor.peek_prev().map(|(_, prev)| prev.clone())
+        cursor.peek_next().map(|(r, b)| ExtentMap::load(r, b))
+    }
+
+    /// The map before `em` in this tree (`prev_extent_map()`): one search.
+    pub(crate) fn prev(&self, em: &ExtentMap) -> Option<ExtentMap> {
+        let cursor = self.maps.cursor_lower_bound(&em.range())?;
+        let (range, body) = cursor.current();
+        if !em.is_in(range, body) {
+            return None;
+        }
+        cursor.peek_prev().map(|(r, b)| ExtentMap::load(r, b))
     }
 
     /// The first map ending after `offset`.
-    fn first_ending_after(&self, offset: u64) -> Option<Arc<ExtentMap>> {
-        let key = offset.checked_add(1)?;
-        self.maps
-            .cursor_lower_bound(&key)
-            .map(|c| c.current().1.clone())
+    fn first_ending_after(&self, offset: u64) -> Option<ExtentMap> {
+        self.at(offset, ExtentMap::load)
     }
 
     /// The last map ending at or before `offset`.
-    fn last_ending_by(&self, offset: u64) -> Option<Arc<ExtentMap>> {
-        match offset
-            .checked_add(1)
-            .map(|key| self.maps.cursor_lower_bound(&key))
-        {
-            Some(Some(cursor)) => cursor.peek_prev().map(|(_, prev)| prev.clone()),
-            _ => self.last(),
+    fn last_ending_by(&self, offset: u64) -> Option<ExtentMap> {
+        match self.maps.cursor_lower_bound(&MapRange::point(offset)) {
+            Some(cursor) => cursor.peek_prev().map(|(r, b)| ExtentMap::load(r, b)),
+            None => self.last(),
         }
     }
 
     /// The last map.
-    fn last(&self) -> Option<Arc<ExtentMap>> {
-        self.maps.cursor_back().map(|c| c.current().1.clone())
+    fn last(&self) -> Option<ExtentMap> {
+        self.maps.cursor_back().map(|c| {
+            let (r, b) = c.current();
+            ExtentMap::load(r, b)
+        })
     }
 
-    /// Returns whether a map intersects `[start, end)`.
+    /// The map starting at `start`.
+    fn starting_at(&self, start: u64) -> Option<ExtentMap> {
+        self.at(start, |range, body| {
+            (range.start == start).then(|| ExtentMap::load(range, body))
+        })
+        .flatten()
+    }
+
+    /// Returns whether a map intersects `[start, end)`, a non-empty range:
+    /// one descent, which stops at any overlapping map.
     fn overlaps(&self, start: u64, end: u64) -> bool {
-        self.first_ending_after(start)
-            .is_some_and(|next| next.start() < end)
+        self.maps.get(&MapRange { start, end }).is_some()
     }
 
     /// The maps, in file order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<ExtentMap>> {
-        self.maps.values()
+    pub(crate) fn iter(&self) -> impl Iterator<Item = ExtentMap> + '_ {
+        self.maps.iter().map(|(r, b)| ExtentMap::load(r, b))
     }
 
     /// The first map.
-    pub(crate) fn first(&self) -> Option<Arc<ExtentMap>> {
-        self.maps.cursor_front().map(|c| c.current().1.clone())
+    pub(crate) fn first(&self) -> Option<ExtentMap> {
+        self.maps.cursor_front().map(|c| {
+            let (r, b) = c.current();
+            ExtentMap::load(r, b)
+        })
     }
 
     /// Number of cached maps.
     pub(crate) fn nr_cached(&self) -> usize {
-        self.nr_cached
+        self.st.nr_cached
     }
 
     /// Number of pinned maps.
     pub(crate) fn nr_pinned(&self) -> usize {
-        self.nr_pinned
+        self.st.nr_pinned
     }
 
     /// Number of maps the shrinker may drop.
     pub(crate) fn nr_evictable(&self) -> usize {
-        self.nr_cached - self.nr_pinned
+        self.st.nr_cached - self.st.nr_pinned
     }
 
     /// Number of maps on the set of modified extents.
     pub(crate) fn nr_modified(&self) -> usize {
-        self.nr_modified
+        self.st.nr_modified
     }
 
     /// Returns whether `em` is on this tree's set of modified extents.
     pub(crate) fn is_modified(&self, em: &ExtentMap) -> bool {
-        em.is_listed() && self.contains(em)
+        self.find(em, |body| body.listed).unwrap_or(false)
     }
 
     /// The maps on the set of modified extents, in file order.
-    pub(crate) fn modified_maps(&self) -> impl Iterator<Item = &Arc<ExtentMap>> {
-        self.modified.values()
+    pub(crate) fn modified_maps(&self) -> impl Iterator<Item = ExtentMap> + '_ {
+        self.st
+            .modified
+            .keys()
+            .filter_map(|start| self.starting_at(*start))
     }
 
     /// Recounts the tree and checks its invariants: maps valid, in order
-    /// and not overlapping; the set of modified extents made of cached maps
-    /// marked as listed; the cached, pinned, logging and modified counts
-    /// equal to the recount. Each problem is logged; the recount is
-    /// returned (the `check` debugfs file).
+    /// and not overlapping; the set of modified extents made of the starts
+    /// of cached maps marked as listed; the cached, pinned, logging and
+    /// modified counts equal to the recount. Each problem is logged; the
+    /// recount is returned (the `check` debugfs file).
     pub(crate) fn check(&self) -> TreeCheck {
+        let ino = self.st.ino;
         let mut c = TreeCheck::default();
         let mut prev_end = 0;
-        for em in self.maps.values() {
+        for em in self.iter() {
             c.cached += 1;
             c.pinned += u64::from(em.is_pinned());
-            let logging = u64::from(em.is_logging());
-            c.logging += logging;
-            if let Err(why) = em.info().validate(self.blocksize) {
+            c.logging += u64::from(em.is_logging());
+            if let Err(why) = em.info().validate(self.st.blocksize) {
                 c.problem(
-                    self.ino,
+                    ino,
                     format_args!("map at {} is invalid: {}", em.start(), why),
                 );
             }
             if em.start() < prev_end {
                 c.problem(
-                    self.ino,
+                    ino,
                     format_args!("map at {} overlaps the map before it", em.start()),
                 );
             }
             prev_end = em.end();
-            let on_list = self
-                .modified
-                .get(&em.start())
-                .is_some_and(|m| core::ptr::eq(&**m, &**em));
-            if em.is_listed() != on_list {
+            if em.is_listed() != self.st.modified.get(&em.start()).is_some() {
                 c.problem(
-                    self.ino,
+                    ino,
                     format_args!("map at {}: modified flag and list disagree", em.start()),
                 );
             }
         }
-        for em in self.modified.values() {
+        for start in self.st.modified.keys() {
             c.modified += 1;
-            if !em.is_listed() || !self.contains(em) {
+            if !self.starting_at(*start).is_some_and(|em| em.is_listed()) {
                 c.problem(
-                    self.ino,
-                    format_args!("listed map at {} is not a modified cached map", em.start()),
+                    ino,
+                    format_args!("listed start {} is not a modified cached map", start),
                 );
             }
         }
         let counts = [
-            ("cached", self.nr_cached, c.cached),
-            ("pinned", self.nr_pinned, c.pinned),
-            ("logging", self.nr_logging, c.logging),
-            ("modified", self.nr_modified, c.modified),
+            ("cached", self.st.nr_cached, c.cached),
+            ("pinned", self.st.nr_pinned, c.pinned),
+            ("logging", self.st.nr_logging, c.logging),
+            ("modified", self.st.nr_modified, c.modified),
         ];
         for (what, kept, recount) in counts {
             if kept as u64 != recount {
                 c.problem(
-                    self.ino,
+                    ino,
                     format_args!("{} count {} but {} counted", what, kept, recount),
                 );
             }
@@ -1262,93 +1506,71 @@ impl TreeInner {
 
     /// Returns whether any map of the tree has yet to be logged.
     fn has_unlogged(&self) -> bool {
-        self.nr_modified > 0 || self.nr_logging > 0
+        self.st.nr_modified > 0 || self.st.nr_logging > 0
     }
 
     /// Returns whether the inode must do a full fsync: a modified map was
     /// dropped before it was logged.
     pub(crate) fn needs_full_sync(&self) -> bool {
-        self.full_sync
+        self.st.full_sync
     }
 
-    // Accounting: every change of membership, of PINNED and of LOGGING goes
-    // through these, so the counts stay exact.
+    // Changing maps: every change of membership, of PINNED and of LOGGING
+    // goes through these, so the counts stay exact.
 
-    fn count(&mut self, em: &ExtentMap, sign: i64) {
-        let pinned = em.is_pinned();
-        let logging = em.is_logging();
-        if sign > 0 {
-            self.nr_cached += 1;
-            self.nr_pinned += usize::from(pinned);
-            self.nr_logging += usize::from(logging);
-        } else {
-            self.nr_cached -= 1;
-            self.nr_pinned -= usize::from(pinned);
-            self.nr_logging -= usize::from(logging);
+    /// Runs `f` on the node holding `em` and the rest of the tree; `None`
+    /// if `em` is not in the tree.
+    fn with_node<T>(
+        &mut self,
+        em: &ExtentMap,
+        f: impl FnOnce(&mut MapBody, &mut TreeState) -> T,
+    ) -> Option<T> {
+        let TreeInner { maps, st } = self;
+        let mut cursor = maps.cursor_lower_bound_mut(&em.range())?;
+        let (range, body) = cursor.current();
+        if !em.is_in(range, body) {
+            return None;
         }
-        self.counters.cached.add(sign, Relaxed);
-        if pinned {
-            self.counters.pinned.add(sign, Relaxed);
-        } else {
-            self.counters.evictable.add(sign, Relaxed);
-        }
+        Some(f(cursor.current_mut().1, st))
     }
 
+    /// Sets the flags of `em`, which is in the tree, to `flags`.
     fn set_flags(&mut self, em: &ExtentMap, flags: EmFlags) {
-        let in_tree = self.contains(em);
-        if in_tree {
-            self.count(em, -1);
-        }
-        em.set_flags(flags);
-        if in_tree {
-            self.count(em, 1);
-        }
+        self.with_node(em, |body, st| {
+            st.count(body.flags, -1);
+            body.flags = flags;
+            st.count(flags, 1);
+        });
     }
 
-    /// Puts `em`, which is in the tree, on the set of modified extents.
-    fn list_add(&mut self, em: Arc<ExtentMap>, node: Node) {
-        if em.is_listed() {
-            return;
-        }
-        em.set_listed(true);
-        self.nr_modified += 1;
-        self.counters.modified.add(1, Relaxed);
-        let _ = self.modified.insert(node.into_node(em.start(), em));
-    }
-
-    /// Takes `em` off the set of modified extents; returns its node.
-    fn list_del(&mut self, em: &ExtentMap) -> Option<Node> {
-        if !em.is_listed() {
-            return None;
-        }
-        let node = self.modified.remove_node(&em.start())?;
-        em.set_listed(false);
-        self.nr_modified -= 1;
-        self.counters.modified.add(-1, Relaxed);
-        Some(node.into_reservation())
-    }
-
-    /// Links a built map into the tree, and into the set of modified
-    /// extents if given a node for it.
-    fn link(&mut self, em: Arc<ExtentMap>, node: Node, list_node: Option<Node>) {
-        self.count(&em, 1);
-        // The caller checked that no map overlaps, so none has this key.
-        let _ = self.maps.insert(node.into_node(em.end(), em.clone()));
+    /// Links a map described by `info` into the tree in `node`, and into
+    /// the set of modified extents if given a node for it. The caller
+    /// checked that no map overlaps it.
+    fn link(&mut self, info: &ExtentMapInfo, node: Node, list_node: Option<ListNode>) -> ExtentMap {
+        let range = MapRange::of(info);
+        let body = MapBody::new(info, list_node.is_some());
+        let em = ExtentMap::load(&range, &body);
+        self.st.count(info.flags, 1);
+        let _ = self.maps.insert(node.into_node(range, body));
         if let Some(list_node) = list_node {
-            self.list_add(em, list_node);
+            self.st.list_add(range.start, list_node);
         }
+        em
     }
 
-    /// Unlinks `em` (which must be in the tree) and takes it off the set of
-    /// modified extents (`remove_em()`); returns its nodes.
-    fn unlink(&mut self, em: &ExtentMap) -> Option<(Node, Option<Node>)> {
-        if !self.contains(em) {
+    /// Unlinks `em` (`remove_em()`): returns its nodes and the map as it was
+    /// in the tree, or `None` if it is not in the tree.
+    fn unlink(&mut self, em: &ExtentMap) -> Option<(Node, Option<ListNode>, ExtentMap)> {
+        let TreeInner { maps, st } = self;
+        let cursor = maps.cursor_lower_bound_mut(&em.range())?;
+        let (range, body) = cursor.current();
+        if !em.is_in(range, body) {
             return None;
         }
-        let list_node = self.list_del(em);
-        self.count(em, -1);
-        let node = self.maps.remove_node(&em.end())?;
-        Some((node.into_reservation(), list_node))
+        let current = ExtentMap::load(range, body);
+        let list_node = st.unlinked(range, body);
+        let (_, node) = cursor.remove_current();
+        Some((node.into_reservation(), list_node, current))
     }
 
     // Insertion.
@@ -1361,12 +1583,12 @@ impl TreeInner {
         &mut self,
         mut pm: PreparedMap,
         modified: bool,
-    ) -> core::result::Result<Arc<ExtentMap>, (Error, PreparedMap)> {
+    ) -> core::result::Result<ExtentMap, (Error, PreparedMap)> {
         let info = &mut pm.info;
-        if let Err(why) = info.validate(self.blocksize) {
+        if let Err(why) = info.validate(self.st.blocksize) {
             pr_err!(
                 "inode {}: invalid extent map: {}: start={} len={} disk_bytenr={} disk_num_bytes={} ram_bytes={} offset={} flags={:?}\n",
-                self.ino,
+                self.st.ino,
                 why,
                 info.start,
                 info.len,
@@ -1388,17 +1610,15 @@ impl TreeInner {
         if !modified {
             self.merge_new(&mut pm.info);
         }
-        let (em, node) = pm.slot.fill(&pm.info);
         let list_node = if modified { pm.list_node } else { None };
-        self.link(em.clone(), node, list_node);
-        Ok(em)
+        Ok(self.link(&pm.info, pm.slot.node, list_node))
     }
 
     /// Counts and traces a merge of `absorbed` into `info`.
     fn merged(&self, info: &ExtentMapInfo, absorbed: &ExtentMap) {
-        self.counters.merges.add(1, Relaxed);
+        self.st.counters.merges.add(1, Relaxed);
         trace::em_merge(
-            self.ino,
+            self.st.ino,
             info.start,
             info.len,
             (absorbed.start(), absorbed.len()),
@@ -1406,7 +1626,7 @@ impl TreeInner {
     }
 
     /// Merges a map that is about to be linked with its neighbours, on its
-    /// description (the first form of copy on merge).
+    /// description; the neighbours' nodes are freed.
     fn merge_new(&mut self, info: &mut ExtentMapInfo) {
         if !can_merge(info, false) {
             return;
@@ -1415,7 +1635,7 @@ impl TreeInner {
             if let Some(prev) = self.last_ending_by(info.start) {
                 if prev.can_merge() && mergeable(&prev.info(), info) {
                     absorb_prev(info, &prev.info());
-                    let _ = self.unlink(&prev);
+                    drop(self.unlink(&prev));
                     self.merged(info, &prev);
                 }
             }
@@ -1423,51 +1643,46 @@ impl TreeInner {
         if let Some(next) = self.first_ending_after(info.start) {
             if next.can_merge() && mergeable(info, &next.info()) {
                 absorb_next(info, &next.info());
-                let _ = self.unlink(&next);
+                drop(self.unlink(&next));
                 self.merged(info, &next);
             }
         }
     }
 
-    /// Merges `em`, which is in the tree, with its neighbours by publishing a
-    /// merged map built in `spare` (the second form of copy on merge;
-    /// `try_merge_map()`). Returns the merged map, if a merge happened.
-    fn merge_published(
-        &mut self,
-        em: &Arc<ExtentMap>,
-        spare: &mut Option<MapSlot>,
-    ) -> Option<Arc<ExtentMap>> {
-        if !self.contains(em) || !em.can_merge() {
+    /// Merges `em`, which is in the tree, with its neighbours
+    /// (`try_merge_map()`): the neighbours' nodes are freed and `em`'s node
+    /// is put back under the merged range, so nothing is allocated. Returns
+    /// the merged map, if a merge happened.
+    fn merge_in_place(&mut self, em: &ExtentMap) -> Option<ExtentMap> {
+        let em = self.current(em)?;
+        if !em.can_merge() {
             return None;
         }
         let mut info = em.info();
         let prev = if em.start() != 0 {
-            self.prev(em)
+            self.prev(&em)
                 .filter(|prev| prev.can_merge() && mergeable(&prev.info(), &info))
         } else {
             None
         };
         let next = self
-            .next(em)
+            .next(&em)
             .filter(|next| next.can_merge() && mergeable(&info, &next.info()));
         if prev.is_none() && next.is_none() {
             return None;
         }
-        let slot = spare.take()?;
+        let (node, _, _) = self.unlink(&em)?;
         if let Some(prev) = &prev {
             absorb_prev(&mut info, &prev.info());
-            let _ = self.unlink(prev);
+            drop(self.unlink(prev));
             self.merged(&info, prev);
         }
         if let Some(next) = &next {
             absorb_next(&mut info, &next.info());
-            let _ = self.unlink(next);
+            drop(self.unlink(next));
             self.merged(&info, next);
         }
-        let _ = self.unlink(em);
-        let (merged, node) = slot.fill(&info);
-        self.link(merged.clone(), node, None);
-        Some(merged)
+        Some(self.link(&info, node, None))
     }
 
     /// Adds `pm` to the tree (`add_extent_mapping()`): merged with its
@@ -1476,7 +1691,7 @@ impl TreeInner {
     /// may be larger after a merge), `EEXIST` if `pm` overlaps a cached map,
     /// `EINVAL` if its fields are inconsistent or it is `modified` but was not
     /// prepared with [`PreparedMap::new_modified`].
-    pub(crate) fn add(&mut self, pm: PreparedMap, modified: bool) -> Result<Arc<ExtentMap>> {
+    pub(crate) fn add(&mut self, pm: PreparedMap, modified: bool) -> Result<ExtentMap> {
         self.insert(pm, modified).map_err(|(e, _)| e)
     }
 
@@ -1490,7 +1705,7 @@ impl TreeInner {
         pm: PreparedMap,
         start: u64,
         len: u64,
-    ) -> Result<Arc<ExtentMap>> {
+    ) -> Result<ExtentMap> {
         if pm.info.disk_bytenr == EXTENT_MAP_INLINE && pm.info.start != 0 {
             return Err(EINVAL);
         }
@@ -1504,7 +1719,7 @@ impl TreeInner {
         // There is a map in the way, so the search finds one.
         let existing = self.search(start, len).ok_or(EEXIST)?;
         trace::em_handle_exist(
-            self.ino,
+            self.st.ino,
             (existing.start(), existing.len()),
             (pm.info.start, pm.info.len),
             start,
@@ -1518,7 +1733,7 @@ impl TreeInner {
             .inspect_err(|e| {
                 pr_warn!(
                     "inode {}: extent map merge error {:?}: existing [{}, {}) with em [{}, {}) start {}\n",
-                    self.ino,
+                    self.st.ino,
                     e,
                     existing.start(),
                     existing.end(),
@@ -1533,18 +1748,18 @@ impl TreeInner {
     /// map nearest to `map_start`, and adds it (`merge_extent_mapping()`).
     fn merge_extent_mapping(
         &mut self,
-        existing: &Arc<ExtentMap>,
+        existing: &ExtentMap,
         mut pm: PreparedMap,
         map_start: u64,
-    ) -> Result<Arc<ExtentMap>> {
+    ) -> Result<ExtentMap> {
         let em = &mut pm.info;
         if map_start < em.start || map_start >= em.end() {
             return Err(EINVAL);
         }
         let (prev, next) = if existing.start() > map_start {
-            (self.prev(existing), Some(existing.clone()))
+            (self.prev(existing), Some(*existing))
         } else {
-            (Some(existing.clone()), self.next(existing))
+            (Some(*existing), self.next(existing))
         };
         let start = max(prev.as_ref().map_or(em.start, |p| p.end()), em.start);
         let end = min(next.as_ref().map_or(em.end(), |n| n.start()), em.end());
@@ -1562,17 +1777,14 @@ impl TreeInner {
 
     // Removal and replacement.
 
-    /// Removes `em` from the tree (`btrfs_remove_extent_mapping()`); the
-    /// caller keeps its own reference. `ENOENT` if `em` is not in this tree,
-    /// `EBUSY` if it is pinned.
+    /// Removes `em` from the tree (`btrfs_remove_extent_mapping()`).
+    /// `ENOENT` if `em` is not in this tree, `EBUSY` if it is pinned.
     pub(crate) fn remove(&mut self, em: &ExtentMap) -> Result {
-        if !self.contains(em) {
-            return Err(ENOENT);
-        }
-        if em.is_pinned() {
+        let current = self.current(em).ok_or(ENOENT)?;
+        if current.is_pinned() {
             return Err(EBUSY);
         }
-        let _ = self.unlink(em);
+        drop(self.unlink(em));
         Ok(())
     }
 
@@ -1585,11 +1797,9 @@ impl TreeInner {
         cur: &ExtentMap,
         pm: PreparedMap,
         modified: bool,
-    ) -> Result<Arc<ExtentMap>> {
-        if !self.contains(cur) {
-            return Err(ENOENT);
-        }
-        if cur.is_pinned() {
+    ) -> Result<ExtentMap> {
+        let current = self.current(cur).ok_or(ENOENT)?;
+        if current.is_pinned() {
             return Err(EBUSY);
         }
         self.replace_inner(cur, pm, modified).map_err(|(e, _)| e)
@@ -1600,11 +1810,8 @@ impl TreeInner {
         cur: &ExtentMap,
         mut pm: PreparedMap,
         modified: bool,
-    ) -> core::result::Result<Arc<ExtentMap>, (Error, PreparedMap)> {
-        let Some(cur_arc) = self.maps.get(&cur.end()).cloned() else {
-            return Err((ENOENT, pm));
-        };
-        let Some((node, cur_list_node)) = self.unlink(cur) else {
+    ) -> core::result::Result<ExtentMap, (Error, PreparedMap)> {
+        let Some((node, cur_list_node, cur)) = self.unlink(cur) else {
             return Err((ENOENT, pm));
         };
         let was_listed = cur_list_node.is_some();
@@ -1615,13 +1822,13 @@ impl TreeInner {
             Ok(em) => Ok(em),
             Err((e, mut pm)) => {
                 // `insert` fails before changing anything: put `cur` back,
-                // in its own nodes.
+                // in its own node.
                 let list_node = if was_listed {
                     pm.list_node.take()
                 } else {
                     None
                 };
-                self.link(cur_arc, node, list_node);
+                self.link(&cur.info(), node, list_node);
                 Err((e, pm))
             }
         }
@@ -1629,19 +1836,12 @@ impl TreeInner {
 
     // Pinning, logging.
 
-    /// The write-locked part of [`ExtentMapTree::unpin`]; `spare` is room
-    /// for the merge.
-    pub(crate) fn unpin(
-        &mut self,
-        start: u64,
-        len: u64,
-        generation: u64,
-        spare: &mut Option<MapSlot>,
-    ) -> Result {
+    /// The write-locked part of [`ExtentMapTree::unpin`].
+    pub(crate) fn unpin(&mut self, start: u64, len: u64, generation: u64) -> Result {
         let Some(em) = self.lookup(start, len) else {
             pr_warn!(
                 "no extent map found for inode {} when unpinning extent range [{}, {}), generation {}\n",
-                self.ino,
+                self.st.ino,
                 start,
                 range_end(start, len),
                 generation
@@ -1651,7 +1851,7 @@ impl TreeInner {
         if em.start() != start {
             pr_warn!(
                 "found extent map for inode {} with unexpected start offset {} when unpinning extent range [{}, {}), generation {}\n",
-                self.ino,
+                self.st.ino,
                 em.start(),
                 start,
                 range_end(start, len),
@@ -1659,67 +1859,104 @@ impl TreeInner {
             );
             return Err(EUCLEAN);
         }
-        em.set_generation(generation);
-        self.set_flags(&em, em.flags().without(EmFlags::PINNED));
-        self.merge_published(&em, spare);
+        self.with_node(&em, |body, st| {
+            st.count(body.flags, -1);
+            body.flags = body.flags.without(EmFlags::PINNED);
+            body.generation = generation;
+            st.count(body.flags, 1);
+        });
+        self.merge_in_place(&em);
         Ok(())
     }
 
-    /// The write-locked part of [`ExtentMapTree::clear_logging`]. A map of
-    /// another tree is left alone: its state may only change under its own
-    /// tree's lock.
-    pub(crate) fn clear_logging(&mut self, em: &Arc<ExtentMap>, spare: &mut Option<MapSlot>) {
-        if !self.contains(em) {
+    /// The write-locked part of [`ExtentMapTree::clear_logging`].
+    pub(crate) fn clear_logging(&mut self, em: &ExtentMap) {
+        let Some(current) = self.current(em) else {
             return;
+        };
+        if current.is_logging() {
+            self.set_flags(&current, current.flags().without(EmFlags::LOGGING));
+            self.merge_in_place(&current);
         }
-        self.set_flags(em, em.flags().without(EmFlags::LOGGING));
-        self.merge_published(em, spare);
     }
 
-    /// Takes every map off the set of modified extents and sets `LOGGING` on
-    /// each, as fsync does before it logs them (`btrfs_log_changed_extents()`
-    /// moving them to its local list). The caller logs each map, then clears
-    /// the flag with [`ExtentMapTree::clear_logging`].
-    pub(crate) fn take_modified(&mut self) -> ModifiedMaps {
-        let maps = core::mem::take(&mut self.modified);
-        let len = core::mem::take(&mut self.nr_modified);
-        self.counters.modified.add(-(len as i64), Relaxed);
-        for em in maps.values() {
-            em.set_listed(false);
-            self.set_flags(em, em.flags().with(EmFlags::LOGGING));
+    /// Takes the first map off the set of modified extents into `out` and
+    /// marks it `LOGGING`; false when the set is empty or `out` is full.
+    fn take_one_modified(&mut self, out: &mut KVVec<ExtentMap>) -> bool {
+        if out.len() == out.capacity() {
+            return false;
         }
-        ModifiedMaps { maps, len }
+        let Some(start) = self.st.modified.keys().next().copied() else {
+            return false;
+        };
+        drop(self.st.list_del(start));
+        let Some(em) = self.starting_at(start) else {
+            return true;
+        };
+        let taken = self.with_node(&em, |body, st| {
+            st.count(body.flags, -1);
+            body.listed = false;
+            body.flags = body.flags.with(EmFlags::LOGGING);
+            st.count(body.flags, 1);
+            ExtentMap::load(&em.range(), body)
+        });
+        if let Some(taken) = taken {
+            // Room was checked above.
+            let _ = out.push_within_capacity(taken);
+        }
+        true
+    }
+
+    /// Takes the first map off the set of modified extents, for a full
+    /// fsync; false when the set is empty.
+    fn unlist_first(&mut self) -> bool {
+        let Some(start) = self.st.modified.keys().next().copied() else {
+            return false;
+        };
+        drop(self.st.list_del(start));
+        if let Some(em) = self.starting_at(start) {
+            self.with_node(&em, |body, _| body.listed = false);
+        }
+        true
     }
 
     /// Marks the inode for a full fsync (`btrfs_set_inode_full_sync()`).
     pub(crate) fn set_full_sync(&mut self) {
-        self.full_sync = true;
+        self.st.full_sync = true;
     }
 
     /// Clears the full fsync mark once a full fsync ran; returns whether it
     /// was set.
     pub(crate) fn clear_full_sync(&mut self) -> bool {
-        core::mem::replace(&mut self.full_sync, false)
+        core::mem::replace(&mut self.st.full_sync, false)
     }
 
     // Dropping.
 
-    /// Drops the first map, whatever its flags; returns false when the tree
-    /// is empty.
-    fn drop_first(&mut self) -> bool {
-        let Some(em) = self.first() else {
-            return false;
-        };
-        self.set_flags(
-            &em,
-            em.flags().without(EmFlags::PINNED.with(EmFlags::LOGGING)),
-        );
-        let _ = self.unlink(&em);
-        true
+    /// Takes every map out of the tree and gives their counts back; the
+    /// caller frees them ([`free_maps`]) after unlocking.
+    fn take_all(&mut self) -> (RBTree<MapRange, MapBody>, RBTree<u64, ()>) {
+        let st = &mut self.st;
+        let c = &st.counters;
+        let (cached, pinned) = (st.nr_cached as i64, st.nr_pinned as i64);
+        c.cached.add(-cached, Relaxed);
+        c.pinned.add(-pinned, Relaxed);
+        c.evictable.add(pinned - cached, Relaxed);
+        c.modified.add(-(st.nr_modified as i64), Relaxed);
+        LIVE_MAPS.add(-cached, Relaxed);
+        st.nr_cached = 0;
+        st.nr_pinned = 0;
+        st.nr_logging = 0;
+        st.nr_modified = 0;
+        (
+            core::mem::take(&mut self.maps),
+            core::mem::take(&mut self.st.modified),
+        )
     }
 
     /// The write-locked part of [`ExtentMapTree::drop_range`]; `spares` is
-    /// room for the boundary splits.
+    /// room for the boundary splits. Maps inside the range are dropped
+    /// with a cursor, one step each: O(k + log n) for k maps, as btrfs.
     pub(crate) fn drop_range(
         &mut self,
         start: u64,
@@ -1727,91 +1964,108 @@ impl TreeInner {
         skip_pinned: bool,
         spares: &mut DropSpares,
     ) {
-        let mut start = start;
         // `end` becomes exclusive; a range to the end of the file stays
         // open-ended.
-        let (len, end) = if end == u64::MAX {
-            (u64::MAX, u64::MAX)
-        } else {
-            (end - start + 1, end + 1)
-        };
-        let mut cur = self.lookup(start, len);
-
-        while let Some(em) = cur {
-            let em_end = em.end();
-            let next = if em_end < end {
-                self.next(&em).filter(|next| next.start() < end)
-            } else {
-                None
+        let end = if end == u64::MAX { u64::MAX } else { end + 1 };
+        let mut pos = start;
+        loop {
+            // Whole maps inside the range go with a cursor; a map sticking
+            // out of it stops the walk.
+            let mut edge = None;
+            let TreeInner { maps, st } = self;
+            let mut cursor = maps.cursor_lower_bound_mut(&MapRange::point(pos));
+            while let Some(c) = cursor {
+                let (range, body) = c.current();
+                let range = *range;
+                if range.start >= end {
+                    break;
+                }
+                if skip_pinned && body.is_pinned() {
+                    cursor = c.move_next();
+                    continue;
+                }
+                if range.start < start || range.end > end {
+                    edge = Some(ExtentMap::load(&range, body));
+                    break;
+                }
+                drop(st.unlinked(&range, body));
+                let (next, node) = c.remove_current();
+                drop(node);
+                // `remove_current` steps back when there is nothing after.
+                cursor = next.filter(|n| n.current().0.start > range.start);
+            }
+            let Some(em) = edge else {
+                return;
             };
-
-            if skip_pinned && em.is_pinned() {
-                start = em_end;
-                cur = next;
-                continue;
+            self.drop_edge(&em, start, end, spares);
+            if em.end() >= end {
+                return;
             }
-
-            // Splits keep everything but LOGGING (PINNED included).
-            let flags = em.flags().without(EmFlags::LOGGING);
-            self.set_flags(&em, em.flags().without(EmFlags::PINNED));
-            let modified = em.is_unlogged();
-            let old = em.info();
-            // A part outside the range is not kept (or not as modified).
-            let mut lost = false;
-            let mut no_slot = false;
-
-            let split = |start: u64, len: u64, offset: u64| {
-                let mut split = ExtentMapInfo {
-                    start,
-                    len,
-                    disk_bytenr: old.disk_bytenr,
-                    generation: old.generation,
-                    flags,
-                    ..ExtentMapInfo::default()
-                };
-                if old.on_disk() {
-                    split.disk_num_bytes = old.disk_num_bytes;
-                    split.offset = offset;
-                    split.ram_bytes = old.ram_bytes;
-                } else {
-                    split.ram_bytes = len;
-                }
-                split
-            };
-            if old.start < start {
-                match spares.take_split() {
-                    Some(slot) => {
-                        let info = split(old.start, start - old.start, old.offset);
-                        lost |= !self.place_split(&em, info, slot, modified, spares);
-                    }
-                    None => {
-                        lost = true;
-                        no_slot = true;
-                    }
-                }
-            }
-            if em_end > end && !no_slot {
-                match spares.take_split() {
-                    Some(slot) => {
-                        let info = split(end, em_end - end, old.offset + end - old.start);
-                        lost |= !self.place_split(&em, info, slot, modified, spares);
-                    }
-                    None => lost = true,
-                }
-            }
-
-            // Either the map lies inside the range, or a split could not be
-            // allocated and the part outside the range goes too: it is
-            // reloaded on demand, but if it was modified a fast fsync would
-            // miss it. (btrfs only marks the inode when the map itself is
-            // still in the tree, which misses a lost back part after a
-            // successful front split.)
-            if lost && modified {
-                self.set_full_sync();
-            }
-            let _ = self.unlink(&em);
-            cur = next;
+            pos = em.end();
         }
+    }
+
+    /// Drops `em`, which sticks out of `[start, end)`, keeping the parts
+    /// outside the range as splits if `spares` has room for them.
+    fn drop_edge(&mut self, em: &ExtentMap, start: u64, end: u64, spares: &mut DropSpares) {
+        let em_end = em.end();
+        // Splits keep everything but LOGGING (PINNED included).
+        let flags = em.flags().without(EmFlags::LOGGING);
+        let modified = em.is_unlogged();
+        let old = em.info();
+        // A part outside the range is not kept (or not as modified).
+        let mut lost = false;
+        let mut no_slot = false;
+
+        let split = |start: u64, len: u64, offset: u64| {
+            let mut split = ExtentMapInfo {
+                start,
+                len,
+                disk_bytenr: old.disk_bytenr,
+                generation: old.generation,
+                flags,
+                ..ExtentMapInfo::default()
+            };
+            if old.on_disk() {
+                split.disk_num_bytes = old.disk_num_bytes;
+                split.offset = offset;
+                split.ram_bytes = old.ram_bytes;
+            } else {
+                split.ram_bytes = len;
+            }
+            split
+        };
+        if old.start < start {
+            match spares.take_split() {
+                Some(slot) => {
+                    let info = split(old.start, start - old.start, old.offset);
+                    lost |= !self.place_split(em, info, slot, modified, spares);
+                }
+                None => {
+                    lost = true;
+                    no_slot = true;
+                }
+            }
+        }
+        if em_end > end && !no_slot {
+            match spares.take_split() {
+                Some(slot) => {
+                    let info = split(end, em_end - end, old.offset + end - old.start);
+                    lost |= !self.place_split(em, info, slot, modified, spares);
+                }
+                None => lost = true,
+            }
+        }
+
+        // Either both splits are in, or a split could not be allocated and
+        // the part outside the range goes too: it is reloaded on demand, but
+        // if it was modified a fast fsync would miss it. (btrfs only marks
+        // the inode when the map itself is still in the tree, which misses a
+        // lost back part after a successful front split.)
+        if lost && modified {
+            self.set_full_sync();
+        }
+        drop(self.unlink(em));
     }
 
     /// Puts a boundary split of `em` in the tree: in place of `em` if it is
@@ -1827,14 +2081,15 @@ impl TreeInner {
         spares: &mut DropSpares,
     ) -> bool {
         let mut pm = PreparedMap::from_slot(info, slot);
-        let in_tree = self.contains(em);
-        if modified && !(in_tree && em.is_listed()) {
-            pm.list_node = spares.list_node.take();
+        let current = self.current(em);
+        let em_listed = current.is_some_and(|c| c.is_listed());
+        if modified && !em_listed {
+            pm.list_node = spares.take_list_node();
         }
         // Without a node for the set of modified extents, the split goes in
         // unlisted, and the caller marks the inode for a full fsync.
-        let listed = modified && (pm.list_node.is_some() || (in_tree && em.is_listed()));
-        let res = if in_tree {
+        let listed = modified && (pm.list_node.is_some() || em_listed);
+        let res = if current.is_some() {
             self.replace_inner(em, pm, listed)
         } else {
             self.insert(pm, listed)
@@ -1846,7 +2101,7 @@ impl TreeInner {
                 // btrfs does, and let fsync find what was lost.
                 pr_err!(
                     "inode {}: cannot insert split [{}, {}) of [{}, {}): {:?}\n",
-                    self.ino,
+                    self.st.ino,
                     info.start,
                     info.end(),
                     em.start(),
@@ -1875,7 +2130,7 @@ impl TreeInner {
             || !info.on_disk()
             || !info.flags.contains(EmFlags::PINNED)
             || info.flags.contains(EmFlags::LOGGING)
-            || !self.is_modified(&em)
+            || !em.is_listed()
         {
             return Err(EINVAL);
         }
@@ -1904,16 +2159,14 @@ impl TreeInner {
         // Check both before changing anything, so a failure leaves the tree
         // as it was.
         if let Err(why) = pre_info
-            .validate(self.blocksize)
-            .and_then(|()| split_mid.info.validate(self.blocksize))
+            .validate(self.st.blocksize)
+            .and_then(|()| split_mid.info.validate(self.st.blocksize))
         {
-            pr_err!("inode {}: cannot split extent map: {}\n", self.ino, why);
+            pr_err!("inode {}: cannot split extent map: {}\n", self.st.ino, why);
             return Err(EINVAL);
         }
-        self.set_flags(&em, flags.without(EmFlags::PINNED));
         let pm = PreparedMap::from_slot(pre_info, split_pre);
         if let Err((e, _)) = self.replace_inner(&em, pm, true) {
-            self.set_flags(&em, flags);
             return Err(e);
         }
         // The range of `split_mid` was part of `em`, now gone: no overlap.
@@ -1921,9 +2174,35 @@ impl TreeInner {
     }
 }
 
-/// A map the shrinker took out of a tree, still holding its tree node:
-/// freeing both is left for after the lock is dropped.
-pub(crate) type EvictedMap = RBTreeNode<u64, Arc<ExtentMap>>;
+#[cfg(CONFIG_KUNIT = "y")]
+impl TreeInner {
+    /// Shifts the pinned count by `delta`, for [`TreeInner::check`] to find
+    /// (tests only).
+    pub(crate) fn skew_pinned_count(&mut self, delta: isize) {
+        self.st.nr_pinned = self.st.nr_pinned.wrapping_add_signed(delta);
+    }
+
+    /// Sets the listed mark of the map at `start` and leaves the set of
+    /// modified extents as it is, for [`TreeInner::check`] to find (tests
+    /// only).
+    pub(crate) fn mark_listed(&mut self, start: u64, listed: bool) {
+        if let Some(em) = self.starting_at(start) {
+            self.with_node(&em, |body, _| body.listed = listed);
+        }
+    }
+}
+
+/// A map the shrinker took out of a tree, still in its tree node: freeing
+/// it is left for after the lock is dropped.
+pub(crate) struct EvictedMap(RBTreeNode<MapRange, MapBody>);
+
+impl EvictedMap {
+    /// Frees the map; returns what it was.
+    pub(crate) fn into_map(self) -> ExtentMap {
+        let (range, body) = self.0.to_key_value();
+        ExtentMap::load(&range, &body)
+    }
+}
 
 /// What one [`TreeInner::evict_batch`] did.
 pub(crate) struct EvictBatch {
@@ -1931,20 +2210,21 @@ pub(crate) struct EvictBatch {
     pub(crate) examined: u64,
     /// Maps taken out (in the stash).
     pub(crate) evicted: usize,
-    /// Where to resume, or `None` at the end of the tree.
+    /// Where to resume (a file offset), or `None` at the end of the tree.
     pub(crate) next: Option<u64>,
 }
 
 impl TreeInner {
     /// Takes unpinned maps out of the tree in file order, for the shrinker
-    /// (the loop of `btrfs_scan_inode()`): from the map whose end key is at
-    /// least `from`, looking at no more than `budget` maps and taking no more
-    /// than `stash` holds. The taken maps go to `stash` with their nodes so
-    /// the caller frees them after unlocking. A map fsync has still to log
-    /// (on the set of modified extents, or being logged) marks the inode
-    /// for a full fsync, whatever its generation: emfs has no transaction
-    /// commits that would have persisted it otherwise (btrfs compares the
-    /// map's generation with the last committed transaction's instead).
+    /// (the loop of `btrfs_scan_inode()`): from the map containing or
+    /// following file offset `from`, looking at no more than `budget` maps
+    /// and taking no more than `stash` holds. The taken maps go to `stash`
+    /// in their nodes so the caller frees them after unlocking. A map fsync
+    /// has still to log (on the set of modified extents, or being logged)
+    /// marks the inode for a full fsync, whatever its generation: emfs has
+    /// no transaction commits that would have persisted it otherwise (btrfs
+    /// compares the map's generation with the last committed transaction's
+    /// instead).
     ///
     /// Walks with a cursor, O(1) a step, instead of searching for each map.
     pub(crate) fn evict_batch(
@@ -1958,38 +2238,29 @@ impl TreeInner {
             evicted: 0,
             next: None,
         };
-        let mut cursor = self.maps.cursor_lower_bound_mut(&from);
+        let TreeInner { maps, st } = self;
+        let mut cursor = maps.cursor_lower_bound_mut(&MapRange::point(from));
         while let Some(c) = cursor {
-            let key = *c.current().0;
+            let (range, body) = c.current();
+            let range = *range;
             if batch.examined >= budget || batch.evicted >= stash.len() {
-                batch.next = Some(key);
+                batch.next = Some(range.start);
                 break;
             }
             batch.examined += 1;
-            let em = c.current().1.clone();
-            if em.is_pinned() {
+            if body.is_pinned() {
                 cursor = c.move_next();
                 continue;
             }
-            if em.is_unlogged() {
-                self.full_sync = true;
+            if body.is_unlogged() {
+                st.full_sync = true;
             }
-            // What `unlink` does, field by field: the cursor holds `maps`.
-            if em.is_listed() {
-                let _ = self.modified.remove_node(&em.start());
-                em.set_listed(false);
-                self.nr_modified -= 1;
-                self.counters.modified.add(-1, Relaxed);
-            }
-            self.nr_cached -= 1;
-            self.nr_logging -= usize::from(em.is_logging());
-            self.counters.cached.add(-1, Relaxed);
-            self.counters.evictable.add(-1, Relaxed);
+            drop(st.unlinked(&range, body));
             let (next, node) = c.remove_current();
-            stash[batch.evicted] = Some(node);
+            stash[batch.evicted] = Some(EvictedMap(node));
             batch.evicted += 1;
             // `remove_current` steps back when there is nothing after.
-            cursor = next.filter(|n| *n.current().0 > key);
+            cursor = next.filter(|n| n.current().0.start > range.start);
         }
         batch
     }
@@ -1997,7 +2268,8 @@ impl TreeInner {
 
 impl Drop for TreeInner {
     fn drop(&mut self) {
-        // Give the owner's counts back for whatever is still cached.
-        while self.drop_first() {}
+        // Give the owner's counts back for whatever is still cached; the
+        // maps are freed with the tree, O(n).
+        drop(self.take_all());
     }
 }

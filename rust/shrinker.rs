@@ -200,7 +200,7 @@ impl EmInode {
     }
 
     /// Looks up a map ([`ExtentMapTree::lookup`]) and marks the inode used.
-    pub(crate) fn lookup(&self, start: u64, len: u64) -> Option<Arc<ExtentMap>> {
+    pub(crate) fn lookup(&self, start: u64, len: u64) -> Option<ExtentMap> {
         self.touch();
         self.tree.lookup(start, len)
     }
@@ -591,7 +591,7 @@ impl EmOwner {
             ctx.freed += batch.evicted as u64;
             for node in stash.iter_mut().take(batch.evicted) {
                 if let Some(node) = node.take() {
-                    let (_, em) = node.to_key_value();
+                    let em = node.into_map();
                     trace::em_shrinker_remove_em(
                         inode.ino,
                         em.start(),
@@ -619,10 +619,10 @@ impl ProcShow for EmOwner {
         seq_print!(m, "maps_evictable {}\n", c.evictable());
         seq_print!(m, "maps_pinned {}\n", c.pinned());
         seq_print!(m, "maps_modified {}\n", c.modified());
-        seq_print!(m, "lookups {}\n", c.lookups.load(Relaxed));
-        seq_print!(m, "hits {}\n", c.hits.load(Relaxed));
-        seq_print!(m, "misses {}\n", c.misses.load(Relaxed));
-        seq_print!(m, "merges {}\n", c.merges.load(Relaxed));
+        seq_print!(m, "lookups {}\n", c.lookups());
+        seq_print!(m, "hits {}\n", c.hits());
+        seq_print!(m, "misses {}\n", c.misses());
+        seq_print!(m, "merges {}\n", c.merges());
         seq_print!(m, "shrinker_runs {}\n", self.runs.load(Relaxed));
         seq_print!(m, "shrinker_scanned {}\n", self.scanned.load(Relaxed));
         seq_print!(m, "shrinker_freed {}\n", self.freed.load(Relaxed));

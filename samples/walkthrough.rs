@@ -24,13 +24,7 @@
 //! tracepoints are this module's own, under `events/emfs_sample/`, so the
 //! sample can be loaded next to emfs.
 
-use kernel::{
-    prelude::*,
-    sync::{
-        atomic::Relaxed,
-        Arc, //
-    },
-};
+use kernel::prelude::*;
 
 // The library: the tree and what it needs from the abstraction layer. The
 // sample uses a part of it; the rest is not dead, it is emfs's.
@@ -42,8 +36,14 @@ mod glue_alloc;
 #[path = "../rust/glue/kunit.rs"]
 mod glue_kunit;
 #[allow(dead_code)]
+#[path = "../rust/glue/percpu.rs"]
+mod glue_percpu;
+#[allow(dead_code)]
 #[path = "../rust/glue/rwlock.rs"]
 mod glue_rwlock;
+#[allow(dead_code)]
+#[path = "../rust/glue/sched.rs"]
+mod glue_sched;
 #[allow(dead_code)]
 #[path = "../rust/glue/trace.rs"]
 mod glue_trace;
@@ -54,7 +54,9 @@ mod glue {
     pub(crate) use super::glue_kunit as kunit;
     pub(crate) use super::{
         glue_alloc as alloc,
+        glue_percpu as percpu,
         glue_rwlock as rwlock,
+        glue_sched as sched,
         glue_trace as trace, //
     };
 }
@@ -100,7 +102,7 @@ fn show(tree: &ExtentMapTree, counters: &EmCounters, what: &str) {
         counters.evictable()
     );
     for em in inner.iter() {
-        pr_info!("    {}\n", Show(em));
+        pr_info!("    {}\n", Show(&em));
     }
 }
 
@@ -130,7 +132,7 @@ impl kernel::fmt::Display for Show<'_> {
 }
 
 /// What a lookup found, for the log.
-struct Found<'a>(&'a Option<Arc<ExtentMap>>);
+struct Found<'a>(&'a Option<ExtentMap>);
 
 impl kernel::fmt::Display for Found<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -187,8 +189,8 @@ fn walk_through() -> Result {
     );
 
     // 4. Lookups. `lookup` returns the map covering the offset, or the first
-    //    one after it in the range, as an `Arc`: the map stays valid after
-    //    the lock is dropped, even if the tree lets go of it.
+    //    one after it in the range, as a copy made under the read lock: it
+    //    stays as it was after the lock is dropped, whatever the tree does.
     //    `btrfs_lookup_extent_mapping()`.
     let em = tree.lookup(20 * 1024, BLOCK);
     pr_info!("4. lookup 20K: {}\n", Found(&em));
@@ -228,7 +230,7 @@ fn walk_through() -> Result {
     //    (`btrfs_log_changed_extents()`), logs each, and clears the mark
     //    (`btrfs_clear_em_logging()`): only now does the map merge with its
     //    neighbour, contiguous in the file and on disk.
-    let mut logged = tree.write().take_modified();
+    let mut logged = tree.take_modified();
     pr_info!(
         "7. fsync logs {} modified map(s)
 ",
@@ -237,6 +239,7 @@ fn walk_through() -> Result {
     while let Some(em) = logged.pop_first() {
         tree.clear_logging(&em);
     }
+    drop(logged);
     show(&tree, &counters, "7. logged: merged with its neighbour");
 
     // 8. Drop a range from the middle of a map, as when a file is punched or
@@ -255,10 +258,10 @@ fn walk_through() -> Result {
     show(&tree, &counters, "9. everything dropped");
     pr_info!(
         "lookups {}, hits {}, misses {}, merges {}\n",
-        counters.lookups.load(Relaxed),
-        counters.hits.load(Relaxed),
-        counters.misses.load(Relaxed),
-        counters.merges.load(Relaxed)
+        counters.lookups(),
+        counters.hits(),
+        counters.misses(),
+        counters.merges()
     );
     Ok(())
 }

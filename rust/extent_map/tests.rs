@@ -86,7 +86,7 @@ mod cases {
 
         /// Adds a map the way btrfs's tests do: `btrfs_add_extent_mapping()`
         /// under the write lock, for the range `[start, start + len)`.
-        fn add_em(&self, info: ExtentMapInfo, start: u64, len: u64) -> Result<Arc<ExtentMap>> {
+        fn add_em(&self, info: ExtentMapInfo, start: u64, len: u64) -> Result<ExtentMap> {
             let pm = PreparedMap::new(info)?;
             self.tree.write().add_extent_mapping(pm, start, len)
         }
@@ -103,12 +103,12 @@ mod cases {
         }
 
         /// Adds a map for its own range.
-        fn add(&self, info: ExtentMapInfo) -> Result<Arc<ExtentMap>> {
+        fn add(&self, info: ExtentMapInfo) -> Result<ExtentMap> {
             self.add_em(info, info.start, info.len)
         }
 
         /// Adds a map with `add` (no -EEXIST handling).
-        fn add_plain(&self, info: ExtentMapInfo, modified: bool) -> Result<Arc<ExtentMap>> {
+        fn add_plain(&self, info: ExtentMapInfo, modified: bool) -> Result<ExtentMap> {
             let pm = if modified {
                 PreparedMap::new_modified(info)?
             } else {
@@ -135,7 +135,7 @@ mod cases {
         }
 
         /// The pinned maps.
-        fn pinned(&self) -> Result<KVec<Arc<ExtentMap>>> {
+        fn pinned(&self) -> Result<KVec<ExtentMap>> {
             let mut out = KVec::new();
             for info in self
                 .snapshot()?
@@ -294,7 +294,6 @@ mod cases {
         kunit_ensure_eq!((em.start(), em.end()), (0, K16));
         kunit_ensure_eq!((em.disk_bytenr(), em.disk_num_bytes()), (0, K16));
         f.expect(&[(0, K16), (K16, K4)])?;
-        drop(em);
         f.finish()
     }
 
@@ -320,7 +319,6 @@ mod cases {
             (em.start(), em.end(), em.disk_bytenr()),
             (0, K4, EXTENT_MAP_INLINE)
         );
-        drop(em);
         f.finish()
     }
 
@@ -346,7 +344,6 @@ mod cases {
             // The bytes of em are contiguous, so block_start equals start.
             kunit_ensure!(start >= em.start() && start + K4 <= em.end());
             kunit_ensure_eq!(em.start(), em.block_start());
-            drop(em);
             f.finish()?;
         }
         Ok(())
@@ -382,7 +379,6 @@ mod cases {
             f.add(regular(K8, 24 * K1, K16))?;
             let em = f.add_em(regular(0, K32, 0), start, K4)?;
             kunit_ensure!(start >= em.start() && start + K4 <= em.end());
-            drop(em);
             f.finish()?;
         }
         Ok(())
@@ -460,7 +456,6 @@ mod cases {
         )?;
         kunit_ensure_eq!((em.start(), em.len()), (0, K4));
         f.expect(&[(0, K4), (K4, K4)])?;
-        drop(em);
         f.finish()
     }
 
@@ -488,13 +483,11 @@ mod cases {
 
         let em = f.tree.lookup(0, K16).ok_or(ENOENT)?;
         kunit_ensure_eq!((em.start(), em.len()), (0, K16));
-        drop(em);
         kunit_ensure!(f.tree.lookup(K16, K16).is_none());
         let em = f.tree.lookup(K32, K16).ok_or(ENOENT)?;
         kunit_ensure_eq!((em.start(), em.len()), (36 * K1, 12 * K1));
         kunit_ensure_eq!(em.block_start(), K32 + K4);
         kunit_ensure!(f.tree.lookup(48 * K1, u64::MAX).is_none());
-        drop(em);
 
         // Unpin the extent so that it can be removed.
         f.tree.unpin(0, K16, 0)?;
@@ -523,7 +516,6 @@ mod cases {
             (em.start(), em.len(), em.offset()),
             (128 * K1, K16, 20 * K1)
         );
-        drop(em);
         f.finish()
     }
 
@@ -639,7 +631,6 @@ mod cases {
         f.tree.drop_range(0, K8 - 1, false);
         kunit_ensure!(f.tree.lookup(0, K4).is_none());
         kunit_ensure_eq!((em.start(), em.len(), em.disk_bytenr()), (0, K8, 0));
-        drop(em);
         f.finish()
     }
 
@@ -650,10 +641,10 @@ mod cases {
         let _ = f.tree.lookup(K8, K4);
         let _ = f.tree.lookup(0, K4);
         let _ = f.tree.lookup(K4, K8);
-        kunit_ensure_eq!(f.counters.lookups.load(Relaxed), 3);
+        kunit_ensure_eq!(f.counters.lookups(), 3);
         // Only the first covered its start; the others miss.
-        kunit_ensure_eq!(f.counters.hits.load(Relaxed), 1);
-        kunit_ensure_eq!(f.counters.misses.load(Relaxed), 2);
+        kunit_ensure_eq!(f.counters.hits(), 1);
+        kunit_ensure_eq!(f.counters.misses(), 2);
         f.finish()
     }
 
@@ -674,7 +665,6 @@ mod cases {
         f.tree.write().remove(&b)?;
         kunit_ensure!(f.tree.read().next(&b).is_none());
         kunit_ensure!(f.tree.read().prev(&b).is_none());
-        drop((a, b, c));
         f.finish()
     }
 
@@ -689,7 +679,6 @@ mod cases {
         f.expect(&[(K8, K4)])?;
         f.check_accounting()?;
         f.tree.unpin(K8, K4, 1)?;
-        drop((em, pin));
         f.finish()
     }
 
@@ -719,7 +708,6 @@ mod cases {
         kunit_ensure!(f.tree.read().is_modified(&new));
         f.check_accounting()?;
         f.tree.unpin(K16, K4, 1)?;
-        drop((cur, new, pin));
         f.finish()
     }
 
@@ -733,7 +721,6 @@ mod cases {
         kunit_ensure_eq!(f.tree.read().nr_modified(), 2);
         kunit_ensure!(f.tree.read().is_modified(&a) && f.tree.read().is_modified(&b));
         f.check_accounting()?;
-        drop((a, b));
         f.finish()
     }
 
@@ -757,21 +744,20 @@ mod cases {
             (0, 3 * K4, 0)
         );
         kunit_ensure_eq!(f.counters.evictable(), 1);
-        drop(em);
         f.finish()
     }
 
     #[test]
-    fn unpin_without_room_to_merge_still_unpins() -> Result {
+    fn unpin_merges_without_allocating() -> Result {
         let f = Fixture::new()?;
         f.add(regular(0, K4, 0))?;
         f.add(pinned(regular(K4, K4, K4)))?;
         {
-            // The spare map for the merge cannot be allocated.
-            let _fail = FailAllocs::arm(1, 1);
+            // The map's own node takes the merged range.
+            let _fail = FailAllocs::arm(1, -1);
             f.tree.unpin(K4, K4, 3)?;
         }
-        f.expect(&[(0, K4), (K4, K4)])?;
+        f.expect(&[(0, K8)])?;
         kunit_ensure_eq!(f.tree.read().nr_pinned(), 0);
         f.finish()
     }
@@ -794,7 +780,7 @@ mod cases {
         let f = Fixture::new()?;
         f.add_plain(regular(0, K4, 0), true)?;
         f.add_plain(regular(K4, K4, K4), true)?;
-        let mut logged = f.tree.write().take_modified();
+        let mut logged = f.tree.take_modified();
         kunit_ensure_eq!(logged.len(), 2);
         kunit_ensure_eq!(f.tree.read().nr_modified(), 0);
         kunit_ensure_eq!(f.counters.modified(), 0);
@@ -809,7 +795,80 @@ mod cases {
         f.expect(&[(0, K4), (K4, K4)])?;
         f.tree.clear_logging(&ems[1]);
         f.expect(&[(0, K8)])?;
-        drop(ems);
+        drop((ems, logged));
+        f.finish()
+    }
+
+    /// Punching the middle of a map that is being logged: both splits
+    /// have yet to be logged, so both go on the set of modified extents, and
+    /// the inode needs no full fsync (btrfs's `btrfs_drop_extent_map_range()`
+    /// lists every split of a modified map).
+    #[test]
+    fn punching_a_logging_map_lists_both_splits() -> Result {
+        let f = Fixture::new()?;
+        f.add_plain(regular(0, K16, 0), true)?;
+        let logging = f.tree.take_modified();
+        kunit_ensure_eq!(logging.len(), 1);
+        f.tree.drop_range(K4, K8 - 1, false);
+        f.expect(&[(0, K4), (K8, K8)])?;
+        let listed = f.tree.read().modified_maps().count();
+        let full = f.tree.read().needs_full_sync();
+        kunit_ensure_eq!((listed, full), (2, false));
+        drop(logging);
+        f.finish()
+    }
+
+    /// A map taken to be logged and then dropped from the tree: ending its
+    /// logging changes nothing in the tree (btrfs's `btrfs_clear_em_logging()`
+    /// clears the flag of the map it holds; here nothing but the tree holds a
+    /// map, so the flag left the tree with it).
+    #[test]
+    fn clear_logging_of_a_dropped_map() -> Result {
+        let f = Fixture::new()?;
+        f.add_plain(regular(0, K4, 0), true)?;
+        f.add(regular(K8, K4, K8))?;
+        let mut logging = f.tree.take_modified();
+        let em = logging.pop_first().ok_or(ENOENT)?;
+        kunit_ensure!(em.is_logging());
+        f.tree.drop_range(0, K4 - 1, false);
+        f.tree.clear_logging(&em);
+        let c = f.tree.read().check();
+        kunit_ensure_eq!((c.cached, c.logging, c.problems), (1, 0, 0));
+        f.expect(&[(K8, K4)])?;
+        drop(logging);
+        f.finish()
+    }
+
+    /// Maps taken to be logged and not logged (the logger gave up): dropping
+    /// what `take_modified` returned ends their logging, so they can merge
+    /// again.
+    #[test]
+    fn dropping_the_taken_maps_ends_their_logging() -> Result {
+        let f = Fixture::new()?;
+        f.add_plain(regular(0, K4, 0), true)?;
+        f.add_plain(regular(K4, K4, K4), true)?;
+        drop(f.tree.take_modified());
+        let logging = f.tree.read().check().logging;
+        kunit_ensure_eq!(logging, 0);
+        f.expect(&[(0, K8)])?;
+        f.finish()
+    }
+
+    /// More modified maps than btrfs logs one by one (32768): the fast
+    /// fsync gives up and the inode is marked for a full one, the maps
+    /// taken off the set without being marked as logging.
+    #[test]
+    fn too_many_modified_maps_mean_a_full_fsync() -> Result {
+        let f = Fixture::new()?;
+        let n = MAX_LOGGED_EXTENTS as u64 + 1;
+        for i in 0..n {
+            f.add_plain(regular(i * K8, K4, i * K8), true)?;
+        }
+        let logging = f.tree.take_modified();
+        let (taken, full) = (logging.len(), logging.full_sync());
+        drop(logging);
+        let c = f.tree.read().check();
+        kunit_ensure_eq!((taken, c.modified, c.logging, full), (0, 0, 0, true));
         f.finish()
     }
 
@@ -821,7 +880,6 @@ mod cases {
         let em = f.add(ExtentMapInfo::hole(0, K4))?;
         kunit_ensure_eq!((em.start(), em.len()), (0, 0u64.wrapping_sub(K4)));
         kunit_ensure_eq!(em.end(), 0u64.wrapping_sub(K4));
-        drop(em);
         f.finish()
     }
 
@@ -840,7 +898,6 @@ mod cases {
         f.expect(&[(0, K8), (K8, K4)])?;
         let em = f.tree.search(K4, 1).ok_or(ENOENT)?;
         kunit_ensure_eq!(em.disk_bytenr(), EXTENT_MAP_DELALLOC);
-        drop(em);
         f.finish()
     }
 
@@ -849,15 +906,19 @@ mod cases {
         let a = Fixture::new()?;
         let b = Fixture::new()?;
         a.add_plain(regular(0, K4, 0), true)?;
-        let mut logged = a.tree.write().take_modified();
+        b.add(regular(0, K4, 0))?;
+        let mut logged = a.tree.take_modified();
         let em = logged.pop_first().ok_or(ENOENT)?;
-        // Tree b holds no lock over a's map: nothing happens.
+        // Tree b holds a map like it, but not one it is logging.
         b.tree.clear_logging(&em);
-        kunit_ensure!(em.is_logging());
+        kunit_ensure_eq!(a.tree.read().check().logging, 1);
+        kunit_ensure_eq!(b.tree.read().check().problems, 0);
         a.tree.clear_logging(&em);
-        kunit_ensure!(!em.is_logging());
+        kunit_ensure_eq!(a.tree.read().check().logging, 0);
         a.check_accounting()?;
-        drop(em);
+        drop(logged);
+        // Each teardown checks the module's live maps: b's go first.
+        b.tree.drop_all();
         a.finish()?;
         b.finish()
     }
@@ -875,15 +936,13 @@ mod cases {
         kunit_ensure_eq!(c.problems, 0);
         // A count that drifted from the maps is found; so is a map marked
         // modified that is not on the list.
-        f.tree.write().nr_pinned += 1;
+        f.tree.write().skew_pinned_count(1);
         kunit_ensure_eq!(f.tree.read().check().problems, 1);
-        f.tree.write().nr_pinned -= 1;
-        let listed = f.tree.lookup(2 * K8, K4).ok_or(ENOENT)?;
-        let node = f.tree.write().list_del(&listed).ok_or(ENOENT)?;
-        listed.set_listed(true);
+        f.tree.write().skew_pinned_count(-1);
+        // The map at 8K was not added as modified.
+        f.tree.write().mark_listed(K8, true);
         kunit_ensure_eq!(f.tree.read().check().problems, 1);
-        listed.set_listed(false);
-        f.tree.write().list_add(listed, node);
+        f.tree.write().mark_listed(K8, false);
         kunit_ensure_eq!(f.tree.read().check().problems, 0);
         f.unpin_all()?;
         f.finish()
@@ -897,7 +956,7 @@ mod cases {
             let info = if i % 3 == 0 { pinned(info) } else { info };
             f.add_plain(info, i % 2 == 0)?;
         }
-        let logged = f.tree.write().take_modified();
+        let logged = f.tree.take_modified();
         kunit_ensure_eq!(f.tree.read().nr_cached(), 64);
         f.check_accounting()?;
         f.tree.drop_all();
@@ -1127,7 +1186,6 @@ mod cases {
         kunit_ensure_eq!((em.start(), em.len(), em.disk_bytenr()), (K4, K16, K64));
         f.expect(&[(0, K4), (K4, K16), (K16 + K4, K4)])?;
         kunit_ensure!(f.tree.read().is_modified(&em));
-        drop(em);
         f.finish()
     }
 
@@ -1336,7 +1394,7 @@ mod cases {
     fn merge_logging_map_waits() -> Result {
         let f = Fixture::new()?;
         f.add_plain(regular(0, K4, 0), true)?;
-        let logged = f.tree.write().take_modified();
+        let logged = f.tree.take_modified();
         // The map is LOGGING and on the logger's list: no merge.
         f.add(regular(K4, K4, K4))?;
         f.expect(&[(0, K4), (K4, K4)])?;
@@ -1370,7 +1428,6 @@ mod cases {
             ),
             (K64, K16, K4, K16)
         );
-        drop(em);
         f.finish()?;
 
         // Different, adjacent data extents: [64K, 68K) and [68K, 76K) become
@@ -1396,7 +1453,6 @@ mod cases {
             ),
             (K64, 3 * K4, 0, 3 * K4)
         );
-        drop(em);
         f.finish()
     }
 
@@ -1408,8 +1464,7 @@ mod cases {
         let em = f.add(regular(K4, K4, K4))?;
         kunit_ensure_eq!((em.start(), em.len(), em.generation()), (0, 3 * K4, 0));
         f.expect(&[(0, 3 * K4)])?;
-        kunit_ensure_eq!(f.counters.merges.load(Relaxed), 2);
-        drop(em);
+        kunit_ensure_eq!(f.counters.merges(), 2);
         f.finish()
     }
 
@@ -1426,7 +1481,7 @@ mod cases {
         f.check_accounting()?;
         f.tree.drop_range(10 * K8 + K4, 20 * K8 - 1, false);
         f.check_accounting()?;
-        let logged = f.tree.write().take_modified();
+        let logged = f.tree.take_modified();
         f.check_accounting()?;
         drop(logged);
         let pins = f.pinned()?;
@@ -1477,7 +1532,7 @@ mod cases {
                         .drop_range(slot * K16 + K4, slot * K16 + K8 - 1, false);
                 }
                 if round % 17 == 0 {
-                    let logged = this.tree.write().take_modified();
+                    let logged = this.tree.take_modified();
                     drop(logged);
                 }
             }

@@ -142,7 +142,7 @@ impl FileMap {
     /// The extent map covering `offset` in a file of `size` bytes
     /// (`btrfs_get_extent()`): a regular or preallocated extent, or a hole.
     /// `ENOMEM` if a map must be built and cannot be.
-    pub(crate) fn get_extent(&self, offset: u64, size: u64) -> Result<Arc<ExtentMap>> {
+    pub(crate) fn get_extent(&self, offset: u64, size: u64) -> Result<ExtentMap> {
         if let Some(em) = self.em.lookup(offset, 1) {
             if em.start() <= offset {
                 return Ok(em);
@@ -404,10 +404,8 @@ impl FileMap {
     /// was logged), the list cannot be trusted and every record is logged
     /// instead, and the mark is cleared.
     pub(crate) fn fsync(&self) -> FsyncReport {
-        let (mut logging, full) = {
-            let mut tree = self.em.tree().write();
-            (tree.take_modified(), tree.clear_full_sync())
-        };
+        let mut logging = self.em.tree().take_modified();
+        let full = logging.full_sync();
         let mut logged = 0;
         if full {
             logged = self.with_records(|records| records.iter().count());
@@ -500,7 +498,7 @@ impl FileMap {
                         .map_err(|_| ENOMEM)?;
                     continue;
                 }
-                if !agrees(em, records) {
+                if !agrees(&em, records) {
                     problem(format_args!(
                         "map [{}, {}) disagrees with the records",
                         em.start(),
@@ -765,7 +763,7 @@ mod tests {
         },
     };
     use crate::shrinker::EmOwnerRegistration;
-    use kernel::sync::atomic::Relaxed;
+
 
     const K4: u64 = BLOCK;
 
@@ -812,10 +810,10 @@ mod tests {
             (em.start(), em.len(), em.disk_bytenr()),
             (0, 4 * K4, 100 * K4)
         );
-        kunit_ensure_eq!((c.hits.load(Relaxed), c.misses.load(Relaxed)), (0, 1));
+        kunit_ensure_eq!((c.hits(), c.misses()), (0, 1));
         let again = f.map.get_extent(3 * K4, 4 * K4)?;
-        kunit_ensure!(core::ptr::eq(&*em, &*again));
-        kunit_ensure_eq!((c.hits.load(Relaxed), c.misses.load(Relaxed)), (1, 1));
+        kunit_ensure_eq!(em, again);
+        kunit_ensure_eq!((c.hits(), c.misses()), (1, 1));
         Ok(())
     }
 
@@ -843,7 +841,7 @@ mod tests {
         f.map.cache().tree().drop_all();
         let again = f.map.get_extent(0, 2 * K4)?.info();
         kunit_ensure_eq!(first, again);
-        kunit_ensure_eq!(f.reg.owner().counters().misses.load(Relaxed), 2);
+        kunit_ensure_eq!(f.reg.owner().counters().misses(), 2);
         Ok(())
     }
 
@@ -1123,7 +1121,6 @@ mod tests {
         );
         let rest = f.map.get_extent(5 * K4, 8 * K4)?;
         kunit_ensure_eq!((rest.start(), rest.block_start()), (4 * K4, 4 * K4));
-        drop(rest);
         // Truncation: punch to the end.
         f.map.punch(&d, 6 * K4, u64::MAX)?;
         kunit_ensure_eq!(d.nr_free(), 12);

@@ -12,6 +12,7 @@ pub(crate) mod bench_floor;
 #[cfg(CONFIG_KUNIT = "y")]
 pub(crate) mod kunit;
 pub(crate) mod mm;
+pub(crate) mod percpu;
 pub(crate) mod proc;
 pub(crate) mod rwlock;
 pub(crate) mod sched;

@@ -83,7 +83,9 @@ mod ffi {
             name: *const kernel::ffi::c_char,
             key: *mut kernel::bindings::lock_class_key,
         );
+        #[cfg(any(CONFIG_PREEMPT_RT, CONFIG_INLINE_READ_LOCK))]
         pub(super) fn emfs_read_lock(lock: *mut rwlock_t);
+        #[cfg(any(CONFIG_PREEMPT_RT, CONFIG_INLINE_READ_UNLOCK))]
         pub(super) fn emfs_read_unlock(lock: *mut rwlock_t);
         pub(super) fn emfs_write_lock(lock: *mut rwlock_t);
         pub(super) fn emfs_write_trylock(lock: *mut rwlock_t) -> c_int;
@@ -93,6 +95,46 @@ mod ffi {
         pub(super) fn emfs_cond_resched_rwlock_write(lock: *mut rwlock_t) -> c_int;
         pub(super) fn emfs_lockdep_assert_held_write(lock: *mut rwlock_t);
     }
+}
+
+/// Takes `lock` for reading (`read_lock()`): the out-of-line
+/// `_raw_read_lock()` itself where the kernel has one, so that a reader
+/// makes one call, not two.
+///
+/// # Safety
+///
+/// `lock` is an initialised `rwlock_t`.
+#[inline]
+unsafe fn raw_read_lock(lock: *mut bindings::rwlock_t) {
+    #[cfg(not(any(CONFIG_PREEMPT_RT, CONFIG_INLINE_READ_LOCK)))]
+    // SAFETY: As the caller promises; `read_lock()` is this call.
+    unsafe {
+        bindings::_raw_read_lock(lock)
+    };
+    #[cfg(any(CONFIG_PREEMPT_RT, CONFIG_INLINE_READ_LOCK))]
+    // SAFETY: As the caller promises.
+    unsafe {
+        ffi::emfs_read_lock(lock)
+    };
+}
+
+/// Releases a read hold of `lock` (`read_unlock()`), as [`raw_read_lock`].
+///
+/// # Safety
+///
+/// The caller holds `lock` for reading.
+#[inline]
+unsafe fn raw_read_unlock(lock: *mut bindings::rwlock_t) {
+    #[cfg(not(any(CONFIG_PREEMPT_RT, CONFIG_INLINE_READ_UNLOCK)))]
+    // SAFETY: As the caller promises; `read_unlock()` is this call.
+    unsafe {
+        bindings::_raw_read_unlock(lock)
+    };
+    #[cfg(any(CONFIG_PREEMPT_RT, CONFIG_INLINE_READ_UNLOCK))]
+    // SAFETY: As the caller promises.
+    unsafe {
+        ffi::emfs_read_unlock(lock)
+    };
 }
 
 /// Creates an [`RwLock`] initialiser with a lockdep class of its own for
@@ -227,7 +269,7 @@ impl<T> RwLock<T> {
     /// Takes the lock for reading, spinning while a writer holds it.
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, T> {
         // SAFETY: By the type invariant the lock is initialised.
-        unsafe { ffi::emfs_read_lock(self.raw()) };
+        unsafe { raw_read_lock(self.raw()) };
         // INVARIANT: The read lock was just taken.
         RwLockReadGuard {
             lock: self,
@@ -306,7 +348,7 @@ impl<T> Deref for RwLockReadGuard<'_, T> {
 impl<T> Drop for RwLockReadGuard<'_, T> {
     fn drop(&mut self) {
         // SAFETY: By the type invariant this guard holds the read lock.
-        unsafe { ffi::emfs_read_unlock(self.lock.raw()) };
+        unsafe { raw_read_unlock(self.lock.raw()) };
     }
 }
 
