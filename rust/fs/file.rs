@@ -764,7 +764,6 @@ mod tests {
     };
     use crate::shrinker::EmOwnerRegistration;
 
-
     const K4: u64 = BLOCK;
 
     struct Fixture {
