@@ -6,11 +6,14 @@
 //! each number of maps; reading the file prints the last results. For each
 //! size N it measures, side by side in the same run:
 //!
-//! - random lookups that hit, through [`ExtentMapTree`] (read lock, tree
-//!   walk, `Arc` clone, unlock, drop) and through the C floor
-//!   (`rust/bench_floor.c`: read_lock, rb-tree walk, refcount_inc,
-//!   read_unlock, the way btrfs does it); and the Rust walk alone, under the
-//!   lock but without taking a reference (`walk_ns`);
+//! - random lookups that hit, through [`ExtentMapTree::lookup`], the
+//!   production path (read lock, tree walk, copy of the map, unlock, the
+//!   hit counted), and through the C floor (`rust/bench_floor.c`:
+//!   read_lock, rb-tree walk, refcount_inc, read_unlock, refcount_dec, the
+//!   way btrfs does it); the Rust walk alone, under the lock but copying
+//!   nothing (`walk_ns`); and the same lookups on two CPUs at once, one
+//!   tree read by both (`lookup2`, `c_lookup2`: the time per lookup of
+//!   each);
 //! - inserting N maps that cannot merge, and N maps that all merge into one;
 //!   the C floor's insert for comparison;
 //! - dropping the N maps one `drop_range` at a time;
@@ -40,7 +43,9 @@ use crate::{
         mm::slab_bytes,
         sched::cond_resched,
         workqueue::{
+            flush,
             flush_delayed,
+            system_dfl,
             OwnedQueue, //
         },
     },
@@ -53,16 +58,24 @@ use crate::{
 };
 use core::fmt;
 use kernel::{
-    new_delayed_work,
+    new_delayed_work, new_work,
     prelude::*,
-    sync::Arc,
+    sync::{
+        atomic::{
+            Atomic,
+            Relaxed, //
+        },
+        Arc,
+    },
     time::{
         Instant,
         Monotonic, //
     },
     workqueue::{
         impl_has_delayed_work,
+        impl_has_work,
         DelayedWork,
+        Work,
         WorkItem, //
     },
 };
@@ -80,6 +93,8 @@ pub(crate) struct BenchRow {
     lookup: u64,
     walk: u64,
     c_lookup: u64,
+    lookup2: u64,
+    c_lookup2: u64,
     insert: u64,
     insert_merge: u64,
     c_insert: u64,
@@ -190,30 +205,34 @@ fn run_one(n: u64) -> Result<BenchRow> {
     row.c_bytes = slab_bytes().saturating_sub(before) / n;
 
     // Lookups, alternating the two trees twice; the best round counts.
+    let par = Arc::pin_init(
+        try_pin_init!(Lookups {
+            tree,
+            floor,
+            offsets,
+            c_side: Atomic::new(0),
+            started: Atomic::new(0),
+            ns: Atomic::new(0),
+            hits: Atomic::new(0),
+            work <- new_work!("bench::Lookups"),
+        }? Error),
+        GFP_KERNEL,
+    )?;
     row.lookup = u64::MAX;
     row.walk = u64::MAX;
     row.c_lookup = u64::MAX;
     for _ in 0..2 {
-        let start = Instant::<Monotonic>::now();
-        let mut hits = 0u64;
-        for (i, &offset) in offsets.iter().enumerate() {
-            let em = tree.read().lookup(offset, 1);
-            hits += u64::from(em.is_some());
-            if i % 4096 == 0 {
-                cond_resched();
-            }
-        }
-        row.lookup = row.lookup.min(per_op(elapsed_ns(&start), LOOKUPS as u64));
-        // The same walk without taking a reference: where the time goes.
+        let (ns, hits) = par.run(false);
+        row.lookup = row.lookup.min(per_op(ns, LOOKUPS as u64));
+        // The same walk copying nothing: where the time goes.
         let start = Instant::<Monotonic>::now();
         let mut covered = 0u64;
-        for &offset in offsets.iter() {
-            covered += u64::from(tree.read().covers(offset));
+        for &offset in par.offsets.iter() {
+            covered += u64::from(par.tree.read().covers(offset));
         }
         row.walk = row.walk.min(per_op(elapsed_ns(&start), LOOKUPS as u64));
-        let start = Instant::<Monotonic>::now();
-        let c_hits = floor.lookup_all(&offsets);
-        row.c_lookup = row.c_lookup.min(per_op(elapsed_ns(&start), LOOKUPS as u64));
+        let (ns, c_hits) = par.run(true);
+        row.c_lookup = row.c_lookup.min(per_op(ns, LOOKUPS as u64));
         if hits != LOOKUPS as u64 || covered != LOOKUPS as u64 || c_hits != LOOKUPS as u64 {
             pr_err!(
                 "bench: lookups missed ({}, {} and {} of {})\n",
@@ -226,7 +245,11 @@ fn run_one(n: u64) -> Result<BenchRow> {
         }
         cond_resched();
     }
-    drop(floor);
+    // Both CPUs reading one tree: a worker on the other CPU, this thread
+    // here; the slower of the two counts.
+    row.lookup2 = Lookups::run_two(&par, false)?;
+    row.c_lookup2 = Lookups::run_two(&par, true)?;
+    let tree = &par.tree;
 
     // Drop the maps one range at a time.
     let start = Instant::<Monotonic>::now();
@@ -242,7 +265,7 @@ fn run_one(n: u64) -> Result<BenchRow> {
         pr_err!("bench: maps left after dropping every range\n");
         return Err(EIO);
     }
-    drop(tree);
+    drop(par);
 
     // Insert with merging: every map extends the previous one.
     let tree = new_tree()?;
@@ -265,6 +288,83 @@ fn run_one(n: u64) -> Result<BenchRow> {
     Ok(row)
 }
 
+/// The trees of one size and the offsets looked up in them, shared with a
+/// worker for the two-CPU run.
+#[pin_data]
+struct Lookups {
+    tree: Pin<KBox<ExtentMapTree>>,
+    floor: FloorTree,
+    offsets: KVVec<u64>,
+    /// Which tree the worker reads: 0 for emfs's, 1 for the C floor.
+    c_side: Atomic<u32>,
+    /// Set by the worker when it starts.
+    started: Atomic<u32>,
+    /// The worker's time and hits.
+    ns: Atomic<i64>,
+    hits: Atomic<u64>,
+    #[pin]
+    work: Work<Lookups>,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for Lookups { self.work }
+}
+
+impl WorkItem for Lookups {
+    type Pointer = Arc<Lookups>;
+
+    fn run(this: Arc<Lookups>) {
+        this.started.store(1, Relaxed);
+        let (ns, hits) = this.run(this.c_side.load(Relaxed) != 0);
+        this.ns.store(ns, Relaxed);
+        this.hits.store(hits, Relaxed);
+    }
+}
+
+impl Lookups {
+    /// Looks every offset up in emfs's tree, through the production path,
+    /// or in the C floor's; returns the time taken and the hits.
+    fn run(&self, c_side: bool) -> (i64, u64) {
+        let start = Instant::<Monotonic>::now();
+        let hits = if c_side {
+            self.floor.lookup_all(&self.offsets)
+        } else {
+            let mut hits = 0u64;
+            for (i, &offset) in self.offsets.iter().enumerate() {
+                hits += u64::from(self.tree.lookup(offset, 1).is_some());
+                if i % 4096 == 0 {
+                    cond_resched();
+                }
+            }
+            hits
+        };
+        (elapsed_ns(&start), hits)
+    }
+
+    /// Runs the lookups here and on a worker at once; returns the time per
+    /// lookup of the slower side, in tenths of ns.
+    fn run_two(this: &Arc<Self>, c_side: bool) -> Result<u64> {
+        this.c_side.store(u32::from(c_side), Relaxed);
+        this.started.store(0, Relaxed);
+        let _ = system_dfl().enqueue(this.clone());
+        while this.started.load(Relaxed) == 0 {
+            cond_resched();
+        }
+        let (ns, hits) = this.run(c_side);
+        flush(this);
+        let both = hits + this.hits.load(Relaxed);
+        if both != 2 * LOOKUPS as u64 {
+            pr_err!(
+                "bench: two-CPU lookups missed ({} of {})\n",
+                both,
+                2 * LOOKUPS
+            );
+            return Err(EIO);
+        }
+        Ok(per_op(ns.max(this.ns.load(Relaxed)), LOOKUPS as u64))
+    }
+}
+
 struct RowLine<'a>(&'a BenchRow);
 
 impl fmt::Display for RowLine<'_> {
@@ -274,6 +374,8 @@ impl fmt::Display for RowLine<'_> {
         let tenths = [
             r.lookup,
             r.c_lookup,
+            r.lookup2,
+            r.c_lookup2,
             r.walk,
             r.insert,
             r.insert_merge,
@@ -282,12 +384,16 @@ impl fmt::Display for RowLine<'_> {
         ];
         let ratio = |a: u64, b: u64| a.saturating_mul(100) / b.max(1);
         let lookup_ratio = ratio(r.lookup, r.c_lookup);
+        let lookup2_ratio = ratio(r.lookup2, r.c_lookup2);
         let mem_ratio = ratio(r.bytes, r.c_bytes);
         write!(f, "{:>8}", r.maps)?;
         for (i, t) in tenths.iter().enumerate() {
             write!(f, " {:>8}.{}", t / 10, t % 10)?;
             if i == 1 {
                 write!(f, " {:>3}.{:02}", lookup_ratio / 100, lookup_ratio % 100)?;
+            }
+            if i == 3 {
+                write!(f, " {:>3}.{:02}", lookup2_ratio / 100, lookup2_ratio % 100)?;
             }
         }
         write!(
@@ -311,11 +417,14 @@ impl fmt::Display for BenchResults {
         }
         writeln!(
             f,
-            "{:>8} {:>10} {:>10} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6}",
+            "{:>8} {:>10} {:>10} {:>6} {:>10} {:>10} {:>6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6}",
             "maps",
             "lookup_ns",
             "c_lookup",
             "ratio",
+            "lookup2",
+            "c_lookup2",
+            "ratio2",
             "walk_ns",
             "insert_ns",
             "ins_merge",

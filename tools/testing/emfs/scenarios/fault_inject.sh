@@ -8,10 +8,13 @@
 # 1. The KUnit suites, run again through debugfs with every Nth allocation
 #    failing (N = 3, 7, 13, 31). KUnit runs each case in a kthread, so
 #    kthreadd is marked and its children inherit the mark. Cases may fail,
-#    but only by returning an error (ENOMEM): no case may trip an
-#    assertion half way, which would mean a wrong result rather than a
-#    refused operation. Afterwards the suites pass again and no object of
-#    the module is left alive.
+#    but only by returning the error an allocation gave them (ENOMEM): no
+#    case may trip an assertion half way, nor fail one of its checks
+#    (kunit_ensure!, which logs "<file>:<line>: expected ..."), either of
+#    which would mean a wrong result rather than a refused operation. A
+#    case whose operation degrades under memory pressure by design checks
+#    the degraded result. Afterwards the suites pass again and no object
+#    of the module is left alive.
 # 2. fsx on emfs while another process, marked, forces write back (fsync),
 #    reads, FIEMAP, shrinker scans and drop_caches with 10% of the module's
 #    allocations failing; kworkers forked meanwhile (write back, endio) are
@@ -52,14 +55,23 @@ tally() {
 }
 nsuites=$(echo $suites | wc -w)
 
+# failed_checks: the checks of the cases that failed since the kernel
+# log line $1, one per line.
+failed_checks() {
+	dmesg | sed -n "/$1/,\$p" | grep -E 'emfs: [^ ]+\.rs:[0-9]+: expected '
+}
+
 total_injected=0
 for interval in 3 7 13 31; do
 	echo 1 >/proc/2/make-it-fail
 	fault_arm 100 || fail=1
 	for a in $fault_attrs; do echo "$interval" >"/sys/kernel/debug/$a/interval"; done
+	mark="fault_inject: KUnit, 1 in $interval allocations failing"
+	echo "$mark" >/dev/kmsg
 	for s in $suites; do echo run >"$kunit/$s/run"; done
 	fault_disarm
 	echo 0 >/proc/2/make-it-fail
+	wrong=$(failed_checks "$mark")
 	total_injected=$((total_injected + injected))
 	tally
 	note "1 in $interval allocations failing: $injected injected, $passed cases passed, $failed returned an error"
@@ -67,6 +79,8 @@ for interval in 3 7 13 31; do
 	check "KUnit, 1 in $interval allocations failing: every suite finished" test "$finished" -eq "$nsuites"
 	check "KUnit, 1 in $interval allocations failing: no assertion failed half way" test "$midway" -eq 0
 	[ "$midway" -eq 0 ] || printf '%s' "$halfway"
+	check "KUnit, 1 in $interval allocations failing: no check failed" test -z "$wrong"
+	[ -z "$wrong" ] || printf '%s\n' "$wrong"
 done
 check "KUnit: no object left alive" none_alive
 for s in $suites; do echo run >"$kunit/$s/run"; done
