@@ -64,7 +64,7 @@
 //! adds them to the [`EmCounters`] of its owner (a mounted filesystem) as it
 //! goes, under its write lock. A map is *evictable* when it is not pinned.
 //! The shrinker's count reads one atomic. Lookups count their hits in a
-//! per-CPU counter, so that readers on several CPUs share no cache line.
+//! per-CPU count, so that readers on several CPUs share no cache line.
 //!
 //! # Lock order
 //!
@@ -84,10 +84,7 @@ use crate::glue::{
         should_fail_alloc,
         NoFsScope, //
     },
-    percpu::{
-        new_percpu_counter,
-        PerCpuCounter, //
-    },
+    percpu::PerCpuU64,
     rwlock::{
         new_rwlock,
         RwLock,
@@ -825,14 +822,12 @@ impl Drop for ModifiedMaps<'_> {
 /// The map counts are exact: each tree updates them under its write lock
 /// when its own counts change. The rest are statistics; lookups count
 /// their hits per CPU.
-#[pin_data]
 pub(crate) struct EmCounters {
     cached: Atomic<i64>,
     evictable: Atomic<i64>,
     pinned: Atomic<i64>,
     modified: Atomic<i64>,
-    #[pin]
-    hits: PerCpuCounter,
+    hits: PerCpuU64,
     misses: Atomic<u64>,
     merges: Atomic<u64>,
 }
@@ -840,18 +835,18 @@ pub(crate) struct EmCounters {
 impl EmCounters {
     /// New, zeroed counters.
     pub(crate) fn new() -> Result<Arc<Self>> {
-        Arc::pin_init(
-            try_pin_init!(Self {
+        Ok(Arc::new(
+            Self {
                 cached: Atomic::new(0),
                 evictable: Atomic::new(0),
                 pinned: Atomic::new(0),
                 modified: Atomic::new(0),
-                hits <- new_percpu_counter!(),
+                hits: PerCpuU64::new()?,
                 misses: Atomic::new(0),
                 merges: Atomic::new(0),
-            }),
+            },
             GFP_KERNEL,
-        )
+        )?)
     }
 
     /// Maps in the owner's trees.
@@ -877,7 +872,7 @@ impl EmCounters {
     /// Lookups that found a map covering their offset (every CPU's count
     /// summed: slow).
     pub(crate) fn hits(&self) -> u64 {
-        self.hits.sum().max(0) as u64
+        self.hits.sum()
     }
 
     /// Lookups that did not.

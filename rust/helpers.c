@@ -12,6 +12,7 @@
 #include <linux/fault-inject.h>
 #include <linux/lockdep.h>
 #include <linux/mm.h>
+#include <linux/percpu.h>
 #include <linux/proc_fs.h>
 #include <linux/seq_file.h>
 #include <linux/shrinker.h>
@@ -154,6 +155,26 @@ int emfs_cond_resched_rwlock_write(rwlock_t *lock)
 void emfs_lockdep_assert_held_write(rwlock_t *lock)
 {
 	lockdep_assert_held_write(lock);
+}
+
+u64 __percpu *emfs_alloc_percpu_u64(void)
+{
+	return alloc_percpu(u64);
+}
+
+void emfs_this_cpu_add_u64(u64 __percpu *p, u64 n)
+{
+	this_cpu_add(*p, n);
+}
+
+u64 *emfs_per_cpu_ptr_u64(u64 __percpu *p, unsigned int cpu)
+{
+	return per_cpu_ptr(p, cpu);
+}
+
+bool emfs_cpu_possible(unsigned int cpu)
+{
+	return cpu_possible(cpu);
 }
 
 void emfs_cond_resched(void)

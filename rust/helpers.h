@@ -42,6 +42,12 @@ bool emfs_debug_locks(void);
 void emfs_fs_reclaim_acquire(void);
 void emfs_fs_reclaim_release(void);
 
+/* Per-CPU counts: rust/glue/percpu.rs */
+u64 __percpu *emfs_alloc_percpu_u64(void);
+void emfs_this_cpu_add_u64(u64 __percpu *p, u64 n);
+u64 *emfs_per_cpu_ptr_u64(u64 __percpu *p, unsigned int cpu);
+bool emfs_cpu_possible(unsigned int cpu);
+
 /* Scheduler and delays: rust/glue/sched.rs */
 void emfs_cond_resched(void);
 bool emfs_need_resched(void);

@@ -29,9 +29,12 @@
 //! and [`Disk::free`] allocates its tree node first. Reserving and
 //! unreserving take neither lock.
 
-use crate::glue::alloc::{
-    lockdep_reclaim_takes,
-    nofs, //
+use crate::glue::{
+    alloc::{
+        lockdep_reclaim_takes,
+        nofs, //
+    },
+    sort::sort,
 };
 use kernel::{
     new_mutex,
@@ -476,7 +479,7 @@ impl Disk {
             pr_err!("check: disk: {}\n", what);
             c.problems += 1;
         };
-        used.sort_unstable();
+        sort(used);
         let free = self.free.lock();
         let mut prev_end = None;
         let mut counted = 0u64;

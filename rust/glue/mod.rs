@@ -17,6 +17,7 @@ pub(crate) mod proc;
 pub(crate) mod rwlock;
 pub(crate) mod sched;
 pub(crate) mod shrinker;
+pub(crate) mod sort;
 pub(crate) mod trace;
 pub(crate) mod vfs;
 pub(crate) mod workqueue;

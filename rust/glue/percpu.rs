@@ -1,96 +1,118 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A count kept per CPU: `struct percpu_counter` (lib/percpu_counter.c).
+//! A count kept per CPU, for statistics that hot paths on every CPU
+//! update: a `u64` from `alloc_percpu()`, incremented with `this_cpu_add()`
+//! (one instruction on the local CPU's copy, no atomic, no shared cache
+//! line) and summed over the possible CPUs when read, as filesystems keep
+//! their statistics (xfs's `xfsstats`, for one). The sum is exact once the
+//! updates have stopped; while they go on it is a snapshot, which is what
+//! a statistic needs.
 //!
-//! For statistics that hot paths on every CPU update: an increment touches
-//! the local CPU's slot only, so readers of a shared structure on two CPUs
-//! do not bounce a cache line between them as they would with one atomic.
-//! Reading folds every CPU's slot ([`PerCpuCounter::sum`]), which is slow;
-//! it is for statistics files and tests.
+//! `struct percpu_counter` does the same with a shared approximate count
+//! and a compare-and-exchange per update; a statistic that is only ever
+//! summed has no use for either.
 
+use core::ptr::NonNull;
 use kernel::{
     bindings,
-    error::to_result,
-    prelude::*,
-    sync::LockClassKey,
-    types::Opaque, //
+    cpu::nr_cpu_ids,
+    prelude::*, //
 };
 
-/// How far a CPU's slot may drift before it is folded into the shared
-/// count under the counter's lock: statistics are only summed, never
-/// compared against the approximate count, so folds are kept rare.
-const BATCH: i32 = 1 << 30;
+mod ffi {
+    unsafe extern "C" {
+        pub(super) fn emfs_alloc_percpu_u64() -> *mut u64;
+        #[cfg(not(CONFIG_X86_64))]
+        pub(super) fn emfs_this_cpu_add_u64(p: *mut u64, n: u64);
+        pub(super) fn emfs_per_cpu_ptr_u64(p: *mut u64, cpu: u32) -> *mut u64;
+        pub(super) fn emfs_cpu_possible(cpu: u32) -> bool;
+    }
+}
 
-/// A `struct percpu_counter`.
+/// A `u64` per CPU.
 ///
 /// # Invariants
 ///
-/// `inner` was initialised by `__percpu_counter_init_many()` and is
-/// destroyed only by `Drop`.
-#[pin_data(PinnedDrop)]
-pub(crate) struct PerCpuCounter {
-    #[pin]
-    inner: Opaque<bindings::percpu_counter>,
+/// `ptr` is a per-CPU address returned by `alloc_percpu(u64)`, freed only
+/// by `Drop`. It is never dereferenced as it is: only through
+/// `this_cpu_add()` and `per_cpu_ptr()`.
+pub(crate) struct PerCpuU64 {
+    ptr: NonNull<u64>,
 }
 
-// SAFETY: The counter's operations are safe from any CPU and thread; the
-// per-CPU slots are reached with `this_cpu` operations and the shared count
-// under the counter's own spinlock.
-unsafe impl Send for PerCpuCounter {}
+// SAFETY: The per-CPU memory has no thread affinity; each CPU updates its
+// own copy with `this_cpu_add()`, which is safe against preemption and
+// interrupts, and readers only read.
+unsafe impl Send for PerCpuU64 {}
 // SAFETY: See `Send`.
-unsafe impl Sync for PerCpuCounter {}
+unsafe impl Sync for PerCpuU64 {}
 
-impl PerCpuCounter {
-    /// A counter at zero (`percpu_counter_init(..., GFP_KERNEL)`). Fails
-    /// with `ENOMEM`.
-    pub(crate) fn new(key: Pin<&'static LockClassKey>) -> impl PinInit<Self, Error> {
-        try_pin_init!(Self {
-            inner <- Opaque::try_ffi_init(|slot: *mut bindings::percpu_counter| {
-                // SAFETY: `slot` is valid for writes and not in use; `key`
-                // is static, so it outlives the counter's lock as lockdep
-                // requires.
-                to_result(unsafe {
-                    bindings::__percpu_counter_init_many(
-                        slot,
-                        0,
-                        bindings::GFP_KERNEL,
-                        1,
-                        key.as_ptr(),
-                    )
-                })
-            }),
+impl PerCpuU64 {
+    /// A count at zero on every CPU (`alloc_percpu()` zeroes). Fails with
+    /// `ENOMEM`.
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: No preconditions; may sleep, as `new` may.
+        let ptr = unsafe { ffi::emfs_alloc_percpu_u64() };
+        // INVARIANT: A non-NULL result is a live per-CPU allocation.
+        Ok(Self {
+            ptr: NonNull::new(ptr).ok_or(ENOMEM)?,
         })
     }
 
-    /// Adds `amount` to this CPU's slot (`percpu_counter_add()`); callable
-    /// from any context but NMI.
-    pub(crate) fn add(&self, amount: i64) {
-        // SAFETY: By the type invariant the counter is initialised.
-        unsafe { bindings::percpu_counter_add_batch(self.inner.get(), amount, BATCH) }
+    /// Adds `n` to this CPU's copy (`this_cpu_add()`); callable from any
+    /// context.
+    #[cfg(CONFIG_X86_64)]
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        // SAFETY: This is what `this_cpu_add()` compiles to on x86-64 (see
+        // `percpu_add_op()` in arch/x86/include/asm/percpu.h): one `add` to
+        // the copy of this CPU, which `%gs` addresses, so neither preemption
+        // nor an interrupt can split it. By the type invariant `ptr` is a
+        // live per-CPU address of a `u64`. Inlined here because a call per
+        // lookup would cost as much as the lookup's statistics are worth.
+        unsafe {
+            core::arch::asm!(
+                "add qword ptr gs:[{p}], {n}",
+                p = in(reg) self.ptr.as_ptr(),
+                n = in(reg) n,
+                options(nostack),
+            )
+        }
     }
 
-    /// The exact count, every CPU's slot folded in (`percpu_counter_sum()`).
-    pub(crate) fn sum(&self) -> i64 {
-        // SAFETY: By the type invariant the counter is initialised.
-        unsafe { bindings::__percpu_counter_sum(self.inner.get()) }
+    /// Adds `n` to this CPU's copy (`this_cpu_add()`); callable from any
+    /// context.
+    #[cfg(not(CONFIG_X86_64))]
+    pub(crate) fn add(&self, n: u64) {
+        // SAFETY: By the type invariant `ptr` is a live per-CPU address.
+        unsafe { ffi::emfs_this_cpu_add_u64(self.ptr.as_ptr(), n) }
+    }
+
+    /// The sum of every possible CPU's copy.
+    pub(crate) fn sum(&self) -> u64 {
+        let mut sum = 0u64;
+        for cpu in 0..nr_cpu_ids() {
+            // SAFETY: Reads the possible-CPU mask; any CPU number is fine.
+            if !unsafe { ffi::emfs_cpu_possible(cpu) } {
+                continue;
+            }
+            // SAFETY: By the type invariant `ptr` is a live per-CPU
+            // address, and `cpu` is possible, so it has a copy.
+            let copy = unsafe { ffi::emfs_per_cpu_ptr_u64(self.ptr.as_ptr(), cpu) };
+            // SAFETY: `copy` is valid and aligned for a `u64`; its CPU may
+            // be adding to it meanwhile, so it is read once, whole
+            // (`READ_ONCE()`): a 64-bit load does not tear on the 64-bit
+            // architectures Rust kernels build for.
+            sum = sum.wrapping_add(unsafe { copy.read_volatile() });
+        }
+        sum
     }
 }
 
-#[pinned_drop]
-impl PinnedDrop for PerCpuCounter {
-    fn drop(self: Pin<&mut Self>) {
-        // SAFETY: By the type invariant the counter is initialised, and this
-        // is its last use.
-        unsafe { bindings::percpu_counter_destroy_many(self.inner.get(), 1) }
+impl Drop for PerCpuU64 {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant `ptr` is live and this is its only
+        // release.
+        unsafe { bindings::free_percpu(self.ptr.as_ptr().cast()) }
     }
 }
-
-/// Creates a [`PerCpuCounter`] initialiser with a lock class of its own
-/// for this call site.
-#[macro_export]
-macro_rules! new_percpu_counter {
-    () => {
-        $crate::glue::percpu::PerCpuCounter::new(::kernel::static_lock_class!())
-    };
-}
-pub(crate) use new_percpu_counter;

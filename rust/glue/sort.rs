@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Sorting a slice with the kernel's heapsort (`sort()`, lib/sort.c):
+//! O(n log n), in place, no allocation and no recursion.
+//!
+//! `core`'s `sort_unstable` would do, but its panic paths for an `Ord` that
+//! is not a total order end in calls objtool does not know as noreturn:
+//! without Rust overflow checks (the perf flavour) it reports them as
+//! falling through to the next function.
+
+use core::{
+    cmp::Ordering,
+    ffi::c_void, //
+};
+use kernel::ffi::c_int;
+
+mod ffi {
+    use core::ffi::c_void;
+    use kernel::ffi::c_int;
+
+    unsafe extern "C" {
+        /// Exported by lib/sort.c; `swap` NULL picks a swap for the
+        /// element's size and alignment.
+        pub(super) fn sort(
+            base: *mut c_void,
+            num: usize,
+            size: usize,
+            cmp: Option<unsafe extern "C" fn(*const c_void, *const c_void) -> c_int>,
+            swap: Option<unsafe extern "C" fn(*mut c_void, *mut c_void, c_int)>,
+        );
+    }
+}
+
+/// Compares two elements of a slice being sorted.
+///
+/// # Safety
+///
+/// `a` and `b` point at valid `T`s, which nothing mutates during the call.
+unsafe extern "C" fn compare<T: Ord>(a: *const c_void, b: *const c_void) -> c_int {
+    // SAFETY: As the caller promises.
+    let (a, b) = unsafe { (&*a.cast::<T>(), &*b.cast::<T>()) };
+    match a.cmp(b) {
+        Ordering::Less => -1,
+        Ordering::Equal => 0,
+        Ordering::Greater => 1,
+    }
+}
+
+/// Sorts `v` in ascending order (`sort()`). Not stable; does not sleep.
+pub(crate) fn sort<T: Ord>(v: &mut [T]) {
+    if core::mem::size_of::<T>() == 0 {
+        return;
+    }
+    // SAFETY: `v` is a valid, exclusively borrowed slice of `v.len()`
+    // elements of `size_of::<T>()` bytes; `sort()` only compares them with
+    // `compare::<T>` and moves them byte for byte within the slice, which
+    // is how Rust moves any value.
+    unsafe {
+        ffi::sort(
+            v.as_mut_ptr().cast(),
+            v.len(),
+            core::mem::size_of::<T>(),
+            Some(compare::<T>),
+            None,
+        )
+    }
+}
