@@ -1246,10 +1246,10 @@ mod cases {
         kunit_ensure_eq!(refusal(f.tree.split(0, K16, K4, K32))?, Some(EIO));
         // Not pinned: EINVAL; pre outside the map: EINVAL.
         f.add_plain(regular(0, K16, K64), true)?;
-        kunit_ensure_eq!(f.tree.split(0, K16, K4, K32).err(), Some(EINVAL));
+        kunit_ensure_eq!(refusal(f.tree.split(0, K16, K4, K32))?, Some(EINVAL));
         f.add_plain(pinned(regular(K32, K16, 2 * K64)), true)?;
-        kunit_ensure_eq!(f.tree.split(K32, K16, 0, K32).err(), Some(EINVAL));
-        kunit_ensure_eq!(f.tree.split(K32, K16, K16, K32).err(), Some(EINVAL));
+        kunit_ensure_eq!(refusal(f.tree.split(K32, K16, 0, K32))?, Some(EINVAL));
+        kunit_ensure_eq!(refusal(f.tree.split(K32, K16, K16, K32))?, Some(EINVAL));
         // Allocation failure: ENOMEM, tree untouched.
         {
             let _fail = FailAllocs::arm(1, 1);

@@ -986,7 +986,7 @@ mod tests {
             f.map.finish_write(&d, oe)?;
         }
         kunit_ensure_eq!(
-            start_write(&f.map, &d, 8 * K4, 3 * K4, 2).err(),
+            refusal(start_write(&f.map, &d, 8 * K4, 3 * K4, 2))?,
             Some(ENOSPC)
         );
         kunit_ensure_eq!(d.nr_free(), 2);
@@ -1123,8 +1123,8 @@ mod tests {
         // Truncation: punch to the end.
         f.map.punch(&d, 6 * K4, u64::MAX)?;
         kunit_ensure_eq!(d.nr_free(), 12);
-        kunit_ensure_eq!(f.map.punch(&d, 1, K4).err(), Some(EINVAL));
-        kunit_ensure_eq!(f.map.punch(&d, K4, K4).err(), Some(EINVAL));
+        kunit_ensure_eq!(refusal(f.map.punch(&d, 1, K4))?, Some(EINVAL));
+        kunit_ensure_eq!(refusal(f.map.punch(&d, K4, K4))?, Some(EINVAL));
         Ok(())
     }
 
@@ -1149,11 +1149,11 @@ mod tests {
         f.map.preallocate(&d, 0, 4 * K4, 3)?;
         kunit_ensure_eq!(d.nr_free(), 12);
         kunit_ensure_eq!(
-            f.map.preallocate(&d, 4 * K4, 13 * K4, 3).err(),
+            refusal(f.map.preallocate(&d, 4 * K4, 13 * K4, 3))?,
             Some(ENOSPC)
         );
         kunit_ensure_eq!(d.nr_free(), 12);
-        kunit_ensure_eq!(f.map.preallocate(&d, 0, 1, 3).err(), Some(EINVAL));
+        kunit_ensure_eq!(refusal(f.map.preallocate(&d, 0, 1, 3))?, Some(EINVAL));
         Ok(())
     }
 
@@ -1284,7 +1284,7 @@ mod tests {
         data.push(block_of(1)?, GFP_KERNEL)?;
         data.push(block_of(2)?, GFP_KERNEL)?;
         d.reserve(1)?;
-        kunit_ensure_eq!(f.map.write_back(&d, 0, data, 1).err(), Some(ENOSPC));
+        kunit_ensure_eq!(refusal(f.map.write_back(&d, 0, data, 1))?, Some(ENOSPC));
         kunit_ensure_eq!((d.nr_free(), d.nr_reserved()), (4, 1));
         kunit_ensure_eq!(f.map.cache().tree().read().nr_cached(), 0);
         // Memory runs out storing the data: the blocks go back to the
