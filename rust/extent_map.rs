@@ -470,6 +470,7 @@ impl MapRange {
 
     /// The byte at `offset`: a search for it stops at the map containing
     /// it, or else ends at the first map after it.
+    #[inline]
     fn point(offset: u64) -> Self {
         Self {
             start: offset,
@@ -484,6 +485,7 @@ impl MapRange {
 }
 
 impl Ord for MapRange {
+    #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
         if self.end <= other.start {
             Ordering::Less
@@ -564,6 +566,7 @@ pub(crate) struct ExtentMap {
 }
 
 impl ExtentMap {
+    #[inline]
     fn load(range: &MapRange, body: &MapBody) -> Self {
         Self {
             info: ExtentMapInfo {
@@ -1052,6 +1055,7 @@ impl ExtentMapTree {
     /// the lookup in the owner's statistics as a hit if a map covers
     /// `start`, otherwise as a miss (which fires `emfs:em_cache_miss`: the
     /// caller will have to load the map).
+    #[inline]
     pub(crate) fn lookup(&self, start: u64, len: u64) -> Option<ExtentMap> {
         let inner = self.read();
         let em = inner.lookup(start, len);
@@ -1284,12 +1288,14 @@ impl TreeInner {
 
     /// Runs `f` on the map containing `offset`, or else the first map after
     /// it: one descent that stops at the containing map.
+    #[inline]
     fn at<T>(&self, offset: u64, f: impl FnOnce(&MapRange, &MapBody) -> T) -> Option<T> {
         let cursor = self.maps.cursor_lower_bound(&MapRange::point(offset))?;
         let (range, body) = cursor.current();
         Some(f(range, body))
     }
 
+    #[inline]
     fn lookup_inner(&self, start: u64, len: u64, strict: bool) -> Option<ExtentMap> {
         let end = range_end(start, len);
         // The strict condition is checked before anything is copied.
@@ -1307,6 +1313,7 @@ impl TreeInner {
 
     /// The first map intersecting `[start, start + len)`
     /// (`btrfs_lookup_extent_mapping()`). Others may intersect it too.
+    #[inline]
     pub(crate) fn lookup(&self, start: u64, len: u64) -> Option<ExtentMap> {
         self.lookup_inner(start, len, true)
     }
