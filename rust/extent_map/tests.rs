@@ -168,13 +168,29 @@ mod cases {
         }
 
         /// Checks the tree holds exactly `expected` (`validate_range()`).
+        ///
+        /// Under fault injection, `drop_range` drops a part whose split it
+        /// could not allocate, by design: then only missing ranges are
+        /// allowed, and the case ends as refused (`ENOMEM`). Anything else
+        /// is a wrong result, logged as a failed check.
+        #[track_caller]
         fn expect(&self, expected: &[(u64, u64)]) -> Result {
             let got = self.ranges()?;
-            if got[..] != *expected {
-                pr_err!("tree holds {:?}, expected {:?}\n", &got[..], expected);
-                return Err(EINVAL);
+            if got[..] == *expected {
+                return Ok(());
             }
-            Ok(())
+            if fault_injection_active() && got.iter().all(|r| expected.contains(r)) {
+                return Err(ENOMEM);
+            }
+            let at = core::panic::Location::caller();
+            pr_err!(
+                "{}:{}: expected the tree to hold {:?}: it holds {:?}\n",
+                at.file(),
+                at.line(),
+                expected,
+                &got[..]
+            );
+            Err(EINVAL)
         }
 
         /// Recounts the tree and compares with its counts and the owner's
