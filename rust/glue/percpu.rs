@@ -22,7 +22,7 @@ use kernel::{
 mod ffi {
     unsafe extern "C" {
         pub(super) fn emfs_alloc_percpu_u64() -> *mut u64;
-        #[cfg(not(CONFIG_X86_64))]
+        #[cfg(not(all(CONFIG_X86_64, CONFIG_SMP, not(CONFIG_UML))))]
         pub(super) fn emfs_this_cpu_add_u64(p: *mut u64, n: u64);
         pub(super) fn emfs_per_cpu_ptr_u64(p: *mut u64, cpu: u32) -> *mut u64;
         pub(super) fn emfs_cpu_possible(cpu: u32) -> bool;
@@ -61,10 +61,10 @@ impl PerCpuU64 {
 
     /// Adds `n` to this CPU's copy (`this_cpu_add()`); callable from any
     /// context.
-    #[cfg(CONFIG_X86_64)]
+    #[cfg(all(CONFIG_X86_64, CONFIG_SMP, not(CONFIG_UML)))]
     #[inline]
     pub(crate) fn add(&self, n: u64) {
-        // SAFETY: This is what `this_cpu_add()` compiles to on x86-64 (see
+        // SAFETY: This is what `this_cpu_add()` compiles to on SMP x86-64 (see
         // `percpu_add_op()` in arch/x86/include/asm/percpu.h): one `add` to
         // the copy of this CPU, which `%gs` addresses, so neither preemption
         // nor an interrupt can split it. By the type invariant `ptr` is a
@@ -82,7 +82,7 @@ impl PerCpuU64 {
 
     /// Adds `n` to this CPU's copy (`this_cpu_add()`); callable from any
     /// context.
-    #[cfg(not(CONFIG_X86_64))]
+    #[cfg(not(all(CONFIG_X86_64, CONFIG_SMP, not(CONFIG_UML))))]
     pub(crate) fn add(&self, n: u64) {
         // SAFETY: By the type invariant `ptr` is a live per-CPU address.
         unsafe { ffi::emfs_this_cpu_add_u64(self.ptr.as_ptr(), n) }
