@@ -998,6 +998,17 @@ impl TreeState {
         Some(node.into_reservation())
     }
 
+    /// Counts and traces a merge of `absorbed` into `info`.
+    fn merged(&self, info: &ExtentMapInfo, absorbed: &ExtentMap) {
+        self.counters.merges.add(1, Relaxed);
+        trace::em_merge(
+            self.ino,
+            info.start,
+            info.len,
+            (absorbed.start(), absorbed.len()),
+        );
+    }
+
     /// Accounts for the map `range`, `body` leaving the tree; returns its
     /// node in the set of modified extents.
     fn unlinked(&mut self, range: &MapRange, body: &MapBody) -> Option<ListNode> {
@@ -1520,29 +1531,20 @@ impl TreeInner {
     // Changing maps: every change of membership, of PINNED and of LOGGING
     // goes through these, so the counts stay exact.
 
-    /// Runs `f` on the node holding `em` and the rest of the tree; `None`
-    /// if `em` is not in the tree.
-    fn with_node<T>(
+    /// Runs `f` on the node of the map starting at `start` and the rest of
+    /// the tree, found in one search; `None` if no map starts there.
+    fn with_node_at<T>(
         &mut self,
-        em: &ExtentMap,
-        f: impl FnOnce(&mut MapBody, &mut TreeState) -> T,
+        start: u64,
+        f: impl FnOnce(&MapRange, &mut MapBody, &mut TreeState) -> T,
     ) -> Option<T> {
         let TreeInner { maps, st } = self;
-        let mut cursor = maps.cursor_lower_bound_mut(&em.range())?;
-        let (range, body) = cursor.current();
-        if !em.is_in(range, body) {
+        let mut cursor = maps.cursor_lower_bound_mut(&MapRange::point(start))?;
+        if cursor.current().0.start != start {
             return None;
         }
-        Some(f(cursor.current_mut().1, st))
-    }
-
-    /// Sets the flags of `em`, which is in the tree, to `flags`.
-    fn set_flags(&mut self, em: &ExtentMap, flags: EmFlags) {
-        self.with_node(em, |body, st| {
-            st.count(body.flags, -1);
-            body.flags = flags;
-            st.count(flags, 1);
-        });
+        let (range, body) = cursor.current_mut();
+        Some(f(range, body, st))
     }
 
     /// Links a map described by `info` into the tree in `node`, and into
@@ -1616,17 +1618,6 @@ impl TreeInner {
         Ok(self.link(&pm.info, pm.slot.node, list_node))
     }
 
-    /// Counts and traces a merge of `absorbed` into `info`.
-    fn merged(&self, info: &ExtentMapInfo, absorbed: &ExtentMap) {
-        self.st.counters.merges.add(1, Relaxed);
-        trace::em_merge(
-            self.st.ino,
-            info.start,
-            info.len,
-            (absorbed.start(), absorbed.len()),
-        );
-    }
-
     /// Merges a map that is about to be linked with its neighbours, on its
     /// description; the neighbours' nodes are freed.
     fn merge_new(&mut self, info: &mut ExtentMapInfo) {
@@ -1638,7 +1629,7 @@ impl TreeInner {
                 if prev.can_merge() && mergeable(&prev.info(), info) {
                     absorb_prev(info, &prev.info());
                     drop(self.unlink(&prev));
-                    self.merged(info, &prev);
+                    self.st.merged(info, &prev);
                 }
             }
         }
@@ -1646,45 +1637,67 @@ impl TreeInner {
             if next.can_merge() && mergeable(info, &next.info()) {
                 absorb_next(info, &next.info());
                 drop(self.unlink(&next));
-                self.merged(info, &next);
+                self.st.merged(info, &next);
             }
         }
     }
 
-    /// Merges `em`, which is in the tree, with its neighbours
-    /// (`try_merge_map()`): the neighbours' nodes are freed and `em`'s node
-    /// is put back under the merged range, so nothing is allocated. Returns
-    /// the merged map, if a merge happened.
-    fn merge_in_place(&mut self, em: &ExtentMap) -> Option<ExtentMap> {
-        let em = self.current(em)?;
-        if !em.can_merge() {
-            return None;
-        }
-        let mut info = em.info();
-        let prev = if em.start() != 0 {
-            self.prev(&em)
-                .filter(|prev| prev.can_merge() && mergeable(&prev.info(), &info))
-        } else {
-            None
+    /// Changes the map `em` names in place with `f`, if `f` says so, and
+    /// then merges it with its neighbours (`try_merge_map()`): the
+    /// neighbours' nodes are freed and the map's own node goes back under
+    /// the merged range, so nothing is allocated. One search finds the map
+    /// and its neighbours. Nothing happens if `em` is not in the tree or
+    /// `f` returns false.
+    fn update_and_merge(&mut self, em: &ExtentMap, f: impl FnOnce(&mut MapBody) -> bool) {
+        let TreeInner { maps, st } = self;
+        let Some(mut cursor) = maps.cursor_lower_bound_mut(&em.range()) else {
+            return;
         };
-        let next = self
-            .next(&em)
+        let (range, body) = cursor.current();
+        if !em.is_in(range, body) {
+            return;
+        }
+        let (range, body) = cursor.current_mut();
+        let flags = body.flags;
+        if !f(body) {
+            return;
+        }
+        st.count(flags, -1);
+        st.count(body.flags, 1);
+        let cur = ExtentMap::load(range, body);
+        if !cur.can_merge() {
+            return;
+        }
+        let mut info = cur.info();
+        let load = |(r, b): (&MapRange, &MapBody)| ExtentMap::load(r, b);
+        let prev = cursor
+            .peek_prev()
+            .map(load)
+            .filter(|prev| cur.start() != 0 && prev.can_merge() && mergeable(&prev.info(), &info));
+        let next = cursor
+            .peek_next()
+            .map(load)
             .filter(|next| next.can_merge() && mergeable(&info, &next.info()));
         if prev.is_none() && next.is_none() {
-            return None;
+            return;
         }
-        let (node, _, _) = self.unlink(&em)?;
+        // Neighbours that may merge are not listed: counting them out is
+        // all their removal takes.
         if let Some(prev) = &prev {
             absorb_prev(&mut info, &prev.info());
-            drop(self.unlink(prev));
-            self.merged(&info, prev);
+            drop(cursor.remove_prev());
+            st.count(prev.flags(), -1);
+            st.merged(&info, prev);
         }
         if let Some(next) = &next {
             absorb_next(&mut info, &next.info());
-            drop(self.unlink(next));
-            self.merged(&info, next);
+            drop(cursor.remove_next());
+            st.count(next.flags(), -1);
+            st.merged(&info, next);
         }
-        Some(self.link(&info, node, None))
+        let (_, node) = cursor.remove_current();
+        st.count(cur.flags(), -1);
+        self.link(&info, node.into_reservation(), None);
     }
 
     /// Adds `pm` to the tree (`add_extent_mapping()`): merged with its
@@ -1861,25 +1874,21 @@ impl TreeInner {
             );
             return Err(EUCLEAN);
         }
-        self.with_node(&em, |body, st| {
-            st.count(body.flags, -1);
+        self.update_and_merge(&em, |body| {
             body.flags = body.flags.without(EmFlags::PINNED);
             body.generation = generation;
-            st.count(body.flags, 1);
+            true
         });
-        self.merge_in_place(&em);
         Ok(())
     }
 
     /// The write-locked part of [`ExtentMapTree::clear_logging`].
     pub(crate) fn clear_logging(&mut self, em: &ExtentMap) {
-        let Some(current) = self.current(em) else {
-            return;
-        };
-        if current.is_logging() {
-            self.set_flags(&current, current.flags().without(EmFlags::LOGGING));
-            self.merge_in_place(&current);
-        }
+        self.update_and_merge(em, |body| {
+            let logging = body.flags.contains(EmFlags::LOGGING);
+            body.flags = body.flags.without(EmFlags::LOGGING);
+            logging
+        });
     }
 
     /// Takes the first map off the set of modified extents into `out` and
@@ -1892,15 +1901,12 @@ impl TreeInner {
             return false;
         };
         drop(self.st.list_del(start));
-        let Some(em) = self.starting_at(start) else {
-            return true;
-        };
-        let taken = self.with_node(&em, |body, st| {
+        let taken = self.with_node_at(start, |range, body, st| {
             st.count(body.flags, -1);
             body.listed = false;
             body.flags = body.flags.with(EmFlags::LOGGING);
             st.count(body.flags, 1);
-            ExtentMap::load(&em.range(), body)
+            ExtentMap::load(range, body)
         });
         if let Some(taken) = taken {
             // Room was checked above.
@@ -1916,9 +1922,7 @@ impl TreeInner {
             return false;
         };
         drop(self.st.list_del(start));
-        if let Some(em) = self.starting_at(start) {
-            self.with_node(&em, |body, _| body.listed = false);
-        }
+        self.with_node_at(start, |_, body, _| body.listed = false);
         true
     }
 
@@ -2188,9 +2192,7 @@ impl TreeInner {
     /// modified extents as it is, for [`TreeInner::check`] to find (tests
     /// only).
     pub(crate) fn mark_listed(&mut self, start: u64, listed: bool) {
-        if let Some(em) = self.starting_at(start) {
-            self.with_node(&em, |body, _| body.listed = listed);
-        }
+        self.with_node_at(start, |_, body, _| body.listed = listed);
     }
 }
 

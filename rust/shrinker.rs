@@ -621,9 +621,11 @@ impl ProcShow for EmOwner {
         seq_print!(m, "maps_evictable {}\n", c.evictable());
         seq_print!(m, "maps_pinned {}\n", c.pinned());
         seq_print!(m, "maps_modified {}\n", c.modified());
-        seq_print!(m, "lookups {}\n", c.lookups());
-        seq_print!(m, "hits {}\n", c.hits());
-        seq_print!(m, "misses {}\n", c.misses());
+        // Summing the hits reads every CPU's count: once.
+        let (hits, misses) = (c.hits(), c.misses());
+        seq_print!(m, "lookups {}\n", hits + misses);
+        seq_print!(m, "hits {}\n", hits);
+        seq_print!(m, "misses {}\n", misses);
         seq_print!(m, "merges {}\n", c.merges());
         seq_print!(m, "shrinker_runs {}\n", self.runs.load(Relaxed));
         seq_print!(m, "shrinker_scanned {}\n", self.scanned.load(Relaxed));

@@ -60,16 +60,14 @@ impl PerCpuU64 {
     }
 
     /// Adds `n` to this CPU's copy (`this_cpu_add()`); callable from any
-    /// context.
+    /// context. Written out as `this_cpu_add()` compiles on SMP x86-64
+    /// (`percpu_add_op()` in arch/x86/include/asm/percpu.h), because a call
+    /// per lookup would cost as much as the lookup's statistics are worth.
     #[cfg(all(CONFIG_X86_64, CONFIG_SMP, not(CONFIG_UML)))]
     #[inline]
     pub(crate) fn add(&self, n: u64) {
-        // SAFETY: This is what `this_cpu_add()` compiles to on SMP x86-64 (see
-        // `percpu_add_op()` in arch/x86/include/asm/percpu.h): one `add` to
-        // the copy of this CPU, which `%gs` addresses, so neither preemption
-        // nor an interrupt can split it. By the type invariant `ptr` is a
-        // live per-CPU address of a `u64`. Inlined here because a call per
-        // lookup would cost as much as the lookup's statistics are worth.
+        // SAFETY: `ptr` is a live per-CPU `u64` (type invariant); one `add`
+        // through `%gs` hits this CPU's copy, indivisible by preemption or irq.
         unsafe {
             core::arch::asm!(
                 "add qword ptr gs:[{p}], {n}",
@@ -99,11 +97,12 @@ impl PerCpuU64 {
             // SAFETY: By the type invariant `ptr` is a live per-CPU
             // address, and `cpu` is possible, so it has a copy.
             let copy = unsafe { ffi::emfs_per_cpu_ptr_u64(self.ptr.as_ptr(), cpu) };
-            // SAFETY: `copy` is valid and aligned for a `u64`; its CPU may
-            // be adding to it meanwhile, so it is read once, whole
-            // (`READ_ONCE()`): a 64-bit load does not tear on the 64-bit
-            // architectures Rust kernels build for.
-            sum = sum.wrapping_add(unsafe { copy.read_volatile() });
+            // Its CPU may be adding to the copy meanwhile: it is read once,
+            // whole (`READ_ONCE()`); a 64-bit load does not tear on the
+            // 64-bit architectures Rust kernels build for.
+            // SAFETY: `copy` is valid and aligned for a `u64`.
+            let value = unsafe { copy.read_volatile() };
+            sum = sum.wrapping_add(value);
         }
         sum
     }

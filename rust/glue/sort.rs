@@ -51,10 +51,9 @@ pub(crate) fn sort<T: Ord>(v: &mut [T]) {
     if core::mem::size_of::<T>() == 0 {
         return;
     }
-    // SAFETY: `v` is a valid, exclusively borrowed slice of `v.len()`
-    // elements of `size_of::<T>()` bytes; `sort()` only compares them with
-    // `compare::<T>` and moves them byte for byte within the slice, which
-    // is how Rust moves any value.
+    // `sort()` only compares the elements with `compare::<T>` and moves
+    // them byte for byte within the slice, which is how Rust moves a value.
+    // SAFETY: `v` is valid and exclusively borrowed for `v.len()` elements.
     unsafe {
         ffi::sort(
             v.as_mut_ptr().cast(),
