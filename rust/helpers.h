@@ -3,13 +3,15 @@
  * helpers.h - C functions the emfs Rust code calls.
  *
  * Each one wraps a kernel macro or static inline function (or a tracepoint)
- * that bindgen cannot turn into a callable symbol. The Rust declarations
- * are in rust/glue/; keep both sides in step.
+ * that bindgen cannot turn into a callable symbol, or is defined in Rust
+ * and called from C. The Rust declarations are generated from this file
+ * (rust/bindings_helper.h, rust/glue/ffi.rs).
  */
 #ifndef _EMFS_HELPERS_H
 #define _EMFS_HELPERS_H
 
 #include <linux/types.h>
+#include <linux/percpu.h>
 #include <linux/spinlock_types.h>
 
 struct lock_class_key;
@@ -117,7 +119,7 @@ int emfs_register_fs(void);
 void emfs_unregister_fs(void);
 int emfs_sb_init(struct super_block *sb);
 
-/* What statfs reports; filled in by Rust (glue::vfs::StatFs, repr(C)). */
+/* What statfs reports; filled in by Rust (glue::vfs::StatFs). */
 struct emfs_statfs {
 	u64 blocks;
 	u64 bfree;

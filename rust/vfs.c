@@ -2,10 +2,8 @@
 /*
  * vfs.c - the C half of emfs's VFS glue (rust/glue/vfs.rs).
  *
- * struct file_system_type, fs_context_operations and super_operations
- * are not in the kernel crate's bindings, so an out-of-tree module cannot
- * build them in Rust. They live here, as constant tables whose entries are
- * the Rust trampolines of rust/glue/vfs.rs (emfs_vfs_*), plus the few
+ * The operation tables live here for now, as constant tables whose entries
+ * are the Rust trampolines of rust/glue/vfs.rs (emfs_vfs_*), plus the few
  * macros and inline functions those need. No filesystem logic.
  *
  * Regular files keep their data in the page cache. What needs the

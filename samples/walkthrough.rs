@@ -31,6 +31,8 @@ use kernel::prelude::*;
 #[allow(dead_code)]
 #[path = "../rust/glue/alloc.rs"]
 mod glue_alloc;
+#[path = "../rust/glue/ffi.rs"]
+mod glue_ffi;
 #[cfg(CONFIG_KUNIT = "y")]
 #[allow(unused_imports, unused_macros)]
 #[path = "../rust/glue/kunit.rs"]
@@ -54,6 +56,7 @@ mod glue {
     pub(crate) use super::glue_kunit as kunit;
     pub(crate) use super::{
         glue_alloc as alloc,
+        glue_ffi as ffi,
         glue_percpu as percpu,
         glue_rwlock as rwlock,
         glue_sched as sched,

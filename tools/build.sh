@@ -3,7 +3,7 @@
 #
 # tools/build.sh - build the emfs module and run its lint gates.
 #
-# Usage: tools/build.sh kdir|module|rustfmt|checkpatch|docs|rust-analyzer|lint|clean
+# Usage: tools/build.sh kdir|module|rustfmt|checkpatch|docs|rust-analyzer|ffi|lint|clean
 #
 #   kdir        print the kernel build directory in use
 #   module      build emfs.ko with CLIPPY=1 (after set-up and the cached
@@ -14,6 +14,8 @@
 #   docs        build Documentation/ with Sphinx into out/docs (warnings fail)
 #   rust-analyzer  write rust-project.json, so that editors resolve the
 #               kernel crate in the module's sources
+#   ffi         check that no C declaration in the Rust sources is written
+#               by hand
 #   lint        rustfmt, the module build (clippy) and checkpatch
 #   clean       remove build products
 #
@@ -150,9 +152,9 @@ cmd_rust_analyzer() {
 	rm -f "$made"
 	kbuild -s rust-analyzer >/dev/null || die "rust-analyzer: the kernel's generator failed"
 	[ -s "$made" ] || die "rust-analyzer: the kernel wrote no rust-project.json"
-	python3 - "$made" "$EMFS_TOP" "$out.new" <<'PY' || die "rust-analyzer: rust-project.json is not usable"
+	python3 - "$made" "$EMFS_TOP" "$out.new" "$(emfs_module_dir)" <<'PY' || die "rust-analyzer: rust-project.json is not usable"
 import json, os, sys
-made, top, out = sys.argv[1], sys.argv[2], sys.argv[3]
+made, top, out, mo = sys.argv[1:5]
 project = json.load(open(made))
 crates = project["crates"]
 index = {os.path.realpath(c["root_module"]): i for i, c in enumerate(crates)}
@@ -164,8 +166,11 @@ main = os.path.realpath(f"{top}/rust/emfs_main.rs")
 if main not in index:
     crates.append(dict(crates[sample], display_name="emfs_main",
                        root_module=main, cfg=crates[sample]["cfg"][:-1]))
+# Where Kbuild generates each crate's bindings (rust/glue/ffi.rs).
+generated = {main: f"{mo}/rust", os.path.realpath(f"{top}/samples/walkthrough.rs"): f"{mo}/samples"}
 for root in (main, os.path.realpath(f"{top}/samples/walkthrough.rs")):
     crate = next(c for c in crates if os.path.realpath(c["root_module"]) == root)
+    crate["env"] = dict(crate.get("env", {}), EMFS_GENERATED=generated[root])
     names = {crates[d["crate"]]["display_name"]: crates[d["crate"]] for d in crate["deps"]}
     if "kernel" not in names or not os.path.exists(names["kernel"]["root_module"]):
         sys.exit(f"{root}: no kernel crate among its dependencies")
@@ -179,6 +184,20 @@ PY
 	say "rust-analyzer: rust-project.json"
 }
 
+# The C functions and types the Rust code uses are declared by bindgen
+# (rust/bindings_helper.h, rust/glue/ffi.rs), so that each declaration is
+# checked against its C prototype: a hand-written extern block or a struct
+# laid out by hand to match C would escape that check.
+cmd_ffi() {
+	local found
+	found=$(cd "$EMFS_TOP" && git grep --untracked -nE 'extern "C" \{|#\[repr\(C\)\]' -- 'rust/*.rs' 'samples/*.rs' || true)
+	if [ -n "$found" ]; then
+		printf '%s\n' "$found"
+		die "ffi: declarations written by hand above; name them in rust/bindings_helper.h instead"
+	fi
+	say "ffi: every C declaration is generated"
+}
+
 case "${1:-}" in
 kdir) resolve_kdir; echo "$KDIR" ;;
 module) cmd_module ;;
@@ -187,6 +206,7 @@ fmt) cmd_fmt ;;
 checkpatch) cmd_checkpatch ;;
 docs) cmd_docs ;;
 rust-analyzer) cmd_rust_analyzer ;;
+ffi) cmd_ffi ;;
 lint) cmd_rustfmt; cmd_module; cmd_checkpatch ;;
 clean)
 	if KDIR=$("$EMFS_TOP/tools/kernel.sh" --print-kdir 2>/dev/null) && [ -d "$KDIR" ]; then

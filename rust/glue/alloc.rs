@@ -26,17 +26,7 @@
 
 use kernel::{prelude::*, types::NotThreadSafe};
 
-mod ffi {
-    unsafe extern "C" {
-        pub(super) fn emfs_memalloc_nofs_save() -> u32;
-        pub(super) fn emfs_memalloc_nofs_restore(flags: u32);
-        pub(super) fn emfs_memalloc_nofs_active() -> bool;
-        pub(super) fn emfs_lockdep_proving() -> bool;
-        pub(super) fn emfs_debug_locks() -> bool;
-        pub(super) fn emfs_fs_reclaim_acquire();
-        pub(super) fn emfs_fs_reclaim_release();
-    }
-}
+use crate::glue::ffi;
 
 /// Runs `f` in a no-fs allocation scope (`memalloc_nofs_save()` /
 /// `memalloc_nofs_restore()`): every allocation `f` makes behaves as
@@ -155,21 +145,12 @@ pub(crate) fn lockdep_checking() -> Option<bool> {
     Some(on)
 }
 
-mod fault_ffi {
-    unsafe extern "C" {
-        pub(super) fn emfs_should_fail_alloc() -> bool;
-        pub(super) fn emfs_fail_alloc_arm(interval: kernel::ffi::c_ulong, times: i32);
-        pub(super) fn emfs_fail_alloc_disarm();
-        pub(super) fn emfs_fault_injection_active() -> bool;
-    }
-}
-
 /// Returns whether the module's next allocation should fail, as decided by
 /// its fault injection attribute (and by the task's `fail-nth`).
 pub(crate) fn should_fail_alloc() -> bool {
     // SAFETY: Reads and updates the module's static fault attribute, which
     // `should_fail_ex` synchronises itself.
-    unsafe { fault_ffi::emfs_should_fail_alloc() }
+    unsafe { ffi::emfs_should_fail_alloc() }
 }
 
 /// Returns whether allocations of the current task may be failed on
@@ -179,7 +160,7 @@ pub(crate) fn should_fail_alloc() -> bool {
 #[cfg(CONFIG_KUNIT = "y")]
 pub(crate) fn fault_injection_active() -> bool {
     // SAFETY: Reads the current task's flag and the module's attribute.
-    unsafe { fault_ffi::emfs_fault_injection_active() }
+    unsafe { ffi::emfs_fault_injection_active() }
 }
 
 /// For tests: the outcome of an operation, with its `ENOMEM` under fault
@@ -206,7 +187,7 @@ impl FailAllocs {
     /// Arms the module's fault injection.
     pub(crate) fn arm(interval: u16, times: i32) -> Self {
         // SAFETY: Writes fields of the module's static fault attribute.
-        unsafe { fault_ffi::emfs_fail_alloc_arm(interval.into(), times) };
+        unsafe { ffi::emfs_fail_alloc_arm(interval.into(), times) };
         Self(())
     }
 }
@@ -214,7 +195,7 @@ impl FailAllocs {
 impl Drop for FailAllocs {
     fn drop(&mut self) {
         // SAFETY: Writes a field of the module's static fault attribute.
-        unsafe { fault_ffi::emfs_fail_alloc_disarm() };
+        unsafe { ffi::emfs_fail_alloc_disarm() };
     }
 }
 

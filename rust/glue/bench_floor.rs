@@ -7,28 +7,7 @@
 use core::ptr::NonNull;
 use kernel::prelude::*;
 
-mod ffi {
-    #[repr(C)]
-    pub(super) struct EmfsFloorTree {
-        _opaque: [u8; 0],
-    }
-
-    unsafe extern "C" {
-        pub(super) fn emfs_floor_create() -> *mut EmfsFloorTree;
-        pub(super) fn emfs_floor_destroy(tree: *mut EmfsFloorTree);
-        pub(super) fn emfs_floor_insert(
-            tree: *mut EmfsFloorTree,
-            start: u64,
-            len: u64,
-            disk_bytenr: u64,
-        ) -> i32;
-        pub(super) fn emfs_floor_lookup_all(
-            tree: *mut EmfsFloorTree,
-            offsets: *const u64,
-            nr: usize,
-        ) -> u64;
-    }
-}
+use crate::glue::ffi;
 
 /// A C extent map tree.
 ///
@@ -36,7 +15,7 @@ mod ffi {
 ///
 /// `tree` comes from `emfs_floor_create()` and is destroyed only by `drop`.
 pub(crate) struct FloorTree {
-    tree: NonNull<ffi::EmfsFloorTree>,
+    tree: NonNull<ffi::emfs_floor_tree>,
 }
 
 // SAFETY: The C tree has no thread affinity; it locks itself.

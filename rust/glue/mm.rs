@@ -2,12 +2,7 @@
 
 //! Memory accounting queries.
 
-mod ffi {
-    unsafe extern "C" {
-        pub(super) fn emfs_slab_bytes() -> u64;
-        pub(super) fn emfs_current_flags() -> u32;
-    }
-}
+use crate::glue::ffi;
 
 /// Returns whether the current task is reclaiming memory for an
 /// allocation of its own (direct reclaim): it runs with `PF_MEMALLOC`, as

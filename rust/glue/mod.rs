@@ -9,6 +9,7 @@
 
 pub(crate) mod alloc;
 pub(crate) mod bench_floor;
+pub(crate) mod ffi;
 #[cfg(CONFIG_KUNIT = "y")]
 pub(crate) mod kunit;
 pub(crate) mod mm;

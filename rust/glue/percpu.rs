@@ -19,15 +19,7 @@ use kernel::{
     prelude::*, //
 };
 
-mod ffi {
-    unsafe extern "C" {
-        pub(super) fn emfs_alloc_percpu_u64() -> *mut u64;
-        #[cfg(not(all(CONFIG_X86_64, CONFIG_SMP, not(CONFIG_UML))))]
-        pub(super) fn emfs_this_cpu_add_u64(p: *mut u64, n: u64);
-        pub(super) fn emfs_per_cpu_ptr_u64(p: *mut u64, cpu: u32) -> *mut u64;
-        pub(super) fn emfs_cpu_possible(cpu: u32) -> bool;
-    }
-}
+use crate::glue::ffi;
 
 /// A `u64` per CPU.
 ///

@@ -57,35 +57,7 @@ use kernel::{
     },
 };
 
-mod ffi {
-    use kernel::{
-        bindings::seq_file,
-        ffi::{c_char, c_int, c_void},
-    };
-
-    /// `struct proc_dir_entry`, opaque here.
-    #[repr(C)]
-    pub(crate) struct proc_dir_entry {
-        _opaque: [u8; 0],
-    }
-
-    pub(super) type Show = unsafe extern "C" fn(*mut seq_file, *mut c_void) -> c_int;
-
-    unsafe extern "C" {
-        pub(super) fn emfs_proc_mkdir(
-            name: *const c_char,
-            parent: *mut proc_dir_entry,
-        ) -> *mut proc_dir_entry;
-        pub(super) fn emfs_proc_create_single_data(
-            name: *const c_char,
-            parent: *mut proc_dir_entry,
-            show: Show,
-            data: *mut c_void,
-        ) -> *mut proc_dir_entry;
-        pub(super) fn emfs_proc_remove(entry: *mut proc_dir_entry);
-        pub(super) fn emfs_seq_private(m: *mut c_void) -> *mut c_void;
-    }
-}
+use crate::glue::ffi;
 
 /// The longest name procfs takes (`NAME_MAX`, include/uapi/linux/limits.h).
 const NAME_MAX: usize = 255;
@@ -128,7 +100,7 @@ fn check_top_level(path: &CStr) -> Result {
 /// (or is never removed), and every entry made in it holds a reference to
 /// it, so it is empty when removed.
 pub(crate) struct ProcDir {
-    entry: NonNull<ffi::proc_dir_entry>,
+    entry: NonNull<bindings::proc_dir_entry>,
     _parent: Option<Arc<ProcDir>>,
 }
 
@@ -270,7 +242,7 @@ pub(crate) trait ProcShow: Send + Sync + 'static {
 /// came from `Arc::<T>::into_raw`. Only the removal in [`Drop`] removes
 /// it: `_parent` keeps its directory.
 pub(crate) struct ProcFile<T: ProcShow> {
-    entry: NonNull<ffi::proc_dir_entry>,
+    entry: NonNull<bindings::proc_dir_entry>,
     data: *const T,
     _data: PhantomData<Arc<T>>,
     _parent: Arc<ProcDir>,
@@ -290,7 +262,7 @@ unsafe extern "C" fn show_callback<T: ProcShow>(
 ) -> kernel::ffi::c_int {
     // SAFETY: The file's private data is the `Arc<T>` of the `ProcFile`,
     // alive until the entry is removed, which waits for this call.
-    let data = unsafe { ArcBorrow::<T>::from_raw(ffi::emfs_seq_private(m.cast()).cast()) };
+    let data = unsafe { ArcBorrow::<T>::from_raw(ffi::emfs_seq_private(m).cast()) };
     // SAFETY: `m` is the valid seq_file of this read, for its duration.
     let seq = unsafe { SeqFile::from_raw(m) };
     data.show(seq);
@@ -311,7 +283,7 @@ impl<T: ProcShow> ProcFile<T> {
             ffi::emfs_proc_create_single_data(
                 name.as_char_ptr(),
                 parent.entry.as_ptr(),
-                show_callback::<T>,
+                Some(show_callback::<T>),
                 raw.cast_mut().cast(),
             )
         };

@@ -54,48 +54,7 @@ use kernel::{
     },
 };
 
-mod ffi {
-    // The lockdep types are spelt out where used: which declarations exist
-    // depends on the configuration.
-    use kernel::{
-        bindings::rwlock_t,
-        ffi::c_int, //
-    };
-
-    // Without lockdep `struct lock_class_key` is empty, which Rust calls
-    // FFI-unsafe; only its address is passed, never its contents (the
-    // generated bindings allow this lint for the same reason).
-    #[allow(improper_ctypes)]
-    unsafe extern "C" {
-        #[cfg(not(CONFIG_PREEMPT_RT))]
-        pub(super) fn emfs_rwlock_init(
-            lock: *mut rwlock_t,
-            name: *const kernel::ffi::c_char,
-            key: *mut kernel::bindings::lock_class_key,
-        );
-        #[cfg(CONFIG_PREEMPT_RT)]
-        pub(super) fn emfs_init_rwbase_rt(lock: *mut rwlock_t);
-        /// Exported by kernel/locking/spinlock_rt.c; an empty inline
-        /// without lockdep.
-        #[cfg(all(CONFIG_PREEMPT_RT, CONFIG_DEBUG_LOCK_ALLOC))]
-        pub(super) fn __rt_rwlock_init(
-            rwlock: *mut rwlock_t,
-            name: *const kernel::ffi::c_char,
-            key: *mut kernel::bindings::lock_class_key,
-        );
-        #[cfg(any(CONFIG_PREEMPT_RT, CONFIG_INLINE_READ_LOCK))]
-        pub(super) fn emfs_read_lock(lock: *mut rwlock_t);
-        #[cfg(any(CONFIG_PREEMPT_RT, CONFIG_INLINE_READ_UNLOCK))]
-        pub(super) fn emfs_read_unlock(lock: *mut rwlock_t);
-        pub(super) fn emfs_write_lock(lock: *mut rwlock_t);
-        pub(super) fn emfs_write_trylock(lock: *mut rwlock_t) -> c_int;
-        pub(super) fn emfs_read_trylock(lock: *mut rwlock_t) -> c_int;
-        pub(super) fn emfs_write_unlock(lock: *mut rwlock_t);
-        pub(super) fn emfs_rwlock_needbreak(lock: *mut rwlock_t) -> c_int;
-        pub(super) fn emfs_cond_resched_rwlock_write(lock: *mut rwlock_t) -> c_int;
-        pub(super) fn emfs_lockdep_assert_held_write(lock: *mut rwlock_t);
-    }
-}
+use crate::glue::ffi;
 
 /// Takes `lock` for reading (`read_lock()`): the out-of-line
 /// `_raw_read_lock()` itself where the kernel has one, so that a reader

@@ -2,14 +2,7 @@
 
 //! Scheduler queries and delays the kernel crate does not wrap.
 
-mod ffi {
-    unsafe extern "C" {
-        pub(super) fn emfs_cond_resched();
-        pub(super) fn emfs_need_resched() -> bool;
-        pub(super) fn emfs_mdelay(msecs: u32);
-        pub(super) fn emfs_num_online_cpus() -> u32;
-    }
-}
+use crate::glue::ffi;
 
 /// Returns whether the current task should give the CPU up
 /// (`need_resched()`). Callable from any context.

@@ -34,21 +34,7 @@ use kernel::{
     },
 };
 
-mod ffi {
-    use kernel::{
-        bindings::gfp_t,
-        ffi::{
-            c_char,
-            c_void, //
-        },
-    };
-
-    unsafe extern "C" {
-        pub(super) fn emfs_shrinker_alloc(name: *const c_char) -> *mut c_void;
-        pub(super) fn emfs_gfp_allows_fs(gfp: gfp_t) -> bool;
-        pub(super) fn emfs_gfp_allows_io(gfp: gfp_t) -> bool;
-    }
-}
+use crate::glue::ffi;
 
 /// The kernel's default cost of recreating an object (`DEFAULT_SEEKS`).
 pub(crate) const DEFAULT_SEEKS: u32 = 2;

@@ -14,22 +14,7 @@ use core::{
 };
 use kernel::ffi::c_int;
 
-mod ffi {
-    use core::ffi::c_void;
-    use kernel::ffi::c_int;
-
-    unsafe extern "C" {
-        /// Exported by lib/sort.c; `swap` NULL picks a swap for the
-        /// element's size and alignment.
-        pub(super) fn sort(
-            base: *mut c_void,
-            num: usize,
-            size: usize,
-            cmp: Option<unsafe extern "C" fn(*const c_void, *const c_void) -> c_int>,
-            swap: Option<unsafe extern "C" fn(*mut c_void, *mut c_void, c_int)>,
-        );
-    }
-}
+use crate::glue::ffi;
 
 /// Compares two elements of a slice being sorted.
 ///

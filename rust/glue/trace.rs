@@ -9,35 +9,7 @@
 //! per event. When an event is disabled, that function returns after
 //! testing the tracepoint's static key.
 
-mod ffi {
-    unsafe extern "C" {
-        pub(super) fn emfs_trace_em_cache_miss(ino: u64, start: u64, len: u64);
-        pub(super) fn emfs_trace_em_cache_miss_enabled() -> bool;
-        pub(super) fn emfs_trace_em_shrinker_scan_enter(
-            owner: u64,
-            nr_to_scan: u64,
-            evictable: i64,
-        );
-        pub(super) fn emfs_trace_em_shrinker_scan_exit(owner: u64, dropped: u64, evictable: i64);
-        pub(super) fn emfs_trace_em_shrinker_remove_em(ino: u64, start: u64, len: u64, flags: u32);
-        pub(super) fn emfs_trace_em_handle_exist(
-            ino: u64,
-            existing_start: u64,
-            existing_len: u64,
-            em_start: u64,
-            em_len: u64,
-            start: u64,
-            len: u64,
-        );
-        pub(super) fn emfs_trace_em_merge(
-            ino: u64,
-            start: u64,
-            len: u64,
-            absorbed_start: u64,
-            absorbed_len: u64,
-        );
-    }
-}
+use crate::glue::ffi;
 
 // Each wrapper below calls one C function that only records its integer
 // arguments in the trace buffers, callable from any context (including
@@ -113,21 +85,7 @@ mod tests {
         Relaxed, //
     };
 
-    mod ffi {
-        use core::ffi::c_void;
-
-        pub(super) type Probe = unsafe extern "C" fn(*mut c_void, u64, u64, u64);
-
-        unsafe extern "C" {
-            pub(super) fn emfs_trace_em_cache_miss_register(probe: Probe, data: *mut c_void)
-                -> i32;
-            pub(super) fn emfs_trace_em_cache_miss_unregister(
-                probe: Probe,
-                data: *mut c_void,
-            ) -> i32;
-            pub(super) fn emfs_tracepoint_synchronize_unregister();
-        }
-    }
+    use crate::glue::ffi;
 
     /// What the test probe saw: how many events, and the last arguments.
     struct Seen {
@@ -171,7 +129,7 @@ mod tests {
             let data = core::ptr::from_ref(seen).cast_mut().cast::<c_void>();
             // SAFETY: `probe` has the tracepoint's prototype and `data` points
             // to a `Seen` that outlives the registration, which `drop` ends.
-            let ret = unsafe { ffi::emfs_trace_em_cache_miss_register(probe, data) };
+            let ret = unsafe { ffi::emfs_trace_em_cache_miss_register(Some(probe), data) };
             kernel::error::to_result(ret)?;
             Ok(Self { seen })
         }
@@ -181,7 +139,7 @@ mod tests {
         fn drop(&mut self) {
             let data = core::ptr::from_ref(self.seen).cast_mut().cast::<c_void>();
             // SAFETY: The same (probe, data) pair was registered in `new`.
-            unsafe { ffi::emfs_trace_em_cache_miss_unregister(probe, data) };
+            unsafe { ffi::emfs_trace_em_cache_miss_unregister(Some(probe), data) };
             // SAFETY: Always callable from process context; waits until no
             // CPU can still be running `probe` with `data`.
             unsafe { ffi::emfs_tracepoint_synchronize_unregister() };

@@ -21,10 +21,8 @@
 //!
 //! The operation tables themselves (`struct file_system_type`,
 //! `fs_context_operations`, `super_operations`, inode, file and address
-//! space operations) are in `rust/vfs.c`: the
-//! kernel crate's bindings do not include `<linux/fs_context.h>`, and an
-//! out-of-tree module cannot add to them. So there is one filesystem type
-//! per module, named by that file.
+//! space operations) are in `rust/vfs.c` for now, so there is one
+//! filesystem type per module, named by that file.
 //!
 //! Lifetimes, as the VFS defines them:
 //!
@@ -43,31 +41,7 @@ use kernel::{
     str::CStr,
 };
 
-mod ffi {
-    use kernel::ffi::{c_int, c_void};
-    unsafe extern "C" {
-        pub(super) fn emfs_register_fs() -> c_int;
-        pub(super) fn emfs_unregister_fs();
-        pub(super) fn emfs_sb_init(sb: *mut c_void) -> c_int;
-        pub(super) fn emfs_init_root_inode(inode: *mut c_void);
-        pub(super) fn emfs_folio_copy_out(folio: *mut c_void, dst: *mut u8);
-        pub(super) fn emfs_walk(ops: *const super::WalkOps);
-        pub(super) fn emfs_mapping_dirty_range(
-            mapping: *mut c_void,
-            from: u64,
-            to: u64,
-            start: *mut u64,
-            end: *mut u64,
-        ) -> bool;
-        pub(super) fn emfs_fiemap_fill(
-            fi: *mut c_void,
-            logical: u64,
-            physical: u64,
-            len: u64,
-            flags: u32,
-        ) -> c_int;
-    }
-}
+use crate::glue::ffi;
 
 /// The size of a block: emfs blocks are pages, one per folio.
 pub(crate) const BLOCK_SIZE: usize = kernel::page::PAGE_SIZE;
@@ -83,7 +57,7 @@ pub(crate) type BlockBuf = [u8; BLOCK_SIZE];
 /// `folios` are valid folios of one mapping, locked by the caller for the
 /// lifetime `'a`, each of [`BLOCK_SIZE`] bytes.
 pub(crate) struct WritebackFolios<'a> {
-    folios: &'a [*mut c_void],
+    folios: &'a [*mut bindings::folio],
 }
 
 impl WritebackFolios<'_> {
@@ -110,7 +84,7 @@ impl WritebackFolios<'_> {
 ///
 /// `ptr` is a valid `struct address_space` for the lifetime `'a`.
 pub(crate) struct Mapping<'a> {
-    ptr: *mut c_void,
+    ptr: *mut bindings::address_space,
     _p: PhantomData<&'a ()>,
 }
 
@@ -146,7 +120,7 @@ pub(crate) mod fiemap_flags {
 /// `ptr` is a valid `struct fiemap_extent_info` prepared by
 /// `fiemap_prep()`, for the lifetime `'a`.
 pub(crate) struct Fiemap<'a> {
-    ptr: *mut c_void,
+    ptr: *mut bindings::fiemap_extent_info,
     _p: PhantomData<&'a mut ()>,
 }
 
@@ -169,23 +143,10 @@ impl Fiemap<'_> {
 }
 
 /// What `statfs` reports, in blocks of the filesystem's block size
-/// (`struct emfs_statfs` of rust/helpers.h).
-#[repr(C)]
-#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
-pub(crate) struct StatFs {
-    /// Blocks in all.
-    pub(crate) blocks: u64,
-    /// Free blocks.
-    pub(crate) bfree: u64,
-    /// Free blocks available to unprivileged users.
-    pub(crate) bavail: u64,
-    /// Inodes in all.
-    pub(crate) files: u64,
-    /// Free inodes.
-    pub(crate) ffree: u64,
-    /// Longest file name.
-    pub(crate) namelen: u64,
-}
+/// (`struct emfs_statfs` of rust/helpers.h): `blocks` in all, `bfree` free,
+/// `bavail` free to unprivileged users, `files` inodes in all, `ffree` free
+/// inodes, `namelen` the longest name.
+pub(crate) type StatFs = ffi::emfs_statfs;
 
 /// A filesystem type.
 pub(crate) trait FileSystem: Sized + 'static {
@@ -334,15 +295,6 @@ pub(crate) trait Walk<T: FileSystem> {
     fn file(&mut self, data: &T::Data, inode: &T::InodeData, reserved: u64);
 }
 
-/// `struct emfs_walk_ops` of rust/helpers.h.
-#[repr(C)]
-struct WalkOps {
-    sb: unsafe extern "C" fn(*mut c_void, *mut bindings::super_block, bool),
-    inode: unsafe extern "C" fn(*mut c_void, *mut bindings::super_block, *mut c_void, u64),
-    ctx: *mut c_void,
-    sync: bool,
-}
-
 /// # Safety
 ///
 /// `ctx` is the `&mut W` of [`walk`]; `sb` a superblock of `T` whose
@@ -381,9 +333,9 @@ unsafe extern "C" fn walk_inode<T: FileSystem, W: Walk<T>>(
 /// `sync` (`sync_filesystem()`), then each of its regular files, as
 /// `drop_caches` walks a superblock's inodes. May sleep.
 pub(crate) fn walk<T: FileSystem, W: Walk<T>>(w: &mut W, sync: bool) {
-    let ops = WalkOps {
-        sb: walk_sb::<T, W>,
-        inode: walk_inode::<T, W>,
+    let ops = ffi::emfs_walk_ops {
+        sb: Some(walk_sb::<T, W>),
+        inode: Some(walk_inode::<T, W>),
         ctx: core::ptr::from_mut(w).cast(),
         sync,
     };
@@ -572,12 +524,12 @@ macro_rules! filesystem {
             inode: *mut ::kernel::ffi::c_void,
             pos: u64,
             size: u64,
-            dst: *mut u8,
+            dst: *mut ::kernel::ffi::c_void,
         ) -> ::kernel::ffi::c_int {
             // SAFETY: Called by rust/vfs.c with a mounted superblock, the
             // data of a live regular inode of it and the mapped contents of
             // a locked folio that is not uptodate.
-            unsafe { $crate::glue::vfs::read_block::<$t>(sb, inode, pos, size, dst) }
+            unsafe { $crate::glue::vfs::read_block::<$t>(sb, inode, pos, size, dst.cast()) }
         }
 
         /// Trampoline: `writepages`, for one run of folios.
@@ -591,7 +543,7 @@ macro_rules! filesystem {
             sb: *mut ::kernel::bindings::super_block,
             inode: *mut ::kernel::ffi::c_void,
             pos: u64,
-            folios: *const *mut ::kernel::ffi::c_void,
+            folios: *mut *mut ::kernel::bindings::folio,
             nr: u32,
             wb: *mut *mut ::kernel::ffi::c_void,
         ) -> ::kernel::ffi::c_int {
@@ -698,8 +650,8 @@ macro_rules! filesystem {
             size: u64,
             start: u64,
             len: u64,
-            mapping: *mut ::kernel::ffi::c_void,
-            fi: *mut ::kernel::ffi::c_void,
+            mapping: *mut ::kernel::bindings::address_space,
+            fi: *mut ::kernel::bindings::fiemap_extent_info,
         ) -> ::kernel::ffi::c_int {
             // SAFETY: Called by rust/vfs.c with a mounted superblock, the
             // data of a live regular inode of it, its mapping and a request
@@ -720,7 +672,7 @@ macro_rules! filesystem {
             size: u64,
             offset: u64,
             want_data: bool,
-            mapping: *mut ::kernel::ffi::c_void,
+            mapping: *mut ::kernel::bindings::address_space,
             out: *mut u64,
         ) -> ::kernel::ffi::c_int {
             // SAFETY: Called by rust/vfs.c with a mounted superblock, the
@@ -730,6 +682,55 @@ macro_rules! filesystem {
                 $crate::glue::vfs::seek::<$t>(sb, inode, size, offset, want_data, mapping, out)
             }
         }
+
+        // Each trampoline has its prototype in rust/helpers.h: the two only
+        // coerce to one function pointer type if their signatures match.
+        const _: fn() = || {
+            let _ = [
+                $crate::glue::ffi::emfs_vfs_new_options,
+                emfs_vfs_new_options,
+            ];
+            let _ = [
+                $crate::glue::ffi::emfs_vfs_free_options,
+                emfs_vfs_free_options,
+            ];
+            let _ = [
+                $crate::glue::ffi::emfs_vfs_parse_param,
+                emfs_vfs_parse_param,
+            ];
+            let _ = [$crate::glue::ffi::emfs_vfs_fill_super, emfs_vfs_fill_super];
+            let _ = [
+                $crate::glue::ffi::emfs_vfs_put_super_data,
+                emfs_vfs_put_super_data,
+            ];
+            let _ = [$crate::glue::ffi::emfs_vfs_statfs, emfs_vfs_statfs];
+            let _ = [
+                $crate::glue::ffi::emfs_vfs_new_inode_data,
+                emfs_vfs_new_inode_data,
+            ];
+            let _ = [
+                $crate::glue::ffi::emfs_vfs_drop_inode_data,
+                emfs_vfs_drop_inode_data,
+            ];
+            let _ = [
+                $crate::glue::ffi::emfs_vfs_show_options,
+                emfs_vfs_show_options,
+            ];
+            let _ = [$crate::glue::ffi::emfs_vfs_reserve, emfs_vfs_reserve];
+            let _ = [$crate::glue::ffi::emfs_vfs_unreserve, emfs_vfs_unreserve];
+            let _ = [$crate::glue::ffi::emfs_vfs_read_block, emfs_vfs_read_block];
+            let _ = [$crate::glue::ffi::emfs_vfs_write_back, emfs_vfs_write_back];
+            let _ = [
+                $crate::glue::ffi::emfs_vfs_finish_write_back,
+                emfs_vfs_finish_write_back,
+            ];
+            let _ = [$crate::glue::ffi::emfs_vfs_fsync, emfs_vfs_fsync];
+            let _ = [$crate::glue::ffi::emfs_vfs_truncate, emfs_vfs_truncate];
+            let _ = [$crate::glue::ffi::emfs_vfs_punch_hole, emfs_vfs_punch_hole];
+            let _ = [$crate::glue::ffi::emfs_vfs_allocate, emfs_vfs_allocate];
+            let _ = [$crate::glue::ffi::emfs_vfs_fiemap, emfs_vfs_fiemap];
+            let _ = [$crate::glue::ffi::emfs_vfs_seek, emfs_vfs_seek];
+        };
     };
 }
 pub(crate) use filesystem;
@@ -993,7 +994,7 @@ pub(crate) unsafe fn write_back<T: FileSystem>(
     sb: *mut bindings::super_block,
     inode: *mut c_void,
     pos: u64,
-    folios: *const *mut c_void,
+    folios: *mut *mut bindings::folio,
     nr: u32,
     wb: *mut *mut c_void,
 ) -> c_int {
@@ -1099,8 +1100,8 @@ pub(crate) unsafe fn fiemap<T: FileSystem>(
     size: u64,
     start: u64,
     len: u64,
-    mapping: *mut c_void,
-    fi: *mut c_void,
+    mapping: *mut bindings::address_space,
+    fi: *mut bindings::fiemap_extent_info,
 ) -> c_int {
     // INVARIANT: Both are valid for the call, as the caller promises.
     let mapping = Mapping {
@@ -1126,7 +1127,7 @@ pub(crate) unsafe fn seek<T: FileSystem>(
     size: u64,
     offset: u64,
     want_data: bool,
-    mapping: *mut c_void,
+    mapping: *mut bindings::address_space,
     out: *mut u64,
 ) -> c_int {
     // INVARIANT: Valid for the call, as the caller promises.

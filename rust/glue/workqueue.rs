@@ -99,20 +99,7 @@ where
     unsafe { bindings::flush_delayed_work(raw_delayed_work(this)) }
 }
 
-mod ffi {
-    use kernel::{
-        bindings::workqueue_struct,
-        ffi::c_char, //
-    };
-
-    unsafe extern "C" {
-        pub(super) fn emfs_alloc_workqueue(
-            name: *const c_char,
-            flags: u32,
-            max_active: i32,
-        ) -> *mut workqueue_struct;
-    }
-}
+use crate::glue::ffi;
 
 /// A workqueue of the module's own (`alloc_workqueue()`), destroyed when
 /// dropped.

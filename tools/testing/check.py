@@ -137,7 +137,7 @@ def phase_lint(run):
     with run.phase("lint"):
         run.result("lint/clippy", run.clippy == 0,
                    "the module build (CLIPPY=1) has warnings")
-        for gate in ("rustfmt", "checkpatch", "docs", "rust-analyzer"):
+        for gate in ("rustfmt", "checkpatch", "docs", "rust-analyzer", "ffi"):
             ok = sh(["tools/build.sh", gate]).returncode == 0
             run.result(f"lint/{gate}", ok)
 

@@ -1,0 +1,11 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * bindings_helper.h - what emfs's Rust code declares through bindgen
+ * (see Kbuild and rust/glue/ffi.rs): the project's C helpers, and kernel
+ * functions and types the kernel crate's bindings lack.
+ */
+
+#include <linux/sort.h>
+#include <linux/spinlock.h>
+
+#include "helpers.h"
