@@ -5,7 +5,9 @@
  * functions and types the kernel crate's bindings lack.
  */
 
+#include <linux/fs.h>
 #include <linux/sort.h>
 #include <linux/spinlock.h>
+#include <linux/statfs.h>
 
 #include "helpers.h"

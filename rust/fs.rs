@@ -507,6 +507,7 @@ impl core::fmt::Display for Check {
 #[kernel::macros::kunit_tests(emfs_fs)]
 mod tests {
     use super::*;
+    use crate::glue::{kunit::kunit_ensure, vfs::Registration};
 
     #[test]
     fn sizes_parse() -> Result {
@@ -548,6 +549,20 @@ mod tests {
         // Given twice.
         assert_eq!(try_opt(c"size", Some(c"4M")), Some(EINVAL));
         assert_eq!(opts.size, Some(2 << 20));
+        Ok(())
+    }
+
+    /// A second registration of the filesystem type is refused, and the
+    /// first, the module's, still mounts afterwards: refusing must not
+    /// touch what the registered type uses (its inode cache, its workers).
+    #[test]
+    fn a_second_registration_is_refused() -> Result {
+        let second = Registration::<Emfs>::new();
+        kunit_ensure!(matches!(second, Err(e) if e == EBUSY));
+        let mnt = crate::glue::vfs::kern_mount::<Emfs>()?;
+        let st = mnt.statfs()?;
+        drop(mnt);
+        kunit_ensure!(st.f_type == Emfs::MAGIC as isize && st.f_blocks > 0);
         Ok(())
     }
 }

@@ -115,8 +115,10 @@ struct fs_context;
 struct super_block;
 struct dentry;
 struct kstatfs;
+struct vfsmount;
 int emfs_register_fs(void);
 void emfs_unregister_fs(void);
+struct vfsmount *emfs_kern_mount(void);
 int emfs_sb_init(struct super_block *sb);
 
 /* What statfs reports; filled in by Rust (glue::vfs::StatFs). */

@@ -109,7 +109,7 @@ static struct inode *emfs_get_inode(struct super_block *sb,
 	struct inode *inode = new_inode(sb);
 
 	if (!inode)
-		return NULL;
+		return ERR_PTR(-ENOMEM);
 	inode->i_ino = get_next_ino();
 	inode_init_owner(&nop_mnt_idmap, inode, dir, mode);
 	simple_inode_init_ts(inode);
@@ -127,8 +127,16 @@ static struct inode *emfs_get_inode(struct super_block *sb,
 	 * Hashed, unlike ramfs's: __mark_inode_dirty() puts only hashed
 	 * inodes on the writeback lists, and emfs's page cache must reach
 	 * the disk through the flusher and sync(2), not only through fsync.
+	 * I_NEW until its data is in place (unlock_new_inode()): the check
+	 * walk skips new inodes, and reads ->data under i_lock after the
+	 * flag is clear, so it sees the data unlock_new_inode() published.
 	 */
-	insert_inode_hash(inode);
+	if (insert_inode_locked(inode) < 0) {
+		/* The inode number is in use: get_next_ino() wrapped. */
+		make_bad_inode(inode);
+		iput(inode);
+		return ERR_PTR(-EBUSY);
+	}
 	return inode;
 }
 
@@ -137,14 +145,15 @@ static int emfs_mknod(struct inode *dir, struct dentry *dentry, umode_t mode)
 	struct inode *inode = emfs_get_inode(dir->i_sb, dir, mode);
 	int ret;
 
-	if (!inode)
-		return -ENOMEM;
+	if (IS_ERR(inode))
+		return PTR_ERR(inode);
 	ret = emfs_vfs_new_inode_data(dir->i_sb, inode->i_ino, S_ISREG(mode),
 				      &EMFS_I(inode)->data);
 	if (ret) {
-		iput(inode);
+		discard_new_inode(inode);
 		return ret;
 	}
+	unlock_new_inode(inode);
 	d_make_persistent(dentry, inode);
 	inode_set_mtime_to_ts(dir, inode_set_ctime_current(dir));
 	return 0;
@@ -801,7 +810,7 @@ static void emfs_walk_sb(struct super_block *sb, void *arg)
 	list_for_each_entry(inode, &sb->s_inodes, i_sb_list) {
 		spin_lock(&inode->i_lock);
 		if ((inode_state_read(inode) & (I_FREEING | I_WILL_FREE | I_NEW)) ||
-		    !S_ISREG(inode->i_mode) || !READ_ONCE(EMFS_I(inode)->data)) {
+		    !S_ISREG(inode->i_mode) || !EMFS_I(inode)->data) {
 			spin_unlock(&inode->i_lock);
 			continue;
 		}
@@ -934,6 +943,10 @@ int emfs_register_fs(void)
 {
 	int ret;
 
+	/* One registration: a second must not touch the first's cache. */
+	if (emfs_inode_cachep)
+		return -EBUSY;
+
 	emfs_endio_wq = alloc_workqueue("emfs-endio",
 					WQ_MEM_RECLAIM | WQ_UNBOUND, 0);
 	if (!emfs_endio_wq)
@@ -954,13 +967,23 @@ int emfs_register_fs(void)
 	return ret;
 }
 
+/* An internal mount of the filesystem, with the default options. */
+struct vfsmount *emfs_kern_mount(void)
+{
+	if (!emfs_inode_cachep)
+		return ERR_PTR(-ENODEV);
+	return kern_mount(&emfs_fs_type);
+}
+
 void emfs_unregister_fs(void)
 {
 	unregister_filesystem(&emfs_fs_type);
 	/* Inodes are freed after an RCU grace period. */
 	rcu_barrier();
 	kmem_cache_destroy(emfs_inode_cachep);
+	emfs_inode_cachep = NULL;
 	destroy_workqueue(emfs_endio_wq);
+	emfs_endio_wq = NULL;
 }
 
 /*

@@ -260,12 +260,24 @@ pub(crate) trait FileSystem: Sized + 'static {
     ) -> Result<u64>;
 }
 
+/// A filesystem whose trampolines are those of rust/vfs.c's filesystem
+/// type.
+///
+/// # Safety
+///
+/// Implemented only by [`filesystem!`], which defines those trampolines
+/// for `Self`. Their names are fixed, so a crate can define them for one
+/// type only: the callbacks of rust/vfs.c's filesystem type decode every
+/// superblock's and inode's data as `Self`'s, and nothing else may be
+/// registered or walked as that type.
+pub(crate) unsafe trait VfsTables: FileSystem {}
+
 /// The filesystem type is registered while this lives.
-pub(crate) struct Registration<T: FileSystem> {
+pub(crate) struct Registration<T: VfsTables> {
     _fs: PhantomData<T>,
 }
 
-impl<T: FileSystem> Registration<T> {
+impl<T: VfsTables> Registration<T> {
     /// Registers the filesystem type (`register_filesystem()`); `EBUSY` if
     /// it is registered already.
     pub(crate) fn new() -> Result<Self> {
@@ -276,7 +288,54 @@ impl<T: FileSystem> Registration<T> {
     }
 }
 
-impl<T: FileSystem> Drop for Registration<T> {
+/// Mounts filesystem `T` inside the kernel, with its default options,
+/// until the returned value is dropped (`kern_mount()`). `ENODEV` if it
+/// is not registered; otherwise errors are the mount's.
+pub(crate) fn kern_mount<T: VfsTables>() -> Result<KernMount> {
+    // SAFETY: Refuses unless the type is registered; the caller is code of
+    // this module, so the module's exit (which unregisters it) cannot run
+    // before the mount takes its reference to the module.
+    let mnt = unsafe { ffi::emfs_kern_mount() };
+    // `kern_mount()` returns a mount or an `ERR_PTR`.
+    let mnt = kernel::error::from_err_ptr(mnt)?;
+    // INVARIANT: `kern_mount()` succeeded.
+    Ok(KernMount { mnt })
+}
+
+/// An internal mount ([`Registration::kern_mount`]), unmounted on drop.
+///
+/// # Invariants
+///
+/// `mnt` is a mount made by `kern_mount()` and not unmounted yet.
+pub(crate) struct KernMount {
+    mnt: *mut bindings::vfsmount,
+}
+
+impl KernMount {
+    /// The mount's statistics (`statfs(2)` of its root).
+    pub(crate) fn statfs(&self) -> Result<ffi::kstatfs> {
+        let mut st = ffi::kstatfs::default();
+        // SAFETY: By the type invariant `mnt` is mounted, so its root is a
+        // live dentry.
+        let root = unsafe { (*self.mnt).mnt_root };
+        let path = bindings::path {
+            mnt: self.mnt,
+            dentry: root,
+        };
+        // SAFETY: `path` names the mounted root; `st` is valid for a write.
+        to_result(unsafe { ffi::vfs_statfs(&path, &mut st) })?;
+        Ok(st)
+    }
+}
+
+impl Drop for KernMount {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant `mnt` is still mounted.
+        unsafe { bindings::kern_unmount(self.mnt) };
+    }
+}
+
+impl<T: VfsTables> Drop for Registration<T> {
     fn drop(&mut self) {
         // SAFETY: `new` registered the type. Mounts hold a reference to the
         // module, so none is left when the module's data is dropped.
@@ -332,7 +391,7 @@ unsafe extern "C" fn walk_inode<T: FileSystem, W: Walk<T>>(
 /// `s_umount` held shared), after writing it back and waiting for that if
 /// `sync` (`sync_filesystem()`), then each of its regular files, as
 /// `drop_caches` walks a superblock's inodes. May sleep.
-pub(crate) fn walk<T: FileSystem, W: Walk<T>>(w: &mut W, sync: bool) {
+pub(crate) fn walk<T: VfsTables, W: Walk<T>>(w: &mut W, sync: bool) {
     let ops = ffi::emfs_walk_ops {
         sb: Some(walk_sb::<T, W>),
         inode: Some(walk_inode::<T, W>),
@@ -348,6 +407,9 @@ pub(crate) fn walk<T: FileSystem, W: Walk<T>>(w: &mut W, sync: bool) {
 /// Instantiates the VFS trampolines of rust/vfs.c for filesystem `$t`.
 macro_rules! filesystem {
     ($t:ty) => {
+        // SAFETY: The trampolines below are `$t`'s.
+        unsafe impl $crate::glue::vfs::VfsTables for $t {}
+
         /// Trampoline: a new mount context's options.
         ///
         /// # Safety
