@@ -100,8 +100,7 @@ pub(crate) struct MountOptions {
 
 /// A mounted emfs.
 pub(crate) struct EmfsSb {
-    size: u64,
-    /// The simulated disk.
+    /// The simulated disk; its size is the mount's `size=`.
     disk: Arc<Disk>,
     /// The generation of the next write back (btrfs's transaction id).
     generation: Atomic<u64>,
@@ -223,7 +222,6 @@ impl FileSystem for Emfs {
         pr_info!("mounted: owner {}, {} bytes\n", owner.owner().id(), size);
         LIVE_MOUNTS.add(1, Relaxed);
         Ok(EmfsSb {
-            size,
             disk,
             generation: Atomic::new(1),
             owner,
@@ -251,7 +249,7 @@ impl FileSystem for Emfs {
     }
 
     fn statfs(sb: &EmfsSb) -> StatFs {
-        let blocks = sb.size / BLOCKSIZE;
+        let blocks = sb.disk.nr_blocks();
         let free = sb.disk.nr_available();
         StatFs {
             blocks,
@@ -264,11 +262,32 @@ impl FileSystem for Emfs {
     }
 
     fn show_options(sb: &EmfsSb, m: &SeqFile) {
-        if sb.size % (1 << 20) == 0 {
-            seq_print!(m, ",size={}M", sb.size >> 20);
+        let size = sb.disk.nr_blocks() * BLOCKSIZE;
+        if size % (1 << 20) == 0 {
+            seq_print!(m, ",size={}M", size >> 20);
         } else {
-            seq_print!(m, ",size={}k", sb.size >> 10);
+            seq_print!(m, ",size={}k", size >> 10);
         }
+    }
+
+    fn reconfigure(sb: &EmfsSb, opts: &MountOptions) -> Result {
+        let Some(size) = opts.size else {
+            return Ok(());
+        };
+        let now = sb.disk.nr_blocks() * BLOCKSIZE;
+        if size < now {
+            pr_err!(
+                "size={}: a mounted emfs cannot shrink (it has {} bytes)\n",
+                size,
+                now
+            );
+            return Err(EINVAL);
+        }
+        sb.disk.grow(size / BLOCKSIZE)?;
+        if size > now {
+            pr_info!("grown from {} to {} bytes\n", now, size);
+        }
+        Ok(())
     }
 
     fn reserve(sb: &EmfsSb, blocks: u64) -> Result {

@@ -138,6 +138,7 @@ int emfs_vfs_fill_super(struct super_block *sb, void *opts);
 void emfs_vfs_put_super_data(struct super_block *sb);
 int emfs_vfs_statfs(struct super_block *sb, struct emfs_statfs *st);
 int emfs_vfs_show_options(struct seq_file *m, struct super_block *sb);
+int emfs_vfs_reconfigure(struct super_block *sb, void *opts);
 struct inode;
 void emfs_init_root_inode(struct inode *inode);
 int emfs_vfs_new_inode_data(struct super_block *sb, u64 ino, bool regular,

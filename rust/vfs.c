@@ -878,10 +878,16 @@ static void emfs_free_fc(struct fs_context *fc)
 	fc->fs_private = NULL;
 }
 
+static int emfs_reconfigure(struct fs_context *fc)
+{
+	return emfs_vfs_reconfigure(fc->root->d_sb, fc->fs_private);
+}
+
 static const struct fs_context_operations emfs_context_ops = {
 	.free		= emfs_free_fc,
 	.parse_param	= emfs_parse_param,
 	.get_tree	= emfs_get_tree,
+	.reconfigure	= emfs_reconfigure,
 };
 
 static int emfs_init_fs_context(struct fs_context *fc)

@@ -183,7 +183,8 @@ pub(crate) struct DiskCheck {
 /// `unallocated`, without a lock.
 #[pin_data]
 pub(crate) struct Disk {
-    nr_blocks: u64,
+    /// Changed only under `free`, and only up ([`Disk::grow`]).
+    nr_blocks: Atomic<u64>,
     unallocated: Atomic<u64>,
     #[pin]
     free: Mutex<FreeSpace>,
@@ -209,14 +210,15 @@ impl Disk {
             available: nr_blocks.min(MAX_BLOCKS),
             reserved: 0,
         };
+        let total = nr_blocks;
         try_pin_init!(Self {
-            nr_blocks,
+            nr_blocks: Atomic::new(nr_blocks),
             unallocated: Atomic::new(unallocated.pack()),
             free <- {
                 first?;
                 new_mutex!(FreeSpace {
                     extents,
-                    nr_free: *nr_blocks,
+                    nr_free: total,
                 }, "Disk::free")
             },
             data <- XArray::new(xarray::AllocKind::Alloc),
@@ -230,9 +232,50 @@ impl Disk {
         lockdep_reclaim_takes(|| drop(self.free.lock()));
     }
 
-    /// Number of blocks.
+    /// Number of blocks. A block past it can only be known after taking
+    /// `free`, which [`Disk::grow`] holds to raise it.
     pub(crate) fn nr_blocks(&self) -> u64 {
-        self.nr_blocks
+        self.nr_blocks.load(Relaxed)
+    }
+
+    /// Grows the disk to `nr_blocks` blocks, the new ones free (a remount
+    /// with a larger `size=`). `EINVAL` for fewer blocks than it has, or
+    /// more than [`MAX_BLOCKS`]; `ENOMEM` changes nothing.
+    pub(crate) fn grow(&self, nr_blocks: u64) -> Result {
+        if nr_blocks > MAX_BLOCKS {
+            return Err(EINVAL);
+        }
+        let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let mut free = self.free.lock();
+        let old = self.nr_blocks();
+        if nr_blocks < old {
+            return Err(EINVAL);
+        }
+        let added = nr_blocks - old;
+        if added == 0 {
+            return Ok(());
+        }
+        // The last free extent takes the new blocks if it ends the disk.
+        let last = free
+            .extents
+            .cursor_back()
+            .map(|c| (*c.current().0, *c.current().1))
+            .filter(|&(s, l)| s + l == old);
+        match last {
+            Some((s, l)) => {
+                if let Some(len) = free.extents.get_mut(&s) {
+                    *len = l + added;
+                }
+            }
+            None => {
+                let _ = free.extents.insert(node.into_node(old, added));
+            }
+        }
+        free.nr_free += added;
+        self.nr_blocks.store(nr_blocks, Relaxed);
+        // INVARIANT: The count goes up after `nr_free`, under the lock.
+        self.give_back(added, false);
+        Ok(())
     }
 
     /// Number of free blocks, reserved ones included.
@@ -385,7 +428,7 @@ impl Disk {
 
     fn free_to(&self, start: u64, len: u64, reserve: bool) -> Result {
         let end = start.checked_add(len).ok_or(EINVAL)?;
-        if len == 0 || end > self.nr_blocks {
+        if len == 0 || end > self.nr_blocks() {
             return Err(EINVAL);
         }
         let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
@@ -445,7 +488,7 @@ impl Disk {
         if total != data.len() as u64
             || pieces
                 .iter()
-                .any(|&(b, n)| b.checked_add(n).is_none_or(|e| e > self.nr_blocks))
+                .any(|&(b, n)| b.checked_add(n).is_none_or(|e| e > self.nr_blocks()))
         {
             return Err(EINVAL);
         }
@@ -485,7 +528,7 @@ impl Disk {
         let mut counted = 0u64;
         for (&start, &len) in free.extents.iter() {
             counted += len;
-            if len == 0 || start.checked_add(len).is_none_or(|e| e > self.nr_blocks) {
+            if len == 0 || start.checked_add(len).is_none_or(|e| e > self.nr_blocks()) {
                 problem(format_args!(
                     "free extent [{}, +{}) is off the disk",
                     start, len
@@ -530,10 +573,12 @@ impl Disk {
             }
             pos = pos.max(start + n);
         }
-        if c.used + free.nr_free != self.nr_blocks {
+        if c.used + free.nr_free != self.nr_blocks() {
             problem(format_args!(
                 "{} blocks used and {} free, on a disk of {}",
-                c.used, free.nr_free, self.nr_blocks
+                c.used,
+                free.nr_free,
+                self.nr_blocks()
             ));
         }
         c.free = free.nr_free;
@@ -544,7 +589,7 @@ impl Disk {
     /// Reads one block; a block never written reads as zeroes. `EINVAL`
     /// outside the disk.
     pub(crate) fn read_block(&self, block: u64, dst: &mut Block) -> Result {
-        if block >= self.nr_blocks {
+        if block >= self.nr_blocks() {
             return Err(EINVAL);
         }
         match self.data.lock().get(block as usize) {
@@ -652,6 +697,39 @@ mod tests {
         let mut again = KVec::new();
         d.alloc(12, &mut again)?;
         assert_eq!(&again[..], &[(0, 12)]);
+        Ok(())
+    }
+
+    #[test]
+    fn grow_adds_free_blocks_at_the_end() -> Result {
+        let d = disk(10)?;
+        let mut got = KVec::new();
+        d.alloc(4, &mut got)?;
+        // The free tail [4, 10) takes the new blocks: one extent.
+        d.grow(16)?;
+        assert_eq!((d.nr_blocks(), d.nr_free(), d.nr_available()), (16, 12, 12));
+        let mut again = KVec::new();
+        d.alloc(12, &mut again)?;
+        assert_eq!(&again[..], &[(4, 12)]);
+        // A full disk grows by a new extent.
+        d.grow(20)?;
+        let mut more = KVec::new();
+        d.alloc(4, &mut more)?;
+        assert_eq!(&more[..], &[(16, 4)]);
+        d.free(16, 4)?;
+        let mut used = [(0, 4), (4, 12)];
+        let c = d.check(&mut used);
+        assert_eq!((c.used, c.free, c.problems), (16, 4, 0));
+        Ok(())
+    }
+
+    #[test]
+    fn grow_refuses_to_shrink() -> Result {
+        let d = disk(10)?;
+        assert_eq!(d.grow(9).err(), Some(EINVAL));
+        assert_eq!(d.grow(MAX_BLOCKS + 1).err(), Some(EINVAL));
+        d.grow(10)?;
+        assert_eq!((d.nr_blocks(), d.nr_free()), (10, 10));
         Ok(())
     }
 

@@ -179,6 +179,10 @@ pub(crate) trait FileSystem: Sized + 'static {
     /// Writes the mount options for /proc/mounts, each as `,key=value`.
     fn show_options(data: &Self::Data, m: &SeqFile);
 
+    /// A remount with `opts` (`reconfigure`); errors refuse it, and must
+    /// leave the superblock as it was. Say why in the kernel log.
+    fn reconfigure(data: &Self::Data, opts: &Self::Options) -> Result;
+
     /// Reserves space for `blocks` blocks of page cache being dirtied;
     /// `ENOSPC` refuses the write.
     fn reserve(data: &Self::Data, blocks: u64) -> Result;
@@ -542,6 +546,22 @@ macro_rules! filesystem {
             // SAFETY: Called by rust/vfs.c with a seq_file being written and a
             // mounted superblock.
             unsafe { $crate::glue::vfs::show_options::<$t>(m, sb) }
+        }
+
+        /// Trampoline: a remount.
+        ///
+        /// # Safety
+        ///
+        /// Called only by rust/vfs.c, with the arguments the function it
+        /// forwards to requires (see there).
+        #[unsafe(no_mangle)]
+        unsafe extern "C" fn emfs_vfs_reconfigure(
+            sb: *mut ::kernel::bindings::super_block,
+            opts: *mut ::kernel::ffi::c_void,
+        ) -> ::kernel::ffi::c_int {
+            // SAFETY: Called by rust/vfs.c with a mounted superblock and
+            // the options of the remount's context.
+            unsafe { $crate::glue::vfs::reconfigure::<$t>(sb, opts) }
         }
 
         /// Trampoline: reserve space for dirtied page cache.
@@ -987,6 +1007,24 @@ pub(crate) unsafe fn show_options<T: FileSystem>(
     // SAFETY: `m` is valid for the duration of the call.
     T::show_options(data, unsafe { SeqFile::from_raw(m) });
     0
+}
+
+/// # Safety
+///
+/// `sb` is a mounted superblock of this filesystem, being remounted, and
+/// `opts` the options of the remount's context (from [`new_options`]), not
+/// otherwise borrowed for the call.
+pub(crate) unsafe fn reconfigure<T: FileSystem>(
+    sb: *mut bindings::super_block,
+    opts: *mut c_void,
+) -> c_int {
+    // SAFETY: As the caller promises.
+    let Some(opts) = (unsafe { opts.cast::<T::Options>().as_ref() }) else {
+        return EINVAL.to_errno();
+    };
+    // SAFETY: As the caller promises.
+    let data = unsafe { data::<T>(sb) };
+    errno(T::reconfigure(data, opts))
 }
 
 /// The data of a mounted superblock and of one of its live inodes.

@@ -142,6 +142,53 @@ def main():
     for opts in ("size=1M", "size=64G", "size=1048576"):
         expect(f"mount -o {opts}: the limits are accepted", 0, mount(opts))
 
+    # Remounting: size= may grow a mounted emfs, never shrink it.
+    MS_REMOUNT = 32
+    if libc.mount(b"none", target, b"emfs", 0, b"size=4M") != 0:
+        result("mount -o size=4M for the remount cases", False,
+               f"errno {ctypes.get_errno()}")
+    else:
+        data = os.urandom(1 << 20)
+        fpath = os.path.join(target.decode(), "kept")
+        with open(fpath, "wb") as f:
+            f.write(data)
+
+        def remount(opts):
+            return lambda: libc.mount(b"none", target, b"emfs", MS_REMOUNT,
+                                      opts.encode())
+
+        for opts, log in [
+            ("size=2M", "cannot shrink"),
+            ("size=abc", "bad value 'abc' for mount option 'size'"),
+            ("size=65G", "is out of range"),
+            ("size=5M,bogus", "unknown mount option 'bogus'"),
+        ]:
+            expect(f"mount -o remount,{opts}: EINVAL", errno.EINVAL,
+                   remount(opts), log)
+        st = os.statvfs(target)
+        result("a refused remount leaves the size", st.f_blocks == 1024,
+               f"{st.f_blocks} blocks")
+        expect("mount -o remount,size=4M (the same): accepted", 0,
+               remount("size=4M"))
+        expect("mount -o remount,size=8M: grows the disk", 0,
+               remount("size=8M"), "grown from 4194304 to 8388608 bytes")
+        st = os.statvfs(target)
+        result("statfs sees the grown disk", st.f_blocks == 2048,
+               f"{st.f_blocks} blocks")
+        mounts = open("/proc/mounts").read()
+        result("/proc/mounts shows size=8M",
+               any(target.decode() in ln and "size=8M" in ln
+                   for ln in mounts.splitlines()))
+        # 6 MiB more only fits in the new blocks.
+        with open(os.path.join(target.decode(), "more"), "wb") as f:
+            f.write(b"z" * (6 << 20))
+            f.flush()
+            os.fsync(f.fileno())
+        with open(fpath, "rb") as f:
+            result("data written before the remount is intact",
+                   f.read() == data)
+        libc.umount2(target, 0)
+
     # Offsets and lengths at and past the maximum file size.
     path = os.path.join(mnt, "f")
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
