@@ -6,6 +6,8 @@
  */
 
 #include <linux/fs.h>
+#include <linux/fs_context.h>
+#include <linux/fs_parser.h>
 #include <linux/sort.h>
 #include <linux/spinlock.h>
 #include <linux/statfs.h>

@@ -39,6 +39,7 @@ use crate::{
         Fiemap,
         FileSystem,
         Mapping,
+        Param,
         StatFs,
         WritebackFolios, //
     },
@@ -88,6 +89,8 @@ pub(crate) const MIN_SIZE: u64 = 1 << 20;
 pub(crate) const MAX_SIZE: u64 = 64 << 30;
 const DEFAULT_SIZE: u64 = 64 << 20;
 const NAME_LEN: u64 = 255;
+/// Mount parameter `size=`.
+const OPT_SIZE: u8 = 0;
 
 /// The emfs filesystem type.
 pub(crate) struct Emfs;
@@ -175,14 +178,15 @@ impl FileSystem for Emfs {
     type Data = EmfsSb;
     type InodeData = EmfsInode;
 
-    fn parse_param(opts: &mut MountOptions, key: &CStr, value: Option<&CStr>) -> Result {
-        let key = key.to_str().map_err(|_| EINVAL)?;
-        match key {
-            "size" => {
-                let Some(value) = value.and_then(|v| v.to_str().ok()) else {
-                    pr_err!("mount option 'size' needs a value, e.g. size=64M\n");
-                    return Err(EINVAL);
-                };
+    const PARAMS: &'static [Param] = &[Param::string(c"size", OPT_SIZE), Param::END];
+
+    fn parse_param(opts: &mut MountOptions, opt: u8, value: &CStr) -> Result {
+        match opt {
+            OPT_SIZE => {
+                let value = value.to_str().map_err(|_| {
+                    pr_err!("bad value for mount option 'size'\n");
+                    EINVAL
+                })?;
                 if opts.size.is_some() {
                     pr_err!("mount option 'size' given more than once\n");
                     return Err(EINVAL);
@@ -207,10 +211,7 @@ impl FileSystem for Emfs {
                 opts.size = Some(size);
                 Ok(())
             }
-            _ => {
-                pr_err!("unknown mount option '{}'\n", key);
-                Err(EINVAL)
-            }
+            _ => Err(EINVAL),
         }
     }
 
@@ -554,20 +555,21 @@ mod tests {
     #[test]
     fn options_are_checked() -> Result {
         let mut opts = MountOptions::default();
-        let mut try_opt =
-            |key: &CStr, value: Option<&CStr>| Emfs::parse_param(&mut opts, key, value).err();
-        assert_eq!(try_opt(c"bogus", None), Some(EINVAL));
-        assert_eq!(try_opt(c"bogus", Some(c"1")), Some(EINVAL));
-        assert_eq!(try_opt(c"size", None), Some(EINVAL));
-        assert_eq!(try_opt(c"size", Some(c"abc")), Some(EINVAL));
+        let mut try_opt = |value: &CStr| Emfs::parse_param(&mut opts, OPT_SIZE, value).err();
+        assert_eq!(try_opt(c"abc"), Some(EINVAL));
         // Too small, too large, not a multiple of the block size.
-        assert_eq!(try_opt(c"size", Some(c"4k")), Some(EINVAL));
-        assert_eq!(try_opt(c"size", Some(c"1T")), Some(EINVAL));
-        assert_eq!(try_opt(c"size", Some(c"1025k")), Some(EINVAL));
-        assert_eq!(try_opt(c"size", Some(c"2M")), None);
+        assert_eq!(try_opt(c"4k"), Some(EINVAL));
+        assert_eq!(try_opt(c"1T"), Some(EINVAL));
+        assert_eq!(try_opt(c"1025k"), Some(EINVAL));
+        assert_eq!(try_opt(c"2M"), None);
         // Given twice.
-        assert_eq!(try_opt(c"size", Some(c"4M")), Some(EINVAL));
+        assert_eq!(try_opt(c"4M"), Some(EINVAL));
         assert_eq!(opts.size, Some(2 << 20));
+        // Not an option of the table.
+        assert_eq!(
+            Emfs::parse_param(&mut opts, OPT_SIZE + 1, c"1").err(),
+            Some(EINVAL)
+        );
         Ok(())
     }
 

@@ -131,14 +131,10 @@ struct emfs_statfs {
 	u64 namelen;
 };
 
-void *emfs_vfs_new_options(void);
-void emfs_vfs_free_options(void *opts);
-int emfs_vfs_parse_param(void *opts, const char *key, const char *value);
-int emfs_vfs_fill_super(struct super_block *sb, void *opts);
+int emfs_vfs_init_fs_context(struct fs_context *fc);
 void emfs_vfs_put_super_data(struct super_block *sb);
 int emfs_vfs_statfs(struct super_block *sb, struct emfs_statfs *st);
 int emfs_vfs_show_options(struct seq_file *m, struct super_block *sb);
-int emfs_vfs_reconfigure(struct super_block *sb, void *opts);
 struct inode;
 void emfs_init_root_inode(struct inode *inode);
 int emfs_vfs_new_inode_data(struct super_block *sb, u64 ino, bool regular,

@@ -848,57 +848,6 @@ void emfs_init_root_inode(struct inode *inode)
 	inode->i_fop = &simple_dir_operations;
 }
 
-static int emfs_parse_param(struct fs_context *fc, struct fs_parameter *param)
-{
-	const char *value = NULL;
-
-	/* The device name: "none" or anything, it means nothing to emfs. */
-	if (!strcmp(param->key, "source"))
-		return -ENOPARAM;
-	if (param->type == fs_value_is_string)
-		value = param->string;
-	else if (param->type != fs_value_is_flag)
-		return invalfc(fc, "%s: value must be a string", param->key);
-	return emfs_vfs_parse_param(fc->fs_private, param->key, value);
-}
-
-static int emfs_fill_super(struct super_block *sb, struct fs_context *fc)
-{
-	return emfs_vfs_fill_super(sb, fc->fs_private);
-}
-
-static int emfs_get_tree(struct fs_context *fc)
-{
-	return get_tree_nodev(fc, emfs_fill_super);
-}
-
-static void emfs_free_fc(struct fs_context *fc)
-{
-	emfs_vfs_free_options(fc->fs_private);
-	fc->fs_private = NULL;
-}
-
-static int emfs_reconfigure(struct fs_context *fc)
-{
-	return emfs_vfs_reconfigure(fc->root->d_sb, fc->fs_private);
-}
-
-static const struct fs_context_operations emfs_context_ops = {
-	.free		= emfs_free_fc,
-	.parse_param	= emfs_parse_param,
-	.get_tree	= emfs_get_tree,
-	.reconfigure	= emfs_reconfigure,
-};
-
-static int emfs_init_fs_context(struct fs_context *fc)
-{
-	fc->fs_private = emfs_vfs_new_options();
-	if (!fc->fs_private)
-		return -ENOMEM;
-	fc->ops = &emfs_context_ops;
-	return 0;
-}
-
 static void emfs_kill_sb(struct super_block *sb)
 {
 	kill_anon_super(sb);
@@ -941,7 +890,7 @@ static const struct super_operations emfs_super_ops = {
 static struct file_system_type emfs_fs_type = {
 	.owner			= THIS_MODULE,
 	.name			= "emfs",
-	.init_fs_context	= emfs_init_fs_context,
+	.init_fs_context	= emfs_vfs_init_fs_context,
 	.kill_sb		= emfs_kill_sb,
 };
 

@@ -16,6 +16,8 @@
     non_snake_case,
     non_upper_case_globals,
     unreachable_pub,
+    unnecessary_transmutes,
+    unsafe_op_in_unsafe_fn,
     clippy::all,
     clippy::pedantic,
     clippy::restriction,

@@ -19,10 +19,12 @@
 //! for writeback, dropping folios, `i_size`) is done here before the
 //! filesystem is called, as each method says.
 //!
-//! The operation tables themselves (`struct file_system_type`,
-//! `fs_context_operations`, `super_operations`, inode, file and address
-//! space operations) are in `rust/vfs.c` for now, so there is one
-//! filesystem type per module, named by that file.
+//! Mounting is done here: the `fs_context_operations` of a filesystem are a
+//! Rust constant (`ContextOps<T>`), its parameters a `fs_parameter_spec`
+//! table parsed by `fs_parse()` ([`FileSystem::PARAMS`]). The other
+//! operation tables (`struct file_system_type`, `super_operations`, inode,
+//! file and address space operations) are in `rust/vfs.c` for now, so
+//! there is one filesystem type per module, named by that file.
 //!
 //! Lifetimes, as the VFS defines them:
 //!
@@ -32,14 +34,7 @@
 //!   when `fill_super` fails half way).
 
 use core::marker::PhantomData;
-use kernel::{
-    bindings,
-    error::to_result,
-    ffi::{c_char, c_int},
-    prelude::*,
-    seq_file::SeqFile,
-    str::CStr,
-};
+use kernel::{bindings, error::to_result, ffi::c_int, prelude::*, seq_file::SeqFile, str::CStr};
 
 use crate::glue::ffi;
 
@@ -162,9 +157,13 @@ pub(crate) trait FileSystem: Sized + 'static {
     /// evicted).
     type InodeData: Send + Sync;
 
-    /// Takes one mount option, `key` or `key=value`. Errors fail the mount;
-    /// say why in the kernel log.
-    fn parse_param(opts: &mut Self::Options, key: &CStr, value: Option<&CStr>) -> Result;
+    /// The mount parameters, ending with [`Param::END`]: `fs_parse()`
+    /// refuses what is not in it.
+    const PARAMS: &'static [Param];
+
+    /// Takes the value of mount parameter `opt` of [`FileSystem::PARAMS`].
+    /// Errors fail the mount; say why in the kernel log.
+    fn parse_param(opts: &mut Self::Options, opt: u8, value: &CStr) -> Result;
 
     /// Builds a superblock's data from the options.
     fn fill_super(opts: &Self::Options) -> Result<Self::Data>;
@@ -285,6 +284,11 @@ impl<T: VfsTables> Registration<T> {
     /// Registers the filesystem type (`register_filesystem()`); `EBUSY` if
     /// it is registered already.
     pub(crate) fn new() -> Result<Self> {
+        // `fs_parse()` walks the table up to its end.
+        if !T::PARAMS.last().is_some_and(|p| p.0.name.is_null()) {
+            pr_err!("the mount parameter table does not end with Param::END\n");
+            return Err(EINVAL);
+        }
         // SAFETY: Registers the static type of rust/vfs.c, whose callbacks
         // are the trampolines `filesystem!` made for `T`.
         to_result(unsafe { ffi::emfs_register_fs() })?;
@@ -414,62 +418,19 @@ macro_rules! filesystem {
         // SAFETY: The trampolines below are `$t`'s.
         unsafe impl $crate::glue::vfs::VfsTables for $t {}
 
-        /// Trampoline: a new mount context's options.
+        /// Trampoline: `init_fs_context` of the filesystem type.
         ///
         /// # Safety
         ///
-        /// Called only by rust/vfs.c, with the arguments the function it
-        /// forwards to requires (see there).
+        /// Called only by the VFS through rust/vfs.c's filesystem type,
+        /// with the arguments the function it forwards to requires (see
+        /// there).
         #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_new_options() -> *mut ::kernel::ffi::c_void {
-            $crate::glue::vfs::new_options::<$t>()
-        }
-
-        /// Trampoline: a mount context is freed.
-        ///
-        /// # Safety
-        ///
-        /// Called only by rust/vfs.c, with the arguments the function it
-        /// forwards to requires (see there).
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_free_options(opts: *mut ::kernel::ffi::c_void) {
-            // SAFETY: rust/vfs.c passes what `emfs_vfs_new_options` returned,
-            // once, when the context is freed.
-            unsafe { $crate::glue::vfs::free_options::<$t>(opts) }
-        }
-
-        /// Trampoline: one mount option.
-        ///
-        /// # Safety
-        ///
-        /// Called only by rust/vfs.c, with the arguments the function it
-        /// forwards to requires (see there).
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_parse_param(
-            opts: *mut ::kernel::ffi::c_void,
-            key: *const ::kernel::ffi::c_char,
-            value: *const ::kernel::ffi::c_char,
+        unsafe extern "C" fn emfs_vfs_init_fs_context(
+            fc: *mut $crate::glue::ffi::fs_context,
         ) -> ::kernel::ffi::c_int {
-            // SAFETY: rust/vfs.c passes the context's options (the VFS
-            // serialises calls on a context) and NUL-terminated strings,
-            // `value` possibly NULL, valid for the call.
-            unsafe { $crate::glue::vfs::parse_param::<$t>(opts, key, value) }
-        }
-
-        /// Trampoline: `fill_super` of `get_tree_nodev()`.
-        ///
-        /// # Safety
-        ///
-        /// Called only by rust/vfs.c, with the arguments the function it
-        /// forwards to requires (see there).
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_fill_super(
-            sb: *mut ::kernel::bindings::super_block,
-            opts: *mut ::kernel::ffi::c_void,
-        ) -> ::kernel::ffi::c_int {
-            // SAFETY: Called by `get_tree_nodev()` with a new superblock,
-            // locked, and the context's options.
-            unsafe { $crate::glue::vfs::fill_super::<$t>(sb, opts) }
+            // SAFETY: The VFS passes a new context of this type.
+            unsafe { $crate::glue::vfs::init_fs_context::<$t>(fc) }
         }
 
         /// Trampoline: the end of `kill_sb`.
@@ -546,22 +507,6 @@ macro_rules! filesystem {
             // SAFETY: Called by rust/vfs.c with a seq_file being written and a
             // mounted superblock.
             unsafe { $crate::glue::vfs::show_options::<$t>(m, sb) }
-        }
-
-        /// Trampoline: a remount.
-        ///
-        /// # Safety
-        ///
-        /// Called only by rust/vfs.c, with the arguments the function it
-        /// forwards to requires (see there).
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_reconfigure(
-            sb: *mut ::kernel::bindings::super_block,
-            opts: *mut ::kernel::ffi::c_void,
-        ) -> ::kernel::ffi::c_int {
-            // SAFETY: Called by rust/vfs.c with a mounted superblock and
-            // the options of the remount's context.
-            unsafe { $crate::glue::vfs::reconfigure::<$t>(sb, opts) }
         }
 
         /// Trampoline: reserve space for dirtied page cache.
@@ -769,18 +714,9 @@ macro_rules! filesystem {
         // coerce to one function pointer type if their signatures match.
         const _: fn() = || {
             let _ = [
-                $crate::glue::ffi::emfs_vfs_new_options,
-                emfs_vfs_new_options,
+                $crate::glue::ffi::emfs_vfs_init_fs_context,
+                emfs_vfs_init_fs_context,
             ];
-            let _ = [
-                $crate::glue::ffi::emfs_vfs_free_options,
-                emfs_vfs_free_options,
-            ];
-            let _ = [
-                $crate::glue::ffi::emfs_vfs_parse_param,
-                emfs_vfs_parse_param,
-            ];
-            let _ = [$crate::glue::ffi::emfs_vfs_fill_super, emfs_vfs_fill_super];
             let _ = [
                 $crate::glue::ffi::emfs_vfs_put_super_data,
                 emfs_vfs_put_super_data,
@@ -817,50 +753,169 @@ macro_rules! filesystem {
 }
 pub(crate) use filesystem;
 
-/// Allocates a mount context's options; null on failure (the C side
-/// returns `ENOMEM`).
-pub(crate) fn new_options<T: FileSystem>() -> *mut c_void {
-    match KBox::new(T::Options::default(), GFP_KERNEL) {
-        Ok(opts) => KBox::into_raw(opts).cast(),
-        Err(_) => core::ptr::null_mut(),
+/// One mount parameter of a filesystem, an entry of its
+/// `fs_parameter_spec` table ([`FileSystem::PARAMS`]), which ends with
+/// [`Param::END`].
+#[repr(transparent)]
+pub(crate) struct Param(ffi::fs_parameter_spec);
+
+impl Param {
+    /// `fsparam_string(name, opt)`: `name=<string>`, reported to
+    /// [`FileSystem::parse_param`] as option `opt`. `fs_parse()` refuses
+    /// it without a value, or with an empty one.
+    // `CStrExt::as_char_ptr` is not a `const fn`; the cast is its body.
+    #[allow(clippy::disallowed_methods)]
+    pub(crate) const fn string(name: &'static CStr, opt: u8) -> Self {
+        Self(ffi::fs_parameter_spec {
+            name: name.as_ptr().cast(),
+            type_: Some(ffi::fs_param_is_string),
+            opt,
+            flags: 0,
+            data: core::ptr::null(),
+        })
     }
+
+    /// The end of a table.
+    pub(crate) const END: Self = Self(ffi::fs_parameter_spec {
+        name: core::ptr::null(),
+        type_: None,
+        opt: 0,
+        flags: 0,
+        data: core::ptr::null(),
+    });
+}
+
+/// The `fs_context_operations` of `T`: mounting and remounting.
+struct ContextOps<T>(PhantomData<T>);
+
+impl<T: VfsTables> ContextOps<T> {
+    const OPS: ffi::fs_context_operations = ffi::fs_context_operations {
+        free: Some(free_fc::<T>),
+        dup: None,
+        parse_param: Some(parse_param::<T>),
+        parse_monolithic: None,
+        get_tree: Some(get_tree::<T>),
+        reconfigure: Some(reconfigure::<T>),
+    };
+}
+
+/// `init_fs_context`: a new mount or remount context gets `T`'s options,
+/// empty, and `T`'s operations.
+///
+/// # Safety
+///
+/// `fc` is a new context of `T`'s filesystem type, not otherwise used
+/// during the call.
+pub(crate) unsafe fn init_fs_context<T: VfsTables>(fc: *mut ffi::fs_context) -> c_int {
+    let Ok(opts) = KBox::new(T::Options::default(), GFP_KERNEL) else {
+        return ENOMEM.to_errno();
+    };
+    // SAFETY: As the caller promises. `free_fc` frees the options, and
+    // the operations are a constant.
+    unsafe {
+        (*fc).fs_private = KBox::into_raw(opts).cast();
+        (*fc).ops = &ContextOps::<T>::OPS;
+    }
+    0
+}
+
+/// The options of a context set up by [`init_fs_context`].
+///
+/// # Safety
+///
+/// `fc` is such a context, and the options are not otherwise borrowed
+/// while the result is used.
+unsafe fn options<'a, T: FileSystem>(fc: *mut ffi::fs_context) -> &'a mut T::Options {
+    // SAFETY: As the caller promises, `fs_private` holds a live
+    // `KBox<T::Options>`, freed only by `free_fc`.
+    unsafe { &mut *(*fc).fs_private.cast::<T::Options>() }
 }
 
 /// # Safety
 ///
-/// `opts` is null or came from [`new_options`] and is freed once.
-pub(crate) unsafe fn free_options<T: FileSystem>(opts: *mut c_void) {
+/// Called by the VFS, once, for a context set up by [`init_fs_context`].
+unsafe extern "C" fn free_fc<T: VfsTables>(fc: *mut ffi::fs_context) {
+    // SAFETY: As the caller promises.
+    let opts = unsafe { (*fc).fs_private };
     if !opts.is_null() {
-        // SAFETY: As the caller promises.
+        // SAFETY: `opts` is the `KBox` of `init_fs_context`, freed here
+        // once.
         drop(unsafe { KBox::from_raw(opts.cast::<T::Options>()) });
+        // SAFETY: As the caller promises.
+        unsafe { (*fc).fs_private = core::ptr::null_mut() };
     }
+}
+
+/// `parse_param`: `fs_parse()` with `T`'s table, then `T`'s own checks
+/// of the value. A key not in the table is `ENOPARAM`, which the VFS
+/// reports ("Unknown parameter").
+///
+/// # Safety
+///
+/// Called by the VFS for a context set up by [`init_fs_context`] and one
+/// of its parameters.
+unsafe extern "C" fn parse_param<T: VfsTables>(
+    fc: *mut ffi::fs_context,
+    param: *mut ffi::fs_parameter,
+) -> c_int {
+    let mut result = ffi::fs_parse_result::default();
+    // SAFETY: As the caller promises; `T::PARAMS` ends with `Param::END`
+    // (checked when the type was registered), and `Param` is a
+    // `fs_parameter_spec`.
+    let opt = unsafe {
+        ffi::__fs_parse(
+            &raw mut (*fc).log,
+            T::PARAMS.as_ptr().cast(),
+            param,
+            &mut result,
+        )
+    };
+    if opt < 0 {
+        return opt;
+    }
+    // SAFETY: Every entry of `T::PARAMS` is a string parameter, so
+    // `fs_parse()` accepted a non-empty string value.
+    let value = unsafe { CStr::from_char_ptr((*param).__bindgen_anon_1.string) };
+    // SAFETY: As the caller promises.
+    let opts = unsafe { options::<T>(fc) };
+    errno(T::parse_param(opts, opt as u8, value))
 }
 
 /// # Safety
 ///
-/// `opts` came from [`new_options`] and is not otherwise borrowed for the
-/// call; `key` is a NUL-terminated string and `value` one or null.
-pub(crate) unsafe fn parse_param<T: FileSystem>(
-    opts: *mut c_void,
-    key: *const c_char,
-    value: *const c_char,
+/// `fc` is a context set up by [`init_fs_context`], in `get_tree`.
+unsafe extern "C" fn fill_super_fc<T: VfsTables>(
+    sb: *mut bindings::super_block,
+    fc: *mut ffi::fs_context,
 ) -> c_int {
     // SAFETY: As the caller promises.
-    let Some(opts) = (unsafe { opts.cast::<T::Options>().as_mut() }) else {
-        return EINVAL.to_errno();
-    };
-    // SAFETY: `key` is a valid NUL-terminated string.
-    let key = unsafe { CStr::from_char_ptr(key) };
-    let value = if value.is_null() {
-        None
-    } else {
-        // SAFETY: A non-null `value` is a valid NUL-terminated string.
-        Some(unsafe { CStr::from_char_ptr(value) })
-    };
-    match T::parse_param(opts, key, value) {
-        Ok(()) => 0,
-        Err(e) => e.to_errno(),
-    }
+    let opts = unsafe { options::<T>(fc) };
+    // SAFETY: `get_tree_nodev()` passes a new superblock, locked.
+    unsafe { fill_super::<T>(sb, opts) }
+}
+
+/// `get_tree`: a new superblock for each mount.
+///
+/// # Safety
+///
+/// Called by the VFS for a context set up by [`init_fs_context`].
+unsafe extern "C" fn get_tree<T: VfsTables>(fc: *mut ffi::fs_context) -> c_int {
+    // SAFETY: As the caller promises.
+    unsafe { ffi::get_tree_nodev(fc, Some(fill_super_fc::<T>)) }
+}
+
+/// `reconfigure`: a remount, with the options parsed into the context.
+///
+/// # Safety
+///
+/// Called by the VFS for a context set up by [`init_fs_context`] for the
+/// reconfiguration of a mounted superblock of `T`, with `fc->root` set.
+unsafe extern "C" fn reconfigure<T: VfsTables>(fc: *mut ffi::fs_context) -> c_int {
+    // SAFETY: As the caller promises, the superblock is mounted.
+    let data = unsafe { data::<T>((*(*fc).root).d_sb) };
+    // SAFETY: As the caller promises.
+    let opts = unsafe { options::<T>(fc) };
+    errno(T::reconfigure(data, opts))
 }
 
 /// The data of a superblock set up by [`fill_super`].
@@ -877,17 +932,9 @@ unsafe fn data<'a, T: FileSystem>(sb: *mut bindings::super_block) -> &'a T::Data
 
 /// # Safety
 ///
-/// `sb` is a new superblock locked by `get_tree_nodev()`; `opts` the
-/// context's options from [`new_options`].
-pub(crate) unsafe fn fill_super<T: FileSystem>(
-    sb: *mut bindings::super_block,
-    opts: *mut c_void,
-) -> c_int {
+/// `sb` is a new superblock locked by `get_tree_nodev()`.
+unsafe fn fill_super<T: FileSystem>(sb: *mut bindings::super_block, opts: &T::Options) -> c_int {
     const { assert!(1usize << T::BLOCKSIZE_BITS == BLOCK_SIZE) };
-    // SAFETY: As the caller promises; only read here.
-    let Some(opts) = (unsafe { opts.cast::<T::Options>().as_ref() }) else {
-        return EINVAL.to_errno();
-    };
     let data = match T::fill_super(opts).and_then(|d| Ok(KBox::new(d, GFP_KERNEL)?)) {
         Ok(data) => data,
         Err(e) => return e.to_errno(),
@@ -1007,24 +1054,6 @@ pub(crate) unsafe fn show_options<T: FileSystem>(
     // SAFETY: `m` is valid for the duration of the call.
     T::show_options(data, unsafe { SeqFile::from_raw(m) });
     0
-}
-
-/// # Safety
-///
-/// `sb` is a mounted superblock of this filesystem, being remounted, and
-/// `opts` the options of the remount's context (from [`new_options`]), not
-/// otherwise borrowed for the call.
-pub(crate) unsafe fn reconfigure<T: FileSystem>(
-    sb: *mut bindings::super_block,
-    opts: *mut c_void,
-) -> c_int {
-    // SAFETY: As the caller promises.
-    let Some(opts) = (unsafe { opts.cast::<T::Options>().as_ref() }) else {
-        return EINVAL.to_errno();
-    };
-    // SAFETY: As the caller promises.
-    let data = unsafe { data::<T>(sb) };
-    errno(T::reconfigure(data, opts))
 }
 
 /// The data of a mounted superblock and of one of its live inodes.

@@ -120,10 +120,10 @@ def main():
         return go
 
     for opts, log in [
-        ("bogus", "unknown mount option 'bogus'"),
-        ("bogus=1", "unknown mount option 'bogus'"),
-        ("size", "mount option 'size' needs a value"),
-        ("size=", "mount option 'size'"),
+        ("bogus", "Unknown parameter 'bogus'"),
+        ("bogus=1", "Unknown parameter 'bogus'"),
+        ("size", "Bad value for 'size'"),
+        ("size=", "Bad value for 'size'"),
         ("size=abc", "bad value 'abc' for mount option 'size'"),
         ("size=12x", "bad value '12x'"),
         ("size=-1", "bad value '-1'"),
@@ -136,7 +136,7 @@ def main():
         ("size=1T", "is out of range"),
         ("size=1025k", "is not a multiple of 4096 bytes"),
         ("size=2M,size=4M", "given more than once"),
-        ("size=2M,bogus", "unknown mount option 'bogus'"),
+        ("size=2M,bogus", "Unknown parameter 'bogus'"),
     ]:
         expect(f"mount -o {opts}: EINVAL", errno.EINVAL, mount(opts), log)
     for opts in ("size=1M", "size=64G", "size=1048576"):
@@ -161,7 +161,7 @@ def main():
             ("size=2M", "cannot shrink"),
             ("size=abc", "bad value 'abc' for mount option 'size'"),
             ("size=65G", "is out of range"),
-            ("size=5M,bogus", "unknown mount option 'bogus'"),
+            ("size=5M,bogus", "Unknown parameter 'bogus'"),
         ]:
             expect(f"mount -o remount,{opts}: EINVAL", errno.EINVAL,
                    remount(opts), log)

@@ -78,14 +78,14 @@ bad() {
 		fail=1
 	fi
 }
-bad "bogus" "unknown mount option 'bogus'"
-bad "bogus=1" "unknown mount option 'bogus'"
+bad "bogus" "Unknown parameter 'bogus'"
+bad "bogus=1" "Unknown parameter 'bogus'"
 bad "size=abc" "bad value 'abc' for mount option 'size'"
 bad "size=4k" "out of range"
 bad "size=1T" "out of range"
 bad "size=1025k" "not a multiple of 4096"
 bad "size=1M,size=2M" "given more than once"
-bad "size" "needs a value"
+bad "size" "Bad value for 'size'"
 check "no mount left" sh -c "! grep -q ' emfs ' /proc/mounts"
 
 check "rmmod" rmmod emfs
