@@ -13,3 +13,6 @@
 #include <linux/statfs.h>
 
 #include "helpers.h"
+
+/* Macro constants, as the kernel crate's bindings_helper.h does them. */
+const loff_t EMFS_MAX_LFS_FILESIZE = MAX_LFS_FILESIZE;

@@ -119,22 +119,14 @@ struct vfsmount;
 int emfs_register_fs(void);
 void emfs_unregister_fs(void);
 struct vfsmount *emfs_kern_mount(void);
-int emfs_sb_init(struct super_block *sb);
+/* rust/vfs.c's inode allocation, in the super_operations built in Rust. */
+struct inode *emfs_alloc_inode(struct super_block *sb);
+void emfs_free_inode(struct inode *inode);
+void emfs_evict_inode(struct inode *inode);
 
-/* What statfs reports; filled in by Rust (glue::vfs::StatFs). */
-struct emfs_statfs {
-	u64 blocks;
-	u64 bfree;
-	u64 bavail;
-	u64 files;
-	u64 ffree;
-	u64 namelen;
-};
 
 int emfs_vfs_init_fs_context(struct fs_context *fc);
 void emfs_vfs_put_super_data(struct super_block *sb);
-int emfs_vfs_statfs(struct super_block *sb, struct emfs_statfs *st);
-int emfs_vfs_show_options(struct seq_file *m, struct super_block *sb);
 struct inode;
 void emfs_init_root_inode(struct inode *inode);
 int emfs_vfs_new_inode_data(struct super_block *sb, u64 ino, bool regular,

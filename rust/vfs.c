@@ -72,7 +72,7 @@ static void emfs_inode_init_once(void *p)
 	inode_init_once(&ei->vfs_inode);
 }
 
-static struct inode *emfs_alloc_inode(struct super_block *sb)
+struct inode *emfs_alloc_inode(struct super_block *sb)
 {
 	struct emfs_inode *ei = alloc_inode_sb(sb, emfs_inode_cachep, GFP_KERNEL);
 
@@ -82,12 +82,12 @@ static struct inode *emfs_alloc_inode(struct super_block *sb)
 	return &ei->vfs_inode;
 }
 
-static void emfs_free_inode(struct inode *inode)
+void emfs_free_inode(struct inode *inode)
 {
 	kmem_cache_free(emfs_inode_cachep, EMFS_I(inode));
 }
 
-static void emfs_evict_inode(struct inode *inode)
+void emfs_evict_inode(struct inode *inode)
 {
 	truncate_inode_pages_final(&inode->i_data);
 	clear_inode(inode);
@@ -855,38 +855,6 @@ static void emfs_kill_sb(struct super_block *sb)
 	emfs_vfs_put_super_data(sb);
 }
 
-static int emfs_statfs(struct dentry *dentry, struct kstatfs *buf)
-{
-	struct emfs_statfs st = {};
-	int ret = emfs_vfs_statfs(dentry->d_sb, &st);
-
-	if (ret)
-		return ret;
-	buf->f_type = dentry->d_sb->s_magic;
-	buf->f_bsize = dentry->d_sb->s_blocksize;
-	buf->f_frsize = dentry->d_sb->s_blocksize;
-	buf->f_blocks = st.blocks;
-	buf->f_bfree = st.bfree;
-	buf->f_bavail = st.bavail;
-	buf->f_files = st.files;
-	buf->f_ffree = st.ffree;
-	buf->f_namelen = st.namelen;
-	return 0;
-}
-
-static int emfs_show_options(struct seq_file *m, struct dentry *root)
-{
-	return emfs_vfs_show_options(m, root->d_sb);
-}
-
-static const struct super_operations emfs_super_ops = {
-	.alloc_inode	= emfs_alloc_inode,
-	.free_inode	= emfs_free_inode,
-	.evict_inode	= emfs_evict_inode,
-	.statfs		= emfs_statfs,
-	.show_options	= emfs_show_options,
-};
-
 static struct file_system_type emfs_fs_type = {
 	.owner			= THIS_MODULE,
 	.name			= "emfs",
@@ -941,14 +909,3 @@ void emfs_unregister_fs(void)
 	emfs_endio_wq = NULL;
 }
 
-/*
- * The superblock's operations and limits, and a backing_dev_info of its
- * own: the default one of nodev superblocks has no writeback, which would
- * leave the page cache dirty forever.
- */
-int emfs_sb_init(struct super_block *sb)
-{
-	sb->s_op = &emfs_super_ops;
-	sb->s_maxbytes = MAX_LFS_FILESIZE;
-	return super_setup_bdi(sb);
-}

@@ -137,11 +137,22 @@ impl Fiemap<'_> {
     }
 }
 
-/// What `statfs` reports, in blocks of the filesystem's block size
-/// (`struct emfs_statfs` of rust/helpers.h): `blocks` in all, `bfree` free,
-/// `bavail` free to unprivileged users, `files` inodes in all, `ffree` free
-/// inodes, `namelen` the longest name.
-pub(crate) type StatFs = ffi::emfs_statfs;
+/// What `statfs` reports, in blocks of the filesystem's block size.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct StatFs {
+    /// Blocks in all.
+    pub(crate) blocks: u64,
+    /// Free blocks.
+    pub(crate) bfree: u64,
+    /// Free blocks available to unprivileged users.
+    pub(crate) bavail: u64,
+    /// Inodes in all.
+    pub(crate) files: u64,
+    /// Free inodes.
+    pub(crate) ffree: u64,
+    /// Longest file name.
+    pub(crate) namelen: u64,
+}
 
 /// A filesystem type.
 pub(crate) trait FileSystem: Sized + 'static {
@@ -446,22 +457,6 @@ macro_rules! filesystem {
             unsafe { $crate::glue::vfs::put_super_data::<$t>(sb) }
         }
 
-        /// Trampoline: `statfs`.
-        ///
-        /// # Safety
-        ///
-        /// Called only by rust/vfs.c, with the arguments the function it
-        /// forwards to requires (see there).
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_statfs(
-            sb: *mut ::kernel::bindings::super_block,
-            st: *mut $crate::glue::vfs::StatFs,
-        ) -> ::kernel::ffi::c_int {
-            // SAFETY: Called by rust/vfs.c with a mounted superblock and a
-            // `struct emfs_statfs` to fill.
-            unsafe { $crate::glue::vfs::statfs::<$t>(sb, st) }
-        }
-
         /// Trampoline: a new inode's data.
         ///
         /// # Safety
@@ -491,22 +486,6 @@ macro_rules! filesystem {
             // SAFETY: Called by rust/vfs.c once per inode, at eviction, with
             // what `emfs_vfs_new_inode_data` stored.
             unsafe { $crate::glue::vfs::drop_inode_data::<$t>(data) }
-        }
-
-        /// Trampoline: `show_options`.
-        ///
-        /// # Safety
-        ///
-        /// Called only by rust/vfs.c, with the arguments the function it
-        /// forwards to requires (see there).
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_show_options(
-            m: *mut ::kernel::bindings::seq_file,
-            sb: *mut ::kernel::bindings::super_block,
-        ) -> ::kernel::ffi::c_int {
-            // SAFETY: Called by rust/vfs.c with a seq_file being written and a
-            // mounted superblock.
-            unsafe { $crate::glue::vfs::show_options::<$t>(m, sb) }
         }
 
         /// Trampoline: reserve space for dirtied page cache.
@@ -721,7 +700,6 @@ macro_rules! filesystem {
                 $crate::glue::ffi::emfs_vfs_put_super_data,
                 emfs_vfs_put_super_data,
             ];
-            let _ = [$crate::glue::ffi::emfs_vfs_statfs, emfs_vfs_statfs];
             let _ = [
                 $crate::glue::ffi::emfs_vfs_new_inode_data,
                 emfs_vfs_new_inode_data,
@@ -729,10 +707,6 @@ macro_rules! filesystem {
             let _ = [
                 $crate::glue::ffi::emfs_vfs_drop_inode_data,
                 emfs_vfs_drop_inode_data,
-            ];
-            let _ = [
-                $crate::glue::ffi::emfs_vfs_show_options,
-                emfs_vfs_show_options,
             ];
             let _ = [$crate::glue::ffi::emfs_vfs_reserve, emfs_vfs_reserve];
             let _ = [$crate::glue::ffi::emfs_vfs_unreserve, emfs_vfs_unreserve];
@@ -933,7 +907,7 @@ unsafe fn data<'a, T: FileSystem>(sb: *mut bindings::super_block) -> &'a T::Data
 /// # Safety
 ///
 /// `sb` is a new superblock locked by `get_tree_nodev()`.
-unsafe fn fill_super<T: FileSystem>(sb: *mut bindings::super_block, opts: &T::Options) -> c_int {
+unsafe fn fill_super<T: VfsTables>(sb: *mut bindings::super_block, opts: &T::Options) -> c_int {
     const { assert!(1usize << T::BLOCKSIZE_BITS == BLOCK_SIZE) };
     let data = match T::fill_super(opts).and_then(|d| Ok(KBox::new(d, GFP_KERNEL)?)) {
         Ok(data) => data,
@@ -948,9 +922,14 @@ unsafe fn fill_super<T: FileSystem>(sb: *mut bindings::super_block, opts: &T::Op
         (*sb).s_blocksize = 1 << T::BLOCKSIZE_BITS;
         (*sb).s_time_gran = 1;
     }
-    // SAFETY: `sb` is valid; the helper points `s_op` at rust/vfs.c's
-    // table, sets `s_maxbytes` and gives it a backing_dev_info.
-    let ret = unsafe { ffi::emfs_sb_init(sb.cast()) };
+    // SAFETY: `sb` is valid and ours. Its own backing_dev_info: the one
+    // nodev superblocks share has no writeback, which would leave the page
+    // cache dirty forever.
+    let ret = unsafe {
+        (*sb).s_op = &SuperOps::<T>::OPS;
+        (*sb).s_maxbytes = ffi::EMFS_MAX_LFS_FILESIZE;
+        bindings::super_setup_bdi(sb)
+    };
     if ret != 0 {
         return ret;
     }
@@ -1026,31 +1005,66 @@ pub(crate) unsafe fn put_super_data<T: FileSystem>(sb: *mut bindings::super_bloc
     }
 }
 
+/// The `super_operations` of `T`. Inodes are still allocated, freed and
+/// evicted by rust/vfs.c.
+struct SuperOps<T>(PhantomData<T>);
+
+impl<T: VfsTables> SuperOps<T> {
+    const OPS: bindings::super_operations = bindings::super_operations {
+        alloc_inode: Some(ffi::emfs_alloc_inode),
+        free_inode: Some(ffi::emfs_free_inode),
+        evict_inode: Some(ffi::emfs_evict_inode),
+        statfs: Some(statfs::<T>),
+        show_options: Some(show_options::<T>),
+        // SAFETY: The other operations are optional: NULL is valid.
+        ..unsafe { core::mem::zeroed() }
+    };
+}
+
+/// `statfs`.
+///
 /// # Safety
 ///
-/// `sb` is a mounted superblock of this filesystem; `st` is valid for
-/// writes.
-pub(crate) unsafe fn statfs<T: FileSystem>(
-    sb: *mut bindings::super_block,
-    st: *mut StatFs,
+/// Called by the VFS for a dentry of a mounted superblock of `T`, with
+/// `buf` valid for writes.
+unsafe extern "C" fn statfs<T: VfsTables>(
+    dentry: *mut bindings::dentry,
+    buf: *mut bindings::kstatfs,
 ) -> c_int {
+    // SAFETY: As the caller promises.
+    let sb = unsafe { (*dentry).d_sb };
     // SAFETY: A mounted superblock's data lives while it is mounted.
-    let stat = T::statfs(unsafe { data::<T>(sb) });
-    // SAFETY: `st` is valid for writes.
-    unsafe { st.write(stat) };
+    let st = T::statfs(unsafe { data::<T>(sb) });
+    // SAFETY: `buf` is a `struct kstatfs` (opaque in the kernel crate's
+    // bindings, described in the generated ones), valid for writes; `sb`
+    // is valid.
+    unsafe {
+        let buf = buf.cast::<ffi::kstatfs>();
+        (*buf).f_type = (*sb).s_magic as isize;
+        (*buf).f_bsize = (*sb).s_blocksize as isize;
+        (*buf).f_frsize = (*sb).s_blocksize as isize;
+        (*buf).f_blocks = st.blocks;
+        (*buf).f_bfree = st.bfree;
+        (*buf).f_bavail = st.bavail;
+        (*buf).f_files = st.files;
+        (*buf).f_ffree = st.ffree;
+        (*buf).f_namelen = st.namelen as isize;
+    }
     0
 }
 
+/// `show_options`.
+///
 /// # Safety
 ///
-/// `m` is a seq_file being written; `sb` a mounted superblock of this
-/// filesystem.
-pub(crate) unsafe fn show_options<T: FileSystem>(
+/// Called by the VFS with a seq_file being written and the root of a
+/// mounted superblock of `T`.
+unsafe extern "C" fn show_options<T: VfsTables>(
     m: *mut bindings::seq_file,
-    sb: *mut bindings::super_block,
+    root: *mut bindings::dentry,
 ) -> c_int {
-    // SAFETY: As in `statfs`.
-    let data = unsafe { data::<T>(sb) };
+    // SAFETY: As the caller promises.
+    let data = unsafe { data::<T>((*root).d_sb) };
     // SAFETY: `m` is valid for the duration of the call.
     T::show_options(data, unsafe { SeqFile::from_raw(m) });
     0
