@@ -172,6 +172,7 @@ pub(crate) fn parse_size(text: &str) -> Option<u64> {
 }
 
 impl FileSystem for Emfs {
+    const NAME: &'static CStr = c"emfs";
     const MAGIC: u32 = EMFS_MAGIC;
     const BLOCKSIZE_BITS: u8 = BLOCKSIZE_BITS;
     type Options = MountOptions;
@@ -578,7 +579,8 @@ mod tests {
     /// touch what the registered type uses (its inode cache, its workers).
     #[test]
     fn a_second_registration_is_refused() -> Result {
-        let second = Registration::<Emfs>::new();
+        let module = &<crate::LocalModule as kernel::ModuleMetadata>::THIS_MODULE;
+        let second = Registration::<Emfs>::new(module);
         kunit_ensure!(matches!(second, Err(e) if e == EBUSY));
         let mnt = crate::glue::vfs::kern_mount::<Emfs>()?;
         let st = mnt.statfs()?;

@@ -115,18 +115,15 @@ struct fs_context;
 struct super_block;
 struct dentry;
 struct kstatfs;
-struct vfsmount;
-int emfs_register_fs(void);
-void emfs_unregister_fs(void);
-struct vfsmount *emfs_kern_mount(void);
+struct file_system_type;
+int emfs_vfs_resources_init(void);
+void emfs_vfs_resources_exit(void);
 /* rust/vfs.c's inode allocation, in the super_operations built in Rust. */
 struct inode *emfs_alloc_inode(struct super_block *sb);
 void emfs_free_inode(struct inode *inode);
 void emfs_evict_inode(struct inode *inode);
 
 
-int emfs_vfs_init_fs_context(struct fs_context *fc);
-void emfs_vfs_put_super_data(struct super_block *sb);
 struct inode;
 void emfs_init_root_inode(struct inode *inode);
 int emfs_vfs_new_inode_data(struct super_block *sb, u64 ino, bool regular,
@@ -166,7 +163,7 @@ struct emfs_walk_ops {
 	bool sync;
 };
 
-void emfs_walk(const struct emfs_walk_ops *ops);
+void emfs_walk(struct file_system_type *type, const struct emfs_walk_ops *ops);
 bool emfs_mapping_dirty_range(struct address_space *mapping, u64 from, u64 to,
 			      u64 *start, u64 *end);
 int emfs_fiemap_fill(struct fiemap_extent_info *fi, u64 logical, u64 physical,

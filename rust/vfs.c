@@ -101,7 +101,6 @@ static const struct inode_operations emfs_dir_inode_ops;
 static const struct inode_operations emfs_file_inode_ops;
 static const struct file_operations emfs_file_ops;
 static const struct address_space_operations emfs_aops;
-static struct file_system_type emfs_fs_type;
 
 static struct inode *emfs_get_inode(struct super_block *sb,
 				    const struct inode *dir, umode_t mode)
@@ -831,9 +830,9 @@ static void emfs_walk_sb(struct super_block *sb, void *arg)
 	ops->sb(ops->ctx, sb, true);
 }
 
-void emfs_walk(const struct emfs_walk_ops *ops)
+void emfs_walk(struct file_system_type *type, const struct emfs_walk_ops *ops)
 {
-	iterate_supers_type(&emfs_fs_type, emfs_walk_sb, (void *)ops);
+	iterate_supers_type(type, emfs_walk_sb, (void *)ops);
 }
 
 int emfs_fiemap_fill(struct fiemap_extent_info *fi, u64 logical, u64 physical,
@@ -848,24 +847,14 @@ void emfs_init_root_inode(struct inode *inode)
 	inode->i_fop = &simple_dir_operations;
 }
 
-static void emfs_kill_sb(struct super_block *sb)
+/*
+ * What the C half of an emfs needs while the filesystem type is registered
+ * (rust/glue/vfs.rs, Registration): the inode cache and the endio
+ * workqueue. Set up before the type is registered, torn down after it is
+ * unregistered.
+ */
+int emfs_vfs_resources_init(void)
 {
-	kill_anon_super(sb);
-	/* The filesystem's data goes after the VFS is done with the sb. */
-	emfs_vfs_put_super_data(sb);
-}
-
-static struct file_system_type emfs_fs_type = {
-	.owner			= THIS_MODULE,
-	.name			= "emfs",
-	.init_fs_context	= emfs_vfs_init_fs_context,
-	.kill_sb		= emfs_kill_sb,
-};
-
-int emfs_register_fs(void)
-{
-	int ret;
-
 	/* One registration: a second must not touch the first's cache. */
 	if (emfs_inode_cachep)
 		return -EBUSY;
@@ -880,27 +869,14 @@ int emfs_register_fs(void)
 					      emfs_inode_init_once);
 	if (!emfs_inode_cachep) {
 		destroy_workqueue(emfs_endio_wq);
+		emfs_endio_wq = NULL;
 		return -ENOMEM;
 	}
-	ret = register_filesystem(&emfs_fs_type);
-	if (ret) {
-		kmem_cache_destroy(emfs_inode_cachep);
-		destroy_workqueue(emfs_endio_wq);
-	}
-	return ret;
+	return 0;
 }
 
-/* An internal mount of the filesystem, with the default options. */
-struct vfsmount *emfs_kern_mount(void)
+void emfs_vfs_resources_exit(void)
 {
-	if (!emfs_inode_cachep)
-		return ERR_PTR(-ENODEV);
-	return kern_mount(&emfs_fs_type);
-}
-
-void emfs_unregister_fs(void)
-{
-	unregister_filesystem(&emfs_fs_type);
 	/* Inodes are freed after an RCU grace period. */
 	rcu_barrier();
 	kmem_cache_destroy(emfs_inode_cachep);
@@ -908,4 +884,3 @@ void emfs_unregister_fs(void)
 	destroy_workqueue(emfs_endio_wq);
 	emfs_endio_wq = NULL;
 }
-

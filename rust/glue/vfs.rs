@@ -34,7 +34,20 @@
 //!   when `fill_super` fails half way).
 
 use core::marker::PhantomData;
-use kernel::{bindings, error::to_result, ffi::c_int, prelude::*, seq_file::SeqFile, str::CStr};
+use kernel::{
+    bindings,
+    error::to_result,
+    ffi::c_int,
+    prelude::*,
+    seq_file::SeqFile,
+    str::CStr,
+    sync::atomic::{
+        Atomic,
+        Relaxed, //
+    },
+    types::Opaque,
+    ThisModule,
+};
 
 use crate::glue::ffi;
 
@@ -156,6 +169,8 @@ pub(crate) struct StatFs {
 
 /// A filesystem type.
 pub(crate) trait FileSystem: Sized + 'static {
+    /// The name of the type, as `mount -t` takes it.
+    const NAME: &'static CStr;
     /// `s_magic` and `f_type`.
     const MAGIC: u32;
     /// log2 of the block size.
@@ -274,17 +289,56 @@ pub(crate) trait FileSystem: Sized + 'static {
     ) -> Result<u64>;
 }
 
-/// A filesystem whose trampolines are those of rust/vfs.c's filesystem
-/// type.
+/// A filesystem whose VFS entry points `filesystem!` instantiated, and
+/// its `struct file_system_type`.
 ///
 /// # Safety
 ///
-/// Implemented only by [`filesystem!`], which defines those trampolines
-/// for `Self`. Their names are fixed, so a crate can define them for one
-/// type only: the callbacks of rust/vfs.c's filesystem type decode every
-/// superblock's and inode's data as `Self`'s, and nothing else may be
-/// registered or walked as that type.
-pub(crate) unsafe trait VfsTables: FileSystem {}
+/// Implemented only by [`filesystem!`], which defines the trampolines that
+/// rust/vfs.c calls for `Self`. Their names are fixed, so a crate can
+/// define them for one type only: the C half decodes every superblock's
+/// and inode's data of this filesystem as `Self`'s, and `fs_type` is the
+/// type whose callbacks are `Self`'s.
+pub(crate) unsafe trait VfsTables: FileSystem {
+    /// The filesystem type, in static storage.
+    fn fs_type() -> &'static FsType;
+}
+
+/// A `struct file_system_type`, in static storage: it holds lockdep keys,
+/// and the VFS links it into its list of types while it is registered.
+///
+/// # Invariants
+///
+/// `raw` is written only by [`Registration::new`], after it set
+/// `registered` and before it registers `raw`; while `registered` is set,
+/// the VFS owns it.
+pub(crate) struct FsType {
+    raw: Opaque<bindings::file_system_type>,
+    registered: Atomic<u32>,
+}
+
+// SAFETY: By the type invariant, one `Registration` at a time writes it,
+// before the VFS, which serialises its own accesses, sees it.
+unsafe impl Sync for FsType {}
+
+impl FsType {
+    /// The type of filesystem `T`, named `T::NAME`, mounted through
+    /// `T`'s `fs_context` operations and killed with `kill_anon_super()`.
+    // `CStrExt::as_char_ptr` is not a `const fn`; the cast is its body.
+    #[allow(clippy::disallowed_methods)]
+    pub(crate) const fn new<T: VfsTables>() -> Self {
+        // SAFETY: All zeroes is a valid `file_system_type`: no callbacks,
+        // no owner, empty lists.
+        let mut raw: bindings::file_system_type = unsafe { core::mem::zeroed() };
+        raw.name = T::NAME.as_ptr().cast();
+        raw.init_fs_context = Some(init_fs_context_raw::<T>);
+        raw.kill_sb = Some(kill_sb::<T>);
+        Self {
+            raw: Opaque::new(raw),
+            registered: Atomic::new(0),
+        }
+    }
+}
 
 /// The filesystem type is registered while this lives.
 pub(crate) struct Registration<T: VfsTables> {
@@ -292,17 +346,36 @@ pub(crate) struct Registration<T: VfsTables> {
 }
 
 impl<T: VfsTables> Registration<T> {
-    /// Registers the filesystem type (`register_filesystem()`); `EBUSY` if
-    /// it is registered already.
-    pub(crate) fn new() -> Result<Self> {
+    /// Registers the filesystem type (`register_filesystem()`) for
+    /// `module`; `EBUSY` if it is registered already, before anything the
+    /// registered type uses is touched.
+    pub(crate) fn new(module: &'static ThisModule) -> Result<Self> {
         // `fs_parse()` walks the table up to its end.
         if !T::PARAMS.last().is_some_and(|p| p.0.name.is_null()) {
             pr_err!("the mount parameter table does not end with Param::END\n");
             return Err(EINVAL);
         }
-        // SAFETY: Registers the static type of rust/vfs.c, whose callbacks
-        // are the trampolines `filesystem!` made for `T`.
-        to_result(unsafe { ffi::emfs_register_fs() })?;
+        let fs = T::fs_type();
+        if fs.registered.cmpxchg(0, 1, Relaxed).is_err() {
+            return Err(EBUSY);
+        }
+        // SAFETY: Sets up the C half's inode cache and endio workqueue.
+        if let Err(e) = to_result(unsafe { ffi::emfs_vfs_resources_init() }) {
+            fs.registered.store(0, Relaxed);
+            return Err(e);
+        }
+        // SAFETY: By the type invariant, ours to write now; then registered,
+        // with `T`'s callbacks, until `drop` unregisters it.
+        let ret = unsafe {
+            (*fs.raw.get()).owner = module.as_ptr();
+            bindings::register_filesystem(fs.raw.get())
+        };
+        if let Err(e) = to_result(ret) {
+            // SAFETY: Set up above, and the type was not registered.
+            unsafe { ffi::emfs_vfs_resources_exit() };
+            fs.registered.store(0, Relaxed);
+            return Err(e);
+        }
         Ok(Self { _fs: PhantomData })
     }
 }
@@ -311,17 +384,21 @@ impl<T: VfsTables> Registration<T> {
 /// until the returned value is dropped (`kern_mount()`). `ENODEV` if it
 /// is not registered; otherwise errors are the mount's.
 pub(crate) fn kern_mount<T: VfsTables>() -> Result<KernMount> {
-    // SAFETY: Refuses unless the type is registered; the caller is code of
-    // this module, so the module's exit (which unregisters it) cannot run
-    // before the mount takes its reference to the module.
-    let mnt = unsafe { ffi::emfs_kern_mount() };
+    let fs = T::fs_type();
+    if fs.registered.load(Relaxed) == 0 {
+        return Err(ENODEV);
+    }
+    // SAFETY: The type is registered; the caller is code of this module, so
+    // the module's exit (which unregisters it) cannot run before the mount
+    // takes its reference to the module.
+    let mnt = unsafe { bindings::kern_mount(fs.raw.get()) };
     // `kern_mount()` returns a mount or an `ERR_PTR`.
     let mnt = kernel::error::from_err_ptr(mnt)?;
     // INVARIANT: `kern_mount()` succeeded.
     Ok(KernMount { mnt })
 }
 
-/// An internal mount ([`Registration::kern_mount`]), unmounted on drop.
+/// An internal mount ([`kern_mount`]), unmounted on drop.
 ///
 /// # Invariants
 ///
@@ -356,9 +433,15 @@ impl Drop for KernMount {
 
 impl<T: VfsTables> Drop for Registration<T> {
     fn drop(&mut self) {
+        let fs = T::fs_type();
         // SAFETY: `new` registered the type. Mounts hold a reference to the
-        // module, so none is left when the module's data is dropped.
-        unsafe { ffi::emfs_unregister_fs() };
+        // module, so none is left when the module's data is dropped; the
+        // C half's resources go after the type.
+        unsafe {
+            bindings::unregister_filesystem(fs.raw.get());
+            ffi::emfs_vfs_resources_exit();
+        }
+        fs.registered.store(0, Relaxed);
     }
 }
 
@@ -420,41 +503,18 @@ pub(crate) fn walk<T: VfsTables, W: Walk<T>>(w: &mut W, sync: bool) {
     // SAFETY: `ops` lives across the call; its callbacks are instantiated
     // for `T`, whose trampolines the filesystem type of rust/vfs.c uses,
     // and `ctx` is the walker they expect.
-    unsafe { ffi::emfs_walk(&ops) };
+    unsafe { ffi::emfs_walk(T::fs_type().raw.get(), &ops) };
 }
 
 /// Instantiates the VFS trampolines of rust/vfs.c for filesystem `$t`.
 macro_rules! filesystem {
     ($t:ty) => {
-        // SAFETY: The trampolines below are `$t`'s.
-        unsafe impl $crate::glue::vfs::VfsTables for $t {}
-
-        /// Trampoline: `init_fs_context` of the filesystem type.
-        ///
-        /// # Safety
-        ///
-        /// Called only by the VFS through rust/vfs.c's filesystem type,
-        /// with the arguments the function it forwards to requires (see
-        /// there).
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_init_fs_context(
-            fc: *mut $crate::glue::ffi::fs_context,
-        ) -> ::kernel::ffi::c_int {
-            // SAFETY: The VFS passes a new context of this type.
-            unsafe { $crate::glue::vfs::init_fs_context::<$t>(fc) }
-        }
-
-        /// Trampoline: the end of `kill_sb`.
-        ///
-        /// # Safety
-        ///
-        /// Called only by rust/vfs.c, with the arguments the function it
-        /// forwards to requires (see there).
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_put_super_data(sb: *mut ::kernel::bindings::super_block) {
-            // SAFETY: Called by rust/vfs.c's `kill_sb` after
-            // `kill_anon_super()`: nothing uses the superblock's data any more.
-            unsafe { $crate::glue::vfs::put_super_data::<$t>(sb) }
+        // SAFETY: The trampolines below are `$t`'s, and so is its type.
+        unsafe impl $crate::glue::vfs::VfsTables for $t {
+            fn fs_type() -> &'static $crate::glue::vfs::FsType {
+                static FS_TYPE: $crate::glue::vfs::FsType = $crate::glue::vfs::FsType::new::<$t>();
+                &FS_TYPE
+            }
         }
 
         /// Trampoline: a new inode's data.
@@ -693,14 +753,6 @@ macro_rules! filesystem {
         // coerce to one function pointer type if their signatures match.
         const _: fn() = || {
             let _ = [
-                $crate::glue::ffi::emfs_vfs_init_fs_context,
-                emfs_vfs_init_fs_context,
-            ];
-            let _ = [
-                $crate::glue::ffi::emfs_vfs_put_super_data,
-                emfs_vfs_put_super_data,
-            ];
-            let _ = [
                 $crate::glue::ffi::emfs_vfs_new_inode_data,
                 emfs_vfs_new_inode_data,
             ];
@@ -780,7 +832,7 @@ impl<T: VfsTables> ContextOps<T> {
 ///
 /// `fc` is a new context of `T`'s filesystem type, not otherwise used
 /// during the call.
-pub(crate) unsafe fn init_fs_context<T: VfsTables>(fc: *mut ffi::fs_context) -> c_int {
+unsafe fn init_fs_context<T: VfsTables>(fc: *mut ffi::fs_context) -> c_int {
     let Ok(opts) = KBox::new(T::Options::default(), GFP_KERNEL) else {
         return ENOMEM.to_errno();
     };
@@ -791,6 +843,31 @@ pub(crate) unsafe fn init_fs_context<T: VfsTables>(fc: *mut ffi::fs_context) -> 
         (*fc).ops = &ContextOps::<T>::OPS;
     }
     0
+}
+
+/// `init_fs_context` of `T`'s [`FsType`].
+///
+/// # Safety
+///
+/// As for [`init_fs_context`]; `fc` is the context that the generated
+/// `struct fs_context` describes (opaque in the kernel crate's bindings).
+unsafe extern "C" fn init_fs_context_raw<T: VfsTables>(fc: *mut bindings::fs_context) -> c_int {
+    // SAFETY: As the caller promises.
+    unsafe { init_fs_context::<T>(fc.cast()) }
+}
+
+/// `kill_sb` of `T`'s [`FsType`]: the superblock's data goes after the VFS
+/// is done with the superblock (also when `fill_super` failed half way).
+///
+/// # Safety
+///
+/// Called by the VFS, once, for a superblock of `T`'s type.
+unsafe extern "C" fn kill_sb<T: VfsTables>(sb: *mut bindings::super_block) {
+    // SAFETY: As the caller promises.
+    unsafe {
+        bindings::kill_anon_super(sb);
+        put_super_data::<T>(sb);
+    }
 }
 
 /// The options of a context set up by [`init_fs_context`].
@@ -993,7 +1070,7 @@ pub(crate) unsafe fn drop_inode_data<T: FileSystem>(data: *mut c_void) {
 ///
 /// `sb` is a superblock of this filesystem shut down by
 /// `kill_anon_super()`; called once.
-pub(crate) unsafe fn put_super_data<T: FileSystem>(sb: *mut bindings::super_block) {
+unsafe fn put_super_data<T: FileSystem>(sb: *mut bindings::super_block) {
     // SAFETY: `sb` is valid.
     let data = unsafe { (*sb).s_fs_info };
     if !data.is_null() {
