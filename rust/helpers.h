@@ -13,6 +13,7 @@
 #include <linux/types.h>
 #include <linux/percpu.h>
 #include <linux/spinlock_types.h>
+#include <linux/time64.h>
 
 struct lock_class_key;
 
@@ -125,9 +126,15 @@ void emfs_evict_inode(struct inode *inode);
 
 
 struct inode;
-void emfs_init_root_inode(struct inode *inode);
-int emfs_vfs_new_inode_data(struct super_block *sb, u64 ino, bool regular,
-			    void **data);
+/* rust/vfs.c's tables for regular files, used by the Rust inode creation. */
+struct inode_operations;
+struct file_operations;
+struct address_space_operations;
+extern const struct inode_operations emfs_file_inode_ops;
+extern const struct file_operations emfs_file_ops;
+extern const struct address_space_operations emfs_aops;
+void **emfs_inode_data(struct inode *inode);
+void emfs_inode_set_mtime_to_ts(struct inode *inode, struct timespec64 ts);
 void emfs_vfs_drop_inode_data(void *data);
 
 /* The data path (rust/glue/vfs.rs); see rust/vfs.c for the callers. */

@@ -47,7 +47,7 @@
 
 /*
  * An emfs inode: the VFS inode, and the filesystem's own data for it
- * (built by emfs_vfs_new_inode_data(), dropped at eviction).
+ * (set when rust/glue/vfs.rs creates the inode, dropped at eviction).
  */
 struct emfs_inode {
 	struct inode vfs_inode;
@@ -97,94 +97,17 @@ void emfs_evict_inode(struct inode *inode)
 	}
 }
 
-static const struct inode_operations emfs_dir_inode_ops;
-static const struct inode_operations emfs_file_inode_ops;
-static const struct file_operations emfs_file_ops;
-static const struct address_space_operations emfs_aops;
 
-static struct inode *emfs_get_inode(struct super_block *sb,
-				    const struct inode *dir, umode_t mode)
+/* Where an inode's data goes (rust/glue/vfs.rs). */
+void **emfs_inode_data(struct inode *inode)
 {
-	struct inode *inode = new_inode(sb);
-
-	if (!inode)
-		return ERR_PTR(-ENOMEM);
-	inode->i_ino = get_next_ino();
-	inode_init_owner(&nop_mnt_idmap, inode, dir, mode);
-	simple_inode_init_ts(inode);
-	if (S_ISDIR(mode)) {
-		inode->i_op = &emfs_dir_inode_ops;
-		inode->i_fop = &simple_dir_operations;
-		/* Directories start with i_nlink == 2, for ".". */
-		inc_nlink(inode);
-	} else {
-		inode->i_op = &emfs_file_inode_ops;
-		inode->i_fop = &emfs_file_ops;
-		inode->i_mapping->a_ops = &emfs_aops;
-	}
-	/*
-	 * Hashed, unlike ramfs's: __mark_inode_dirty() puts only hashed
-	 * inodes on the writeback lists, and emfs's page cache must reach
-	 * the disk through the flusher and sync(2), not only through fsync.
-	 * I_NEW until its data is in place (unlock_new_inode()): the check
-	 * walk skips new inodes, and reads ->data under i_lock after the
-	 * flag is clear, so it sees the data unlock_new_inode() published.
-	 */
-	if (insert_inode_locked(inode) < 0) {
-		/* The inode number is in use: get_next_ino() wrapped. */
-		make_bad_inode(inode);
-		iput(inode);
-		return ERR_PTR(-EBUSY);
-	}
-	return inode;
+	return &EMFS_I(inode)->data;
 }
 
-static int emfs_mknod(struct inode *dir, struct dentry *dentry, umode_t mode)
+void emfs_inode_set_mtime_to_ts(struct inode *inode, struct timespec64 ts)
 {
-	struct inode *inode = emfs_get_inode(dir->i_sb, dir, mode);
-	int ret;
-
-	if (IS_ERR(inode))
-		return PTR_ERR(inode);
-	ret = emfs_vfs_new_inode_data(dir->i_sb, inode->i_ino, S_ISREG(mode),
-				      &EMFS_I(inode)->data);
-	if (ret) {
-		discard_new_inode(inode);
-		return ret;
-	}
-	unlock_new_inode(inode);
-	d_make_persistent(dentry, inode);
-	inode_set_mtime_to_ts(dir, inode_set_ctime_current(dir));
-	return 0;
+	inode_set_mtime_to_ts(inode, ts);
 }
-
-static int emfs_create(struct mnt_idmap *idmap, struct inode *dir,
-		       struct dentry *dentry, umode_t mode)
-{
-	return emfs_mknod(dir, dentry, (mode & ~S_IFMT) | S_IFREG);
-}
-
-static struct dentry *emfs_mkdir(struct mnt_idmap *idmap, struct inode *dir,
-				 struct dentry *dentry, umode_t mode)
-{
-	int ret = emfs_mknod(dir, dentry, (mode & ~S_IFMT) | S_IFDIR);
-
-	if (!ret)
-		inc_nlink(dir);
-	return ERR_PTR(ret);
-}
-
-static const struct inode_operations emfs_dir_inode_ops = {
-	.create		= emfs_create,
-	.lookup		= simple_lookup,
-	.link		= simple_link,
-	.unlink		= simple_unlink,
-	.mkdir		= emfs_mkdir,
-	.rmdir		= simple_rmdir,
-	.rename		= simple_rename,
-	.getattr	= simple_getattr,
-	.setattr	= simple_setattr,
-};
 
 static inline void *emfs_data(struct inode *inode)
 {
@@ -494,7 +417,7 @@ static bool emfs_release_folio(struct folio *folio, gfp_t gfp)
 	return true;
 }
 
-static const struct address_space_operations emfs_aops = {
+const struct address_space_operations emfs_aops = {
 	.read_folio		= emfs_read_folio,
 	.writepages		= emfs_writepages,
 	.dirty_folio		= filemap_dirty_folio,
@@ -716,13 +639,13 @@ static int emfs_fiemap(struct inode *inode, struct fiemap_extent_info *fi,
 	return ret;
 }
 
-static const struct inode_operations emfs_file_inode_ops = {
+const struct inode_operations emfs_file_inode_ops = {
 	.getattr	= simple_getattr,
 	.setattr	= emfs_file_setattr,
 	.fiemap		= emfs_fiemap,
 };
 
-static const struct file_operations emfs_file_ops = {
+const struct file_operations emfs_file_ops = {
 	.llseek		= emfs_llseek,
 	.read_iter	= generic_file_read_iter,
 	.write_iter	= emfs_file_write_iter,
@@ -839,12 +762,6 @@ int emfs_fiemap_fill(struct fiemap_extent_info *fi, u64 logical, u64 physical,
 		     u64 len, u32 flags)
 {
 	return fiemap_fill_next_extent(fi, logical, physical, len, flags);
-}
-
-void emfs_init_root_inode(struct inode *inode)
-{
-	inode->i_op = &emfs_dir_inode_ops;
-	inode->i_fop = &simple_dir_operations;
 }
 
 /*

@@ -517,24 +517,6 @@ macro_rules! filesystem {
             }
         }
 
-        /// Trampoline: a new inode's data.
-        ///
-        /// # Safety
-        ///
-        /// Called only by rust/vfs.c, with the arguments the function it
-        /// forwards to requires (see there).
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_new_inode_data(
-            sb: *mut ::kernel::bindings::super_block,
-            ino: u64,
-            regular: bool,
-            data: *mut *mut ::kernel::ffi::c_void,
-        ) -> ::kernel::ffi::c_int {
-            // SAFETY: Called by rust/vfs.c with a mounted superblock and the
-            // inode's data slot.
-            unsafe { $crate::glue::vfs::new_inode_data::<$t>(sb, ino, regular, data) }
-        }
-
         /// Trampoline: an evicted inode's data.
         ///
         /// # Safety
@@ -544,7 +526,7 @@ macro_rules! filesystem {
         #[unsafe(no_mangle)]
         unsafe extern "C" fn emfs_vfs_drop_inode_data(data: *mut ::kernel::ffi::c_void) {
             // SAFETY: Called by rust/vfs.c once per inode, at eviction, with
-            // what `emfs_vfs_new_inode_data` stored.
+            // what the inode's creation stored.
             unsafe { $crate::glue::vfs::drop_inode_data::<$t>(data) }
         }
 
@@ -752,10 +734,6 @@ macro_rules! filesystem {
         // Each trampoline has its prototype in rust/helpers.h: the two only
         // coerce to one function pointer type if their signatures match.
         const _: fn() = || {
-            let _ = [
-                $crate::glue::ffi::emfs_vfs_new_inode_data,
-                emfs_vfs_new_inode_data,
-            ];
             let _ = [
                 $crate::glue::ffi::emfs_vfs_drop_inode_data,
                 emfs_vfs_drop_inode_data,
@@ -1022,7 +1000,8 @@ unsafe fn fill_super<T: VfsTables>(sb: *mut bindings::super_block, opts: &T::Opt
         (*inode).i_ino = 1;
         (*inode).i_mode = (bindings::S_IFDIR | 0o755) as bindings::umode_t;
         bindings::set_nlink(inode, 2);
-        ffi::emfs_init_root_inode(inode.cast());
+        (*inode).i_op = &DirOps::<T>::OPS;
+        (*inode).__bindgen_anon_3.i_fop = &raw const bindings::simple_dir_operations;
         bindings::simple_inode_init_ts(inode);
     }
     // SAFETY: `inode` is a valid inode; `d_make_root` consumes it, and
@@ -1040,7 +1019,7 @@ unsafe fn fill_super<T: VfsTables>(sb: *mut bindings::super_block, opts: &T::Opt
 ///
 /// `sb` is a mounted superblock of this filesystem; `slot` is valid for a
 /// write.
-pub(crate) unsafe fn new_inode_data<T: FileSystem>(
+unsafe fn new_inode_data<T: FileSystem>(
     sb: *mut bindings::super_block,
     ino: u64,
     regular: bool,
@@ -1096,6 +1075,133 @@ impl<T: VfsTables> SuperOps<T> {
         // SAFETY: The other operations are optional: NULL is valid.
         ..unsafe { core::mem::zeroed() }
     };
+}
+
+/// The `inode_operations` of `T`'s directories: `libfs`'s, but for
+/// making files and directories, whose inodes need `T`'s data.
+struct DirOps<T>(PhantomData<T>);
+
+impl<T: VfsTables> DirOps<T> {
+    const OPS: bindings::inode_operations = bindings::inode_operations {
+        create: Some(create::<T>),
+        lookup: Some(bindings::simple_lookup),
+        link: Some(bindings::simple_link),
+        unlink: Some(bindings::simple_unlink),
+        mkdir: Some(mkdir::<T>),
+        rmdir: Some(bindings::simple_rmdir),
+        rename: Some(bindings::simple_rename),
+        getattr: Some(bindings::simple_getattr),
+        setattr: Some(bindings::simple_setattr),
+        // SAFETY: The other operations are optional: NULL is valid.
+        ..unsafe { core::mem::zeroed() }
+    };
+}
+
+/// Makes the inode of a new file or directory `dentry` in `dir`: `I_NEW`
+/// (`insert_inode_locked()`) until `T`'s data is in place, thrown away
+/// (`discard_new_inode()`) if that fails. Hashed, unlike ramfs's inodes:
+/// `__mark_inode_dirty()` puts only hashed inodes on the writeback lists,
+/// and the page cache must reach the disk through the flusher and
+/// `sync(2)`, not only through `fsync`.
+///
+/// # Safety
+///
+/// Called by the VFS from `create` or `mkdir` of a directory of a mounted
+/// superblock of `T`, with `dir` locked and `dentry` negative.
+unsafe fn mknod<T: VfsTables>(
+    idmap: *mut bindings::mnt_idmap,
+    dir: *mut bindings::inode,
+    dentry: *mut bindings::dentry,
+    mode: bindings::umode_t,
+) -> c_int {
+    // SAFETY: As the caller promises.
+    let sb = unsafe { (*dir).i_sb };
+    // SAFETY: `sb` is mounted.
+    let inode = unsafe { bindings::new_inode(sb) };
+    if inode.is_null() {
+        return ENOMEM.to_errno();
+    }
+    let is_dir = u32::from(mode) & bindings::S_IFMT == bindings::S_IFDIR;
+    // SAFETY: `inode` is new and ours until it is hashed below; the tables
+    // are constants, or rust/vfs.c's. (`i_fop` is in an anonymous union of
+    // `struct inode`, which bindgen numbers.)
+    let ino = unsafe {
+        (*inode).i_ino = bindings::get_next_ino().into();
+        bindings::inode_init_owner(idmap, inode, dir, mode);
+        bindings::simple_inode_init_ts(inode);
+        if is_dir {
+            (*inode).i_op = &DirOps::<T>::OPS;
+            (*inode).__bindgen_anon_3.i_fop = &raw const bindings::simple_dir_operations;
+            // Directories start with i_nlink == 2, for ".".
+            bindings::inc_nlink(inode);
+        } else {
+            (*inode).i_op = &raw const ffi::emfs_file_inode_ops;
+            (*inode).__bindgen_anon_3.i_fop = &raw const ffi::emfs_file_ops;
+            (*(*inode).i_mapping).a_ops = &raw const ffi::emfs_aops;
+        }
+        if bindings::insert_inode_locked(inode) < 0 {
+            // The number is in use: get_next_ino() wrapped.
+            bindings::make_bad_inode(inode);
+            bindings::iput(inode);
+            return EBUSY.to_errno();
+        }
+        (*inode).i_ino
+    };
+    // SAFETY: `sb` is mounted; the slot is the new inode's, which nobody
+    // else sees while it is `I_NEW`.
+    let ret = unsafe { new_inode_data::<T>(sb, ino as u64, !is_dir, ffi::emfs_inode_data(inode)) };
+    // SAFETY: `inode` is `I_NEW` and ours; `dir` and `dentry` as the caller
+    // promises. `unlock_new_inode()` publishes the data with the flag.
+    unsafe {
+        if ret != 0 {
+            bindings::discard_new_inode(inode);
+            return ret;
+        }
+        bindings::unlock_new_inode(inode);
+        bindings::d_make_persistent(dentry, inode);
+        ffi::emfs_inode_set_mtime_to_ts(dir, bindings::inode_set_ctime_current(dir));
+    }
+    0
+}
+
+/// `create`.
+///
+/// # Safety
+///
+/// As for [`mknod`].
+unsafe extern "C" fn create<T: VfsTables>(
+    idmap: *mut bindings::mnt_idmap,
+    dir: *mut bindings::inode,
+    dentry: *mut bindings::dentry,
+    mode: bindings::umode_t,
+) -> c_int {
+    let mode = (u32::from(mode) & !bindings::S_IFMT) | bindings::S_IFREG;
+    // SAFETY: As the caller promises.
+    unsafe { mknod::<T>(idmap, dir, dentry, mode as bindings::umode_t) }
+}
+
+/// `mkdir`: `NULL` (the dentry was used) or an `ERR_PTR`.
+///
+/// # Safety
+///
+/// As for [`mknod`].
+unsafe extern "C" fn mkdir<T: VfsTables>(
+    idmap: *mut bindings::mnt_idmap,
+    dir: *mut bindings::inode,
+    dentry: *mut bindings::dentry,
+    mode: bindings::umode_t,
+) -> *mut bindings::dentry {
+    let mode = (u32::from(mode) & !bindings::S_IFMT) | bindings::S_IFDIR;
+    // SAFETY: As the caller promises.
+    let ret = unsafe { mknod::<T>(idmap, dir, dentry, mode as bindings::umode_t) };
+    if ret != 0 {
+        // SAFETY: `ERR_PTR()` of a negative errno.
+        return unsafe { bindings::ERR_PTR(ret as isize) }.cast();
+    }
+    // SAFETY: `dir` is locked, as the caller promises: the new directory's
+    // "..".
+    unsafe { bindings::inc_nlink(dir) };
+    core::ptr::null_mut()
 }
 
 /// `statfs`.
