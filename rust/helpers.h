@@ -126,15 +126,20 @@ void emfs_evict_inode(struct inode *inode);
 
 
 struct inode;
-/* rust/vfs.c's tables for regular files, used by the Rust inode creation. */
-struct inode_operations;
+/*
+ * rust/vfs.c's data path for regular files: its tables, used by the Rust
+ * inode creation, and the data path parts of the Rust inode operations.
+ */
 struct file_operations;
 struct address_space_operations;
-extern const struct inode_operations emfs_file_inode_ops;
+struct fiemap_extent_info;
 extern const struct file_operations emfs_file_ops;
 extern const struct address_space_operations emfs_aops;
 void **emfs_inode_data(struct inode *inode);
 void emfs_inode_set_mtime_to_ts(struct inode *inode, struct timespec64 ts);
+int emfs_setsize(struct inode *inode, loff_t size);
+int emfs_fiemap(struct inode *inode, struct fiemap_extent_info *fi, u64 start,
+		u64 len);
 void emfs_vfs_drop_inode_data(void *data);
 
 /* The data path (rust/glue/vfs.rs); see rust/vfs.c for the callers. */

@@ -587,7 +587,7 @@ static long emfs_fallocate(struct file *file, int mode, loff_t offset,
 	return ret;
 }
 
-static int emfs_setsize(struct inode *inode, loff_t size)
+int emfs_setsize(struct inode *inode, loff_t size)
 {
 	loff_t old = i_size_read(inode);
 	int ret = 0;
@@ -606,26 +606,8 @@ static int emfs_setsize(struct inode *inode, loff_t size)
 	return ret;
 }
 
-static int emfs_file_setattr(struct mnt_idmap *idmap, struct dentry *dentry,
-			     struct iattr *attr)
-{
-	struct inode *inode = d_inode(dentry);
-	int ret;
-
-	ret = setattr_prepare(idmap, dentry, attr);
-	if (ret)
-		return ret;
-	if ((attr->ia_valid & ATTR_SIZE) && attr->ia_size != inode->i_size) {
-		ret = emfs_setsize(inode, attr->ia_size);
-		if (ret)
-			return ret;
-	}
-	setattr_copy(idmap, inode, attr);
-	return 0;
-}
-
-static int emfs_fiemap(struct inode *inode, struct fiemap_extent_info *fi,
-		       u64 start, u64 len)
+int emfs_fiemap(struct inode *inode, struct fiemap_extent_info *fi,
+		u64 start, u64 len)
 {
 	int ret;
 
@@ -638,12 +620,6 @@ static int emfs_fiemap(struct inode *inode, struct fiemap_extent_info *fi,
 	inode_unlock_shared(inode);
 	return ret;
 }
-
-const struct inode_operations emfs_file_inode_ops = {
-	.getattr	= simple_getattr,
-	.setattr	= emfs_file_setattr,
-	.fiemap		= emfs_fiemap,
-};
 
 const struct file_operations emfs_file_ops = {
 	.llseek		= emfs_llseek,

@@ -1097,6 +1097,51 @@ impl<T: VfsTables> DirOps<T> {
     };
 }
 
+/// The `inode_operations` of `T`'s regular files. The size change of
+/// `setattr` and FIEMAP are the data path's, rust/vfs.c's for now.
+struct FileInodeOps<T>(PhantomData<T>);
+
+impl<T: VfsTables> FileInodeOps<T> {
+    const OPS: bindings::inode_operations = bindings::inode_operations {
+        getattr: Some(bindings::simple_getattr),
+        setattr: Some(file_setattr::<T>),
+        fiemap: Some(ffi::emfs_fiemap),
+        // SAFETY: The other operations are optional: NULL is valid.
+        ..unsafe { core::mem::zeroed() }
+    };
+}
+
+/// `setattr` of a regular file: checked by `setattr_prepare()`, the size
+/// changed by the data path (truncating or extending, with its blocks),
+/// then the rest copied by `setattr_copy()`.
+///
+/// # Safety
+///
+/// Called by the VFS with `i_rwsem` of the dentry's inode held, a regular
+/// file of a mounted superblock of `T`.
+unsafe extern "C" fn file_setattr<T: VfsTables>(
+    idmap: *mut bindings::mnt_idmap,
+    dentry: *mut bindings::dentry,
+    attr: *mut bindings::iattr,
+) -> c_int {
+    // SAFETY: As the caller promises.
+    unsafe {
+        let ret = bindings::setattr_prepare(idmap, dentry, attr);
+        if ret != 0 {
+            return ret;
+        }
+        let inode = (*dentry).d_inode;
+        if (*attr).ia_valid & bindings::ATTR_SIZE != 0 && (*attr).ia_size != (*inode).i_size {
+            let ret = ffi::emfs_setsize(inode, (*attr).ia_size);
+            if ret != 0 {
+                return ret;
+            }
+        }
+        bindings::setattr_copy(idmap, inode, attr);
+    }
+    0
+}
+
 /// Makes the inode of a new file or directory `dentry` in `dir`: `I_NEW`
 /// (`insert_inode_locked()`) until `T`'s data is in place, thrown away
 /// (`discard_new_inode()`) if that fails. Hashed, unlike ramfs's inodes:
@@ -1135,7 +1180,7 @@ unsafe fn mknod<T: VfsTables>(
             // Directories start with i_nlink == 2, for ".".
             bindings::inc_nlink(inode);
         } else {
-            (*inode).i_op = &raw const ffi::emfs_file_inode_ops;
+            (*inode).i_op = &FileInodeOps::<T>::OPS;
             (*inode).__bindgen_anon_3.i_fop = &raw const ffi::emfs_file_ops;
             (*(*inode).i_mapping).a_ops = &raw const ffi::emfs_aops;
         }

@@ -48,9 +48,12 @@ centisecs() { local up _; read -r up _ </proc/uptime; echo $((10#${up/./})); }
 # kmemleak_report TAG: print what kmemleak found between markers naming
 # TAG, and forget it.
 kmemleak_report() {
-	if [ -s "$km" ]; then
+	local report
+	# Not [ -s ]: debugfs files have no size.
+	[ -e "$km" ] && report=$(<"$km")
+	if [ -n "${report:-}" ]; then
 		mark "kmemleak $1 begin"
-		cat "$km"
+		printf '%s\n' "$report"
 		mark "kmemleak $1 end"
 		echo clear >"$km"
 	fi
