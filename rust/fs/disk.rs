@@ -242,7 +242,9 @@ impl Disk {
     /// with a larger `size=`). `EINVAL` for fewer blocks than it has, or
     /// more than [`MAX_BLOCKS`]; `ENOMEM` changes nothing.
     pub(crate) fn grow(&self, nr_blocks: u64) -> Result {
-        if nr_blocks > MAX_BLOCKS {
+        // Refused before anything is allocated: the size only grows, so a
+        // size below it now is below it under the lock too.
+        if nr_blocks > MAX_BLOCKS || nr_blocks < self.nr_blocks() {
             return Err(EINVAL);
         }
         let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
