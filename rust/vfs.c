@@ -744,14 +744,10 @@ int emfs_fiemap_fill(struct fiemap_extent_info *fi, u64 logical, u64 physical,
  * What the C half of an emfs needs while the filesystem type is registered
  * (rust/glue/vfs.rs, Registration): the inode cache and the endio
  * workqueue. Set up before the type is registered, torn down after it is
- * unregistered.
+ * unregistered; Registration refuses a second registration before this.
  */
 int emfs_vfs_resources_init(void)
 {
-	/* One registration: a second must not touch the first's cache. */
-	if (emfs_inode_cachep)
-		return -EBUSY;
-
 	emfs_endio_wq = alloc_workqueue("emfs-endio",
 					WQ_MEM_RECLAIM | WQ_UNBOUND, 0);
 	if (!emfs_endio_wq)
