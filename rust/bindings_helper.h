@@ -8,6 +8,7 @@
 #include <linux/fs.h>
 #include <linux/fs_context.h>
 #include <linux/fs_parser.h>
+#include <linux/slab.h>
 #include <linux/sort.h>
 #include <linux/spinlock.h>
 #include <linux/statfs.h>
@@ -16,3 +17,5 @@
 
 /* Macro constants, as the kernel crate's bindings_helper.h does them. */
 const loff_t EMFS_MAX_LFS_FILESIZE = MAX_LFS_FILESIZE;
+const slab_flags_t EMFS_SLAB_RECLAIM_ACCOUNT = SLAB_RECLAIM_ACCOUNT;
+const slab_flags_t EMFS_SLAB_ACCOUNT = SLAB_ACCOUNT;

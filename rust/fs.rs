@@ -38,9 +38,11 @@ use crate::{
         BlockBuf,
         Fiemap,
         FileSystem,
+        INode,
         Mapping,
         Param,
         StatFs,
+        SuperBlock,
         WritebackFolios, //
     },
     shrinker::{
@@ -173,6 +175,7 @@ pub(crate) fn parse_size(text: &str) -> Option<u64> {
 
 impl FileSystem for Emfs {
     const NAME: &'static CStr = c"emfs";
+    const INODE_CACHE: &'static CStr = c"emfs_inode_cache";
     const MAGIC: u32 = EMFS_MAGIC;
     const BLOCKSIZE_BITS: u8 = BLOCKSIZE_BITS;
     type Options = MountOptions;
@@ -455,7 +458,8 @@ impl Check {
 }
 
 impl crate::glue::vfs::Walk<Emfs> for Check {
-    fn superblock(&mut self, sb: &EmfsSb, done: bool) {
+    fn superblock(&mut self, sb: &SuperBlock<Emfs>, done: bool) {
+        let sb = sb.data();
         if !done {
             self.mounts += 1;
             self.pieces.clear();
@@ -490,8 +494,9 @@ impl crate::glue::vfs::Walk<Emfs> for Check {
         }
     }
 
-    fn file(&mut self, sb: &EmfsSb, inode: &EmfsInode, reserved: u64) {
-        let Some(f) = inode.file.as_ref() else {
+    fn file(&mut self, sb: &SuperBlock<Emfs>, inode: &INode<Emfs>, reserved: u64) {
+        let sb = sb.data();
+        let Some(f) = inode.data().and_then(|i| i.file.as_ref()) else {
             return;
         };
         self.files += 1;

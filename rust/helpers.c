@@ -10,6 +10,7 @@
 #include <linux/debug_locks.h>
 #include <linux/delay.h>
 #include <linux/fault-inject.h>
+#include <linux/fs.h>
 #include <linux/lockdep.h>
 #include <linux/mm.h>
 #include <linux/percpu.h>
@@ -318,4 +319,20 @@ void emfs_proc_remove(struct proc_dir_entry *entry)
 void *emfs_seq_private(struct seq_file *m)
 {
 	return m->private;
+}
+
+void *emfs_alloc_inode_sb(struct super_block *sb, struct kmem_cache *cache,
+			  gfp_t gfp)
+{
+	return alloc_inode_sb(sb, cache, gfp);
+}
+
+unsigned int emfs_inode_state_read(struct inode *inode)
+{
+	return inode_state_read(inode);
+}
+
+void emfs___iget(struct inode *inode)
+{
+	__iget(inode);
 }

@@ -117,65 +117,53 @@ struct super_block;
 struct dentry;
 struct kstatfs;
 struct file_system_type;
+struct kmem_cache;
+struct inode;
 int emfs_vfs_resources_init(void);
 void emfs_vfs_resources_exit(void);
-/* rust/vfs.c's inode allocation, in the super_operations built in Rust. */
-struct inode *emfs_alloc_inode(struct super_block *sb);
-void emfs_free_inode(struct inode *inode);
-void emfs_evict_inode(struct inode *inode);
+/* Static inlines and macros of <linux/fs.h>, for rust/glue/vfs.rs. */
+void *emfs_alloc_inode_sb(struct super_block *sb, struct kmem_cache *cache,
+			  gfp_t gfp);
+unsigned int emfs_inode_state_read(struct inode *inode);
+void emfs___iget(struct inode *inode);
 
-
-struct inode;
 /*
  * rust/vfs.c's data path for regular files: its tables, used by the Rust
  * inode creation, and the data path parts of the Rust inode operations.
  */
+struct address_space;
 struct file_operations;
 struct address_space_operations;
 struct fiemap_extent_info;
 extern const struct file_operations emfs_file_ops;
 extern const struct address_space_operations emfs_aops;
-void **emfs_inode_data(struct inode *inode);
 void emfs_inode_set_mtime_to_ts(struct inode *inode, struct timespec64 ts);
 int emfs_setsize(struct inode *inode, loff_t size);
 int emfs_fiemap(struct inode *inode, struct fiemap_extent_info *fi, u64 start,
 		u64 len);
-void emfs_vfs_drop_inode_data(void *data);
+u64 emfs_mapping_reserved(struct address_space *mapping);
 
-/* The data path (rust/glue/vfs.rs); see rust/vfs.c for the callers. */
-struct address_space;
+/*
+ * The data path (rust/glue/vfs.rs), for regular files of a mounted emfs;
+ * see rust/vfs.c for the callers.
+ */
 struct folio;
-struct fiemap_extent_info;
 int emfs_vfs_reserve(struct super_block *sb, u64 blocks);
 void emfs_vfs_unreserve(struct super_block *sb, u64 blocks);
-int emfs_vfs_read_block(struct super_block *sb, void *inode, u64 pos, u64 size,
-			void *dst);
-int emfs_vfs_write_back(struct super_block *sb, void *inode, u64 pos,
-			struct folio **folios, u32 nr, void **wb);
-void emfs_vfs_finish_write_back(struct super_block *sb, void *inode, void *wb);
-int emfs_vfs_fsync(struct super_block *sb, void *inode);
-int emfs_vfs_truncate(struct super_block *sb, void *inode, u64 size);
-int emfs_vfs_punch_hole(struct super_block *sb, void *inode, u64 start, u64 end);
-int emfs_vfs_allocate(struct super_block *sb, void *inode, u64 start, u64 end);
-int emfs_vfs_fiemap(struct super_block *sb, void *inode, u64 size, u64 start,
-		    u64 len, struct address_space *mapping,
+int emfs_vfs_read_block(struct inode *inode, u64 pos, u64 size, void *dst);
+int emfs_vfs_write_back(struct inode *inode, u64 pos, struct folio **folios,
+			u32 nr, void **wb);
+void emfs_vfs_finish_write_back(struct inode *inode, void *wb);
+int emfs_vfs_fsync(struct inode *inode);
+int emfs_vfs_truncate(struct inode *inode, u64 size);
+int emfs_vfs_punch_hole(struct inode *inode, u64 start, u64 end);
+int emfs_vfs_allocate(struct inode *inode, u64 start, u64 end);
+int emfs_vfs_fiemap(struct inode *inode, u64 size, u64 start, u64 len,
+		    struct address_space *mapping,
 		    struct fiemap_extent_info *fi);
-int emfs_vfs_seek(struct super_block *sb, void *inode, u64 size, u64 offset,
-		  bool want_data, struct address_space *mapping, u64 *out);
+int emfs_vfs_seek(struct inode *inode, u64 size, u64 offset, bool want_data,
+		  struct address_space *mapping, u64 *out);
 void emfs_folio_copy_out(struct folio *folio, void *dst);
-/*
- * emfs_walk() visits each mounted emfs superblock (with s_umount held
- * shared, after syncing it if @sync), then each of its regular files.
- */
-struct emfs_walk_ops {
-	void (*sb)(void *ctx, struct super_block *sb, bool done);
-	void (*inode)(void *ctx, struct super_block *sb, void *data,
-		      u64 reserved);
-	void *ctx;
-	bool sync;
-};
-
-void emfs_walk(struct file_system_type *type, const struct emfs_walk_ops *ops);
 bool emfs_mapping_dirty_range(struct address_space *mapping, u64 from, u64 to,
 			      u64 *start, u64 *end);
 int emfs_fiemap_fill(struct fiemap_extent_info *fi, u64 logical, u64 physical,

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * vfs.c - the C half of emfs's VFS glue (rust/glue/vfs.rs).
+ * vfs.c - the page cache side of emfs's data path, until it moves onto
+ * iomap.
  *
- * The operation tables live here for now, as constant tables whose entries
- * are the Rust trampolines of rust/glue/vfs.rs (emfs_vfs_*), plus the few
- * macros and inline functions those need. No filesystem logic.
+ * The file and address space operation tables of regular files live here
+ * for now (rust/glue/vfs.rs gives them to the inodes it makes); what needs
+ * the filesystem calls the Rust trampolines of rust/glue/vfs.rs
+ * (emfs_vfs_*), with the inode. No filesystem logic.
  *
  * Regular files keep their data in the page cache. What needs the
  * filesystem's block mapping goes to Rust: filling a folio, writing dirty
@@ -45,73 +47,14 @@
 
 #include "helpers.h"
 
-/*
- * An emfs inode: the VFS inode, and the filesystem's own data for it
- * (set when rust/glue/vfs.rs creates the inode, dropped at eviction).
- */
-struct emfs_inode {
-	struct inode vfs_inode;
-	void *data;
-};
-
-static struct kmem_cache *emfs_inode_cachep;
 static struct workqueue_struct *emfs_endio_wq;
 
 /* Folios per write back run: 256 KiB with 4 KiB pages. */
 #define EMFS_WB_BATCH	64
 
-static inline struct emfs_inode *EMFS_I(struct inode *inode)
-{
-	return container_of(inode, struct emfs_inode, vfs_inode);
-}
-
-static void emfs_inode_init_once(void *p)
-{
-	struct emfs_inode *ei = p;
-
-	inode_init_once(&ei->vfs_inode);
-}
-
-struct inode *emfs_alloc_inode(struct super_block *sb)
-{
-	struct emfs_inode *ei = alloc_inode_sb(sb, emfs_inode_cachep, GFP_KERNEL);
-
-	if (!ei)
-		return NULL;
-	ei->data = NULL;
-	return &ei->vfs_inode;
-}
-
-void emfs_free_inode(struct inode *inode)
-{
-	kmem_cache_free(emfs_inode_cachep, EMFS_I(inode));
-}
-
-void emfs_evict_inode(struct inode *inode)
-{
-	truncate_inode_pages_final(&inode->i_data);
-	clear_inode(inode);
-	if (EMFS_I(inode)->data) {
-		emfs_vfs_drop_inode_data(EMFS_I(inode)->data);
-		EMFS_I(inode)->data = NULL;
-	}
-}
-
-
-/* Where an inode's data goes (rust/glue/vfs.rs). */
-void **emfs_inode_data(struct inode *inode)
-{
-	return &EMFS_I(inode)->data;
-}
-
 void emfs_inode_set_mtime_to_ts(struct inode *inode, struct timespec64 ts)
 {
 	inode_set_mtime_to_ts(inode, ts);
-}
-
-static inline void *emfs_data(struct inode *inode)
-{
-	return EMFS_I(inode)->data;
 }
 
 /* Reserves a block for @folio, which is about to be dirtied. */
@@ -147,8 +90,7 @@ static int emfs_fill_folio(struct inode *inode, struct folio *folio)
 
 	if (pos < size) {
 		kaddr = kmap_local_folio(folio, 0);
-		ret = emfs_vfs_read_block(inode->i_sb, emfs_data(inode), pos,
-					  size, kaddr);
+		ret = emfs_vfs_read_block(inode, pos, size, kaddr);
 		kunmap_local(kaddr);
 		if (ret)
 			return ret;
@@ -292,8 +234,7 @@ static void emfs_end_writeback(struct work_struct *work)
 	unsigned int i;
 
 	/* Records the extents and unpins the maps, then ends writeback. */
-	emfs_vfs_finish_write_back(end->inode->i_sb, emfs_data(end->inode),
-				   end->wb);
+	emfs_vfs_finish_write_back(end->inode, end->wb);
 	memalloc_nofs_restore(nofs);
 	/* The inode may go once the last folio's writeback ends. */
 	for (i = 0; i < end->nr; i++)
@@ -314,8 +255,7 @@ static int emfs_submit_run(struct emfs_wb_run *run,
 	end = kmalloc_obj(*end, GFP_NOFS);
 	if (end) {
 		nofs = memalloc_nofs_save();
-		ret = emfs_vfs_write_back(inode->i_sb, emfs_data(inode),
-					  run->pos, run->folios, run->nr,
+		ret = emfs_vfs_write_back(inode, run->pos, run->folios, run->nr,
 					  &end->wb);
 		memalloc_nofs_restore(nofs);
 	}
@@ -508,7 +448,7 @@ static int emfs_fsync(struct file *file, loff_t start, loff_t end,
 	ret = file_write_and_wait_range(file, start, end);
 	if (ret)
 		return ret;
-	return emfs_vfs_fsync(inode->i_sb, emfs_data(inode));
+	return emfs_vfs_fsync(inode);
 }
 
 static loff_t emfs_llseek(struct file *file, loff_t offset, int whence)
@@ -522,8 +462,8 @@ static loff_t emfs_llseek(struct file *file, loff_t offset, int whence)
 	if (offset < 0)
 		return -ENXIO;
 	inode_lock_shared(inode);
-	ret = emfs_vfs_seek(inode->i_sb, emfs_data(inode), i_size_read(inode),
-			    offset, whence == SEEK_DATA, inode->i_mapping, &pos);
+	ret = emfs_vfs_seek(inode, i_size_read(inode), offset,
+			    whence == SEEK_DATA, inode->i_mapping, &pos);
 	inode_unlock_shared(inode);
 	if (ret)
 		return ret;
@@ -545,7 +485,7 @@ static int emfs_punch_hole(struct inode *inode, loff_t start, loff_t end)
 	if (ret || bend <= bstart)
 		return ret;
 	truncate_pagecache_range(inode, bstart, bend - 1);
-	return emfs_vfs_punch_hole(inode->i_sb, emfs_data(inode), bstart, bend);
+	return emfs_vfs_punch_hole(inode, bstart, bend);
 }
 
 static long emfs_fallocate(struct file *file, int mode, loff_t offset,
@@ -571,8 +511,7 @@ static long emfs_fallocate(struct file *file, int mode, loff_t offset,
 			ret = filemap_write_and_wait_range(inode->i_mapping,
 							   offset, end - 1);
 		if (!ret)
-			ret = emfs_vfs_allocate(inode->i_sb, emfs_data(inode),
-						round_down(offset, PAGE_SIZE),
+			ret = emfs_vfs_allocate(inode, round_down(offset, PAGE_SIZE),
 						round_up(end, PAGE_SIZE));
 		if (!ret && !(mode & FALLOC_FL_KEEP_SIZE) && end > size) {
 			ret = emfs_zero_eof_tail(inode, size);
@@ -600,7 +539,7 @@ int emfs_setsize(struct inode *inode, loff_t size)
 	} else {
 		/* Drops the page cache past @size, waiting for its writeback. */
 		truncate_setsize(inode, size);
-		ret = emfs_vfs_truncate(inode->i_sb, emfs_data(inode), size);
+		ret = emfs_vfs_truncate(inode, size);
 	}
 	filemap_invalidate_unlock(inode->i_mapping);
 	return ret;
@@ -615,8 +554,8 @@ int emfs_fiemap(struct inode *inode, struct fiemap_extent_info *fi,
 	if (ret)
 		return ret;
 	inode_lock_shared(inode);
-	ret = emfs_vfs_fiemap(inode->i_sb, emfs_data(inode), i_size_read(inode),
-			      start, len, inode->i_mapping, fi);
+	ret = emfs_vfs_fiemap(inode, i_size_read(inode), start, len,
+			      inode->i_mapping, fi);
 	inode_unlock_shared(inode);
 	return ret;
 }
@@ -671,7 +610,7 @@ bool emfs_mapping_dirty_range(struct address_space *mapping, u64 from, u64 to,
 }
 
 /* Folios of @mapping holding a space reservation (the private flag). */
-static u64 emfs_mapping_reserved(struct address_space *mapping)
+u64 emfs_mapping_reserved(struct address_space *mapping)
 {
 	XA_STATE(xas, &mapping->i_pages, 0);
 	struct folio *folio;
@@ -695,45 +634,6 @@ static u64 emfs_mapping_reserved(struct address_space *mapping)
 	return n;
 }
 
-/* The inode walk of fs/drop_caches.c, for each regular file with data. */
-static void emfs_walk_sb(struct super_block *sb, void *arg)
-{
-	const struct emfs_walk_ops *ops = arg;
-	struct inode *inode, *toput_inode = NULL;
-
-	if (ops->sync)
-		sync_filesystem(sb);
-	ops->sb(ops->ctx, sb, false);
-	spin_lock(&sb->s_inode_list_lock);
-	list_for_each_entry(inode, &sb->s_inodes, i_sb_list) {
-		spin_lock(&inode->i_lock);
-		if ((inode_state_read(inode) & (I_FREEING | I_WILL_FREE | I_NEW)) ||
-		    !S_ISREG(inode->i_mode) || !EMFS_I(inode)->data) {
-			spin_unlock(&inode->i_lock);
-			continue;
-		}
-		__iget(inode);
-		spin_unlock(&inode->i_lock);
-		spin_unlock(&sb->s_inode_list_lock);
-
-		ops->inode(ops->ctx, sb, emfs_data(inode),
-			   emfs_mapping_reserved(inode->i_mapping));
-		iput(toput_inode);
-		toput_inode = inode;
-
-		cond_resched();
-		spin_lock(&sb->s_inode_list_lock);
-	}
-	spin_unlock(&sb->s_inode_list_lock);
-	iput(toput_inode);
-	ops->sb(ops->ctx, sb, true);
-}
-
-void emfs_walk(struct file_system_type *type, const struct emfs_walk_ops *ops)
-{
-	iterate_supers_type(type, emfs_walk_sb, (void *)ops);
-}
-
 int emfs_fiemap_fill(struct fiemap_extent_info *fi, u64 logical, u64 physical,
 		     u64 len, u32 flags)
 {
@@ -742,34 +642,18 @@ int emfs_fiemap_fill(struct fiemap_extent_info *fi, u64 logical, u64 physical,
 
 /*
  * What the C half of an emfs needs while the filesystem type is registered
- * (rust/glue/vfs.rs, Registration): the inode cache and the endio
- * workqueue. Set up before the type is registered, torn down after it is
+ * (rust/glue/vfs.rs, Registration): the endio workqueue. Set up before the type is registered, torn down after it is
  * unregistered; Registration refuses a second registration before this.
  */
 int emfs_vfs_resources_init(void)
 {
 	emfs_endio_wq = alloc_workqueue("emfs-endio",
 					WQ_MEM_RECLAIM | WQ_UNBOUND, 0);
-	if (!emfs_endio_wq)
-		return -ENOMEM;
-	emfs_inode_cachep = kmem_cache_create("emfs_inode",
-					      sizeof(struct emfs_inode), 0,
-					      SLAB_RECLAIM_ACCOUNT | SLAB_ACCOUNT,
-					      emfs_inode_init_once);
-	if (!emfs_inode_cachep) {
-		destroy_workqueue(emfs_endio_wq);
-		emfs_endio_wq = NULL;
-		return -ENOMEM;
-	}
-	return 0;
+	return emfs_endio_wq ? 0 : -ENOMEM;
 }
 
 void emfs_vfs_resources_exit(void)
 {
-	/* Inodes are freed after an RCU grace period. */
-	rcu_barrier();
-	kmem_cache_destroy(emfs_inode_cachep);
-	emfs_inode_cachep = NULL;
 	destroy_workqueue(emfs_endio_wq);
 	emfs_endio_wq = NULL;
 }

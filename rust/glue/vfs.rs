@@ -19,21 +19,27 @@
 //! for writeback, dropping folios, `i_size`) is done here before the
 //! filesystem is called, as each method says.
 //!
-//! Mounting is done here: the `fs_context_operations` of a filesystem are a
-//! Rust constant (`ContextOps<T>`), its parameters a `fs_parameter_spec`
-//! table parsed by `fs_parse()` ([`FileSystem::PARAMS`]). The other
-//! operation tables (`struct file_system_type`, `super_operations`, inode,
-//! file and address space operations) are in `rust/vfs.c` for now, so
-//! there is one filesystem type per module, named by that file.
+//! The kernel's operation tables are Rust constants per filesystem type:
+//! `struct file_system_type` in a static ([`FsType`]),
+//! `fs_context_operations` (`ContextOps<T>`, parameters in a
+//! `fs_parameter_spec` table parsed by `fs_parse()`, [`FileSystem::PARAMS`]),
+//! `super_operations` (`SuperOps<T>`) and the directories' and regular
+//! files' `inode_operations`. Regular files' file and address space
+//! operations are still `rust/vfs.c`'s, whose data path calls the
+//! trampolines of [`filesystem!`]: so there is one filesystem type per
+//! module.
 //!
 //! Lifetimes, as the VFS defines them:
 //!
 //! - a mount context's options live from `init_fs_context` to its `free`;
 //! - the superblock's data is created in `fill_super` and dropped in
 //!   `kill_sb`, after `kill_anon_super()` has shut the superblock down (also
-//!   when `fill_super` fails half way).
+//!   when `fill_super` fails half way);
+//! - an inode's data lives in the inode's own allocation
+//!   ([`INodeWithData`]), set while the inode is `I_NEW` and dropped at
+//!   eviction; [`INode`] and [`SuperBlock`] give it out typed.
 
-use core::marker::PhantomData;
+use core::{cell::UnsafeCell, marker::PhantomData};
 use kernel::{
     bindings,
     error::to_result,
@@ -171,6 +177,9 @@ pub(crate) struct StatFs {
 pub(crate) trait FileSystem: Sized + 'static {
     /// The name of the type, as `mount -t` takes it.
     const NAME: &'static CStr;
+    /// The name of the cache its inodes are allocated from, as
+    /// /proc/slabinfo shows it.
+    const INODE_CACHE: &'static CStr;
     /// `s_magic` and `f_type`.
     const MAGIC: u32;
     /// log2 of the block size.
@@ -304,17 +313,188 @@ pub(crate) unsafe trait VfsTables: FileSystem {
     fn fs_type() -> &'static FsType;
 }
 
+/// A superblock of filesystem `T`, mounted.
+///
+/// # Invariants
+///
+/// `T`'s `fill_super` succeeded on it, so `s_fs_info` holds a live
+/// `KBox<T::Data>`, and its `kill_sb` has not dropped it yet.
+#[repr(transparent)]
+pub(crate) struct SuperBlock<T: FileSystem>(Opaque<bindings::super_block>, PhantomData<T>);
+
+impl<T: FileSystem> SuperBlock<T> {
+    /// # Safety
+    ///
+    /// `sb` is a superblock of `T` whose `fill_super` succeeded and whose
+    /// `kill_sb` does not finish during `'a`.
+    unsafe fn from_raw<'a>(sb: *mut bindings::super_block) -> &'a Self {
+        // SAFETY: As the caller promises; `Self` is transparent over the
+        // superblock.
+        unsafe { &*sb.cast::<Self>() }
+    }
+
+    /// What `T` keeps for this superblock.
+    pub(crate) fn data(&self) -> &T::Data {
+        // SAFETY: By the type invariant `s_fs_info` holds a live
+        // `KBox<T::Data>`, dropped only by `put_super_data`.
+        unsafe { &*(*self.0.get()).s_fs_info.cast::<T::Data>() }
+    }
+}
+
+/// The allocation of one of `T`'s inodes (`alloc_inode`): the VFS inode
+/// and `T`'s data for it (found from the inode by `container_of!`).
+///
+/// # Invariants
+///
+/// `data` is written only while nobody else can read it: by `alloc_inode`,
+/// by the inode's creator while the inode is new (not yet visible, or
+/// `I_NEW`), and by `evict_inode`, after the VFS is done with the inode.
+struct INodeWithData<T: FileSystem> {
+    inode: Opaque<bindings::inode>,
+    data: UnsafeCell<Option<T::InodeData>>,
+}
+
+impl<T: FileSystem> INodeWithData<T> {
+    /// # Safety
+    ///
+    /// `inode` is an inode of a superblock of `T`, so allocated by
+    /// [`alloc_inode`] for `T`.
+    unsafe fn from_inode(inode: *mut bindings::inode) -> *mut Self {
+        // SAFETY: As the caller promises, `inode` is the `inode` field of
+        // an `INodeWithData<T>`.
+        unsafe { kernel::container_of!(inode.cast::<Opaque<bindings::inode>>(), Self, inode) }
+    }
+}
+
+/// An inode of filesystem `T` that its creator has published: not new
+/// any more, so its data is set, or was never set (its creation failed).
+///
+/// # Invariants
+///
+/// Lives in an [`INodeWithData<T>`], past its creation, for the lifetime
+/// of the reference.
+#[repr(transparent)]
+pub(crate) struct INode<T: FileSystem>(Opaque<bindings::inode>, PhantomData<T>);
+
+impl<T: FileSystem> INode<T> {
+    /// # Safety
+    ///
+    /// `inode` is an inode of a mounted superblock of `T`, not new (its
+    /// creator unlocked it, or it is the root), and referenced during
+    /// `'a`.
+    unsafe fn from_raw<'a>(inode: *mut bindings::inode) -> &'a Self {
+        // SAFETY: As the caller promises; `Self` is transparent over the
+        // inode.
+        unsafe { &*inode.cast::<Self>() }
+    }
+
+    /// The inode number.
+    pub(crate) fn ino(&self) -> u64 {
+        // SAFETY: By the type invariant the inode is valid; `i_ino` does not
+        // change once the inode is published.
+        unsafe { (*self.0.get()).i_ino }
+    }
+
+    /// The superblock the inode belongs to.
+    pub(crate) fn super_block(&self) -> &SuperBlock<T> {
+        // SAFETY: By the type invariant the inode is alive, so its
+        // superblock is mounted; the superblock outlives its inodes.
+        unsafe { SuperBlock::from_raw((*self.0.get()).i_sb) }
+    }
+
+    /// What `T` keeps for this inode; `None` for the root directory.
+    pub(crate) fn data(&self) -> Option<&T::InodeData> {
+        // SAFETY: By the type invariant the inode lives in an
+        // `INodeWithData<T>` whose `data` is no longer written while the
+        // inode is referenced.
+        unsafe { (*(*INodeWithData::<T>::from_inode(self.0.get())).data.get()).as_ref() }
+    }
+}
+
+/// `alloc_inode`: an inode of `T`'s cache, without data yet.
+///
+/// # Safety
+///
+/// Called by the VFS for a superblock of `T`'s type, registered.
+unsafe extern "C" fn alloc_inode<T: VfsTables>(
+    sb: *mut bindings::super_block,
+) -> *mut bindings::inode {
+    // SAFETY: The type is registered, so its cache is live.
+    let p =
+        unsafe { ffi::emfs_alloc_inode_sb(sb, T::fs_type().inode_cache(), bindings::GFP_KERNEL) }
+            .cast::<INodeWithData<T>>();
+    if p.is_null() {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: `p` is a new object of the cache, ours alone; its inode was
+    // set up by the cache's constructor, and its data is not initialised
+    // (so nothing is dropped here).
+    unsafe {
+        (&raw mut (*p).data).write(UnsafeCell::new(None));
+        (*p).inode.get()
+    }
+}
+
+/// The cache's constructor: an object's inode is initialised once
+/// (`inode_init_once()`), for all its lives.
+///
+/// # Safety
+///
+/// `p` is a new object of `T`'s inode cache.
+unsafe extern "C" fn inode_init_once<T: VfsTables>(p: *mut c_void) {
+    let p = p.cast::<INodeWithData<T>>();
+    // SAFETY: As the caller promises.
+    unsafe { bindings::inode_init_once((*p).inode.get()) };
+}
+
+/// `evict_inode`: the page cache goes, then `T`'s data.
+///
+/// # Safety
+///
+/// Called by the VFS, once, for an inode of `T` that nobody uses any more.
+unsafe extern "C" fn evict_inode<T: VfsTables>(inode: *mut bindings::inode) {
+    // SAFETY: As the caller promises.
+    unsafe {
+        bindings::truncate_inode_pages_final(&raw mut (*inode).i_data);
+        bindings::clear_inode(inode);
+    }
+    // SAFETY: As the caller promises, an inode of `T`, that nobody else
+    // uses: by the type invariant, ours to write.
+    let data = unsafe { (*(*INodeWithData::<T>::from_inode(inode)).data.get()).take() };
+    drop(data);
+}
+
+/// `free_inode`, after an RCU grace period: the allocation goes back to
+/// the cache. Its data went at eviction; an inode that was never evicted
+/// never had any.
+///
+/// # Safety
+///
+/// Called by the VFS, once, for an inode of `T` that is gone.
+unsafe extern "C" fn free_inode<T: VfsTables>(inode: *mut bindings::inode) {
+    // SAFETY: As the caller promises; the type stays registered, and its
+    // cache live, until `Registration::drop` has waited for these calls.
+    unsafe {
+        bindings::kmem_cache_free(
+            T::fs_type().inode_cache(),
+            INodeWithData::<T>::from_inode(inode).cast(),
+        )
+    };
+}
+
 /// A `struct file_system_type`, in static storage: it holds lockdep keys,
 /// and the VFS links it into its list of types while it is registered.
 ///
 /// # Invariants
 ///
-/// `raw` is written only by [`Registration::new`], after it set
-/// `registered` and before it registers `raw`; while `registered` is set,
-/// the VFS owns it.
+/// `raw` and `inode_cache` are written only by [`Registration`]: after it
+/// set `registered` and before it registers `raw`, and after it
+/// unregistered it; while `registered` is set, the VFS owns `raw`, and
+/// `inode_cache` is the live cache of the type's inodes.
 pub(crate) struct FsType {
     raw: Opaque<bindings::file_system_type>,
     registered: Atomic<u32>,
+    inode_cache: UnsafeCell<*mut bindings::kmem_cache>,
 }
 
 // SAFETY: By the type invariant, one `Registration` at a time writes it,
@@ -336,7 +516,17 @@ impl FsType {
         Self {
             raw: Opaque::new(raw),
             registered: Atomic::new(0),
+            inode_cache: UnsafeCell::new(core::ptr::null_mut()),
         }
+    }
+
+    /// The cache of the type's inodes, which live in an
+    /// [`INodeWithData`] each; null unless registered.
+    fn inode_cache(&self) -> *mut bindings::kmem_cache {
+        // SAFETY: By the type invariant, written only while no inode of the
+        // type can be allocated or freed; `register_filesystem()` and the
+        // mount that allocates inodes order the write before this read.
+        unsafe { *self.inode_cache.get() }
     }
 }
 
@@ -359,20 +549,48 @@ impl<T: VfsTables> Registration<T> {
         if fs.registered.cmpxchg(0, 1, Relaxed).is_err() {
             return Err(EBUSY);
         }
-        // SAFETY: Sets up the C half's inode cache and endio workqueue.
+        let mut args = bindings::kmem_cache_args {
+            align: core::mem::align_of::<INodeWithData<T>>() as u32,
+            ctor: Some(inode_init_once::<T>),
+            // SAFETY: All zeroes is `kmem_cache_create()`'s default.
+            ..unsafe { core::mem::zeroed() }
+        };
+        // SAFETY: `T::NAME` is a static string; the cache is destroyed before
+        // the module (whose ctor it calls) goes, in `drop`.
+        let cache = unsafe {
+            bindings::__kmem_cache_create_args(
+                T::INODE_CACHE.as_char_ptr(),
+                core::mem::size_of::<INodeWithData<T>>() as u32,
+                &mut args,
+                ffi::EMFS_SLAB_RECLAIM_ACCOUNT | ffi::EMFS_SLAB_ACCOUNT,
+            )
+        };
+        if cache.is_null() {
+            fs.registered.store(0, Relaxed);
+            return Err(ENOMEM);
+        }
+        // SAFETY: Sets up the C half's endio workqueue.
         if let Err(e) = to_result(unsafe { ffi::emfs_vfs_resources_init() }) {
+            // SAFETY: Made above, and no inode was allocated from it.
+            unsafe { bindings::kmem_cache_destroy(cache) };
             fs.registered.store(0, Relaxed);
             return Err(e);
         }
         // SAFETY: By the type invariant, ours to write now; then registered,
         // with `T`'s callbacks, until `drop` unregisters it.
         let ret = unsafe {
+            *fs.inode_cache.get() = cache;
             (*fs.raw.get()).owner = module.as_ptr();
             bindings::register_filesystem(fs.raw.get())
         };
         if let Err(e) = to_result(ret) {
-            // SAFETY: Set up above, and the type was not registered.
-            unsafe { ffi::emfs_vfs_resources_exit() };
+            // SAFETY: Set up above, and the type was not registered, so no
+            // inode was allocated.
+            unsafe {
+                ffi::emfs_vfs_resources_exit();
+                bindings::kmem_cache_destroy(cache);
+                *fs.inode_cache.get() = core::ptr::null_mut();
+            }
             fs.registered.store(0, Relaxed);
             return Err(e);
         }
@@ -436,10 +654,14 @@ impl<T: VfsTables> Drop for Registration<T> {
         let fs = T::fs_type();
         // SAFETY: `new` registered the type. Mounts hold a reference to the
         // module, so none is left when the module's data is dropped; the
-        // C half's resources go after the type.
+        // C half's resources and the inode cache go after the type, once
+        // the inodes' RCU-delayed frees have run.
         unsafe {
             bindings::unregister_filesystem(fs.raw.get());
             ffi::emfs_vfs_resources_exit();
+            bindings::rcu_barrier();
+            bindings::kmem_cache_destroy(fs.inode_cache());
+            *fs.inode_cache.get() = core::ptr::null_mut();
         }
         fs.registered.store(0, Relaxed);
     }
@@ -449,44 +671,90 @@ impl<T: VfsTables> Drop for Registration<T> {
 /// files, by [`walk`].
 pub(crate) trait Walk<T: FileSystem> {
     /// A superblock, before its files (`done == false`) and after them.
-    fn superblock(&mut self, data: &T::Data, done: bool);
+    fn superblock(&mut self, sb: &SuperBlock<T>, done: bool);
 
     /// A regular file of that superblock; `reserved` folios of its page
     /// cache hold a space reservation.
-    fn file(&mut self, data: &T::Data, inode: &T::InodeData, reserved: u64);
+    fn file(&mut self, sb: &SuperBlock<T>, inode: &INode<T>, reserved: u64);
 }
 
+/// What [`walk`] passes to [`walk_sb`].
+struct WalkArgs<'a, W> {
+    w: &'a mut W,
+    sync: bool,
+}
+
+/// One superblock of [`walk`]: its regular files, as `drop_caches` walks
+/// them (fs/drop_caches.c). Each file is visited holding a reference taken
+/// under the list lock (`__iget()`); the previous one is dropped after
+/// the list lock, since `iput()` may evict it.
+///
 /// # Safety
 ///
-/// `ctx` is the `&mut W` of [`walk`]; `sb` a superblock of `T` whose
-/// `s_umount` is held, so mounted until the call returns.
+/// `arg` is the `WalkArgs<W>` of [`walk`], used by nobody else during the
+/// call; `sb` a superblock of `T` that `iterate_supers_type()` passes, so
+/// fully set up (`SB_BORN`) and with `s_umount` held.
 unsafe extern "C" fn walk_sb<T: FileSystem, W: Walk<T>>(
-    ctx: *mut c_void,
     sb: *mut bindings::super_block,
-    done: bool,
+    arg: *mut c_void,
 ) {
-    // SAFETY: As the caller promises; `walk` holds the only other
-    // reference to the walker, unused while `emfs_walk` runs.
-    let w = unsafe { &mut *ctx.cast::<W>() };
     // SAFETY: As the caller promises.
-    w.superblock(unsafe { data::<T>(sb) }, done);
-}
+    let args = unsafe { &mut *arg.cast::<WalkArgs<'_, W>>() };
+    if args.sync {
+        // SAFETY: `s_umount` is held, as `sync_filesystem()` requires.
+        unsafe { bindings::sync_filesystem(sb) };
+    }
+    // SAFETY: As the caller promises, `fill_super` succeeded and `kill_sb`
+    // waits for `s_umount`.
+    let typed = unsafe { SuperBlock::<T>::from_raw(sb) };
+    args.w.superblock(typed, false);
 
-/// # Safety
-///
-/// As for [`walk_sb`]; `inode` is the data of a regular file of `sb` held
-/// by a reference (`__iget()`) for the call.
-unsafe extern "C" fn walk_inode<T: FileSystem, W: Walk<T>>(
-    ctx: *mut c_void,
-    sb: *mut bindings::super_block,
-    inode: *mut c_void,
-    reserved: u64,
-) {
-    // SAFETY: As for `walk_sb`.
-    let w = unsafe { &mut *ctx.cast::<W>() };
-    // SAFETY: As the caller promises.
-    let (data, inode) = unsafe { sb_inode::<T>(sb, inode) };
-    w.file(data, inode, reserved);
+    let mut toput: *mut bindings::inode = core::ptr::null_mut();
+    // SAFETY: `sb` is valid. Its inodes are linked through `i_sb_list` on
+    // `s_inodes` under `s_inode_list_lock`; an inode holding a reference
+    // stays on the list, so the walk can go on from it after the lock was
+    // dropped.
+    unsafe {
+        let list_lock = &raw mut (*sb).s_inode_list_lock;
+        let head = &raw mut (*sb).s_inodes;
+        bindings::spin_lock(list_lock);
+        let mut pos = (*head).next;
+        while pos != head {
+            let inode = kernel::container_of!(pos, bindings::inode, i_sb_list);
+            bindings::spin_lock(&raw mut (*inode).i_lock);
+            let state = ffi::emfs_inode_state_read(inode);
+            let skip = state
+                & (bindings::inode_state_flags_enum_I_FREEING
+                    | bindings::inode_state_flags_enum_I_WILL_FREE
+                    | bindings::inode_state_flags_enum_I_NEW)
+                != 0
+                || u32::from((*inode).i_mode) & bindings::S_IFMT != bindings::S_IFREG;
+            if skip {
+                bindings::spin_unlock(&raw mut (*inode).i_lock);
+                pos = (*pos).next;
+                continue;
+            }
+            ffi::emfs___iget(inode);
+            bindings::spin_unlock(&raw mut (*inode).i_lock);
+            bindings::spin_unlock(list_lock);
+
+            // The inode is published (not `I_NEW`) and referenced.
+            let file = INode::<T>::from_raw(inode);
+            if file.data().is_some() {
+                let reserved = ffi::emfs_mapping_reserved((*inode).i_mapping);
+                args.w.file(typed, file, reserved);
+            }
+            bindings::iput(toput);
+            toput = inode;
+            crate::glue::sched::cond_resched();
+
+            bindings::spin_lock(list_lock);
+            pos = (*inode).i_sb_list.next;
+        }
+        bindings::spin_unlock(list_lock);
+        bindings::iput(toput);
+    }
+    args.w.superblock(typed, true);
 }
 
 /// Visits every mounted superblock of `T` (`iterate_supers_type()`, with
@@ -494,16 +762,17 @@ unsafe extern "C" fn walk_inode<T: FileSystem, W: Walk<T>>(
 /// `sync` (`sync_filesystem()`), then each of its regular files, as
 /// `drop_caches` walks a superblock's inodes. May sleep.
 pub(crate) fn walk<T: VfsTables, W: Walk<T>>(w: &mut W, sync: bool) {
-    let ops = ffi::emfs_walk_ops {
-        sb: Some(walk_sb::<T, W>),
-        inode: Some(walk_inode::<T, W>),
-        ctx: core::ptr::from_mut(w).cast(),
-        sync,
+    let mut args = WalkArgs { w, sync };
+    // SAFETY: `args` lives across the call, and is what `walk_sb::<T, W>`
+    // expects; `iterate_supers_type()` passes it only superblocks of `T`'s
+    // type, set up and with `s_umount` held.
+    unsafe {
+        bindings::iterate_supers_type(
+            T::fs_type().raw.get(),
+            Some(walk_sb::<T, W>),
+            core::ptr::from_mut(&mut args).cast(),
+        )
     };
-    // SAFETY: `ops` lives across the call; its callbacks are instantiated
-    // for `T`, whose trampolines the filesystem type of rust/vfs.c uses,
-    // and `ctx` is the walker they expect.
-    unsafe { ffi::emfs_walk(T::fs_type().raw.get(), &ops) };
 }
 
 /// Instantiates the VFS trampolines of rust/vfs.c for filesystem `$t`.
@@ -515,19 +784,6 @@ macro_rules! filesystem {
                 static FS_TYPE: $crate::glue::vfs::FsType = $crate::glue::vfs::FsType::new::<$t>();
                 &FS_TYPE
             }
-        }
-
-        /// Trampoline: an evicted inode's data.
-        ///
-        /// # Safety
-        ///
-        /// Called only by rust/vfs.c, with the arguments the function it
-        /// forwards to requires (see there).
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_drop_inode_data(data: *mut ::kernel::ffi::c_void) {
-            // SAFETY: Called by rust/vfs.c once per inode, at eviction, with
-            // what the inode's creation stored.
-            unsafe { $crate::glue::vfs::drop_inode_data::<$t>(data) }
         }
 
         /// Trampoline: reserve space for dirtied page cache.
@@ -568,16 +824,15 @@ macro_rules! filesystem {
         /// forwards to requires (see there).
         #[unsafe(no_mangle)]
         unsafe extern "C" fn emfs_vfs_read_block(
-            sb: *mut ::kernel::bindings::super_block,
-            inode: *mut ::kernel::ffi::c_void,
+            inode: *mut ::kernel::bindings::inode,
             pos: u64,
             size: u64,
             dst: *mut ::kernel::ffi::c_void,
         ) -> ::kernel::ffi::c_int {
-            // SAFETY: Called by rust/vfs.c with a mounted superblock, the
-            // data of a live regular inode of it and the mapped contents of
-            // a locked folio that is not uptodate.
-            unsafe { $crate::glue::vfs::read_block::<$t>(sb, inode, pos, size, dst.cast()) }
+            // SAFETY: Called by rust/vfs.c with a regular file of a mounted
+            // superblock, referenced, and the mapped contents of a locked
+            // folio of it that is not uptodate.
+            unsafe { $crate::glue::vfs::read_block::<$t>(inode, pos, size, dst.cast()) }
         }
 
         /// Trampoline: `writepages`, for one run of folios.
@@ -588,17 +843,16 @@ macro_rules! filesystem {
         /// forwards to requires (see there).
         #[unsafe(no_mangle)]
         unsafe extern "C" fn emfs_vfs_write_back(
-            sb: *mut ::kernel::bindings::super_block,
-            inode: *mut ::kernel::ffi::c_void,
+            inode: *mut ::kernel::bindings::inode,
             pos: u64,
             folios: *mut *mut ::kernel::bindings::folio,
             nr: u32,
             wb: *mut *mut ::kernel::ffi::c_void,
         ) -> ::kernel::ffi::c_int {
-            // SAFETY: Called by rust/vfs.c with a mounted superblock, the
-            // data of a live regular inode of it, `nr` locked folios and a
-            // slot for the result.
-            unsafe { $crate::glue::vfs::write_back::<$t>(sb, inode, pos, folios, nr, wb) }
+            // SAFETY: Called by rust/vfs.c with a regular file of a mounted
+            // superblock, referenced, `nr` locked folios of it and a slot
+            // for the result.
+            unsafe { $crate::glue::vfs::write_back::<$t>(inode, pos, folios, nr, wb) }
         }
 
         /// Trampoline: the completion of a write back, on a worker.
@@ -609,14 +863,13 @@ macro_rules! filesystem {
         /// forwards to requires (see there).
         #[unsafe(no_mangle)]
         unsafe extern "C" fn emfs_vfs_finish_write_back(
-            sb: *mut ::kernel::bindings::super_block,
-            inode: *mut ::kernel::ffi::c_void,
+            inode: *mut ::kernel::bindings::inode,
             wb: *mut ::kernel::ffi::c_void,
         ) {
             // SAFETY: Called by rust/vfs.c once per successful
             // `emfs_vfs_write_back`, with what it returned, before the
             // folios' writeback ends (so the inode is alive).
-            unsafe { $crate::glue::vfs::finish_write_back::<$t>(sb, inode, wb) }
+            unsafe { $crate::glue::vfs::finish_write_back::<$t>(inode, wb) }
         }
 
         /// Trampoline: `fsync`, after the writeback.
@@ -627,12 +880,11 @@ macro_rules! filesystem {
         /// forwards to requires (see there).
         #[unsafe(no_mangle)]
         unsafe extern "C" fn emfs_vfs_fsync(
-            sb: *mut ::kernel::bindings::super_block,
-            inode: *mut ::kernel::ffi::c_void,
+            inode: *mut ::kernel::bindings::inode,
         ) -> ::kernel::ffi::c_int {
-            // SAFETY: Called by rust/vfs.c with a mounted superblock and the
-            // data of a live regular inode of it.
-            unsafe { $crate::glue::vfs::fsync::<$t>(sb, inode) }
+            // SAFETY: Called by rust/vfs.c with a regular file of a mounted
+            // superblock, referenced for the call.
+            unsafe { $crate::glue::vfs::fsync::<$t>(inode) }
         }
 
         /// Trampoline: truncation, after the page cache.
@@ -643,12 +895,11 @@ macro_rules! filesystem {
         /// forwards to requires (see there).
         #[unsafe(no_mangle)]
         unsafe extern "C" fn emfs_vfs_truncate(
-            sb: *mut ::kernel::bindings::super_block,
-            inode: *mut ::kernel::ffi::c_void,
+            inode: *mut ::kernel::bindings::inode,
             size: u64,
         ) -> ::kernel::ffi::c_int {
             // SAFETY: As for `emfs_vfs_fsync`.
-            unsafe { $crate::glue::vfs::truncate::<$t>(sb, inode, size) }
+            unsafe { $crate::glue::vfs::truncate::<$t>(inode, size) }
         }
 
         /// Trampoline: `FALLOC_FL_PUNCH_HOLE`, after the page cache.
@@ -659,13 +910,12 @@ macro_rules! filesystem {
         /// forwards to requires (see there).
         #[unsafe(no_mangle)]
         unsafe extern "C" fn emfs_vfs_punch_hole(
-            sb: *mut ::kernel::bindings::super_block,
-            inode: *mut ::kernel::ffi::c_void,
+            inode: *mut ::kernel::bindings::inode,
             start: u64,
             end: u64,
         ) -> ::kernel::ffi::c_int {
             // SAFETY: As for `emfs_vfs_fsync`.
-            unsafe { $crate::glue::vfs::punch_hole::<$t>(sb, inode, start, end) }
+            unsafe { $crate::glue::vfs::punch_hole::<$t>(inode, start, end) }
         }
 
         /// Trampoline: `fallocate` mode 0.
@@ -676,13 +926,12 @@ macro_rules! filesystem {
         /// forwards to requires (see there).
         #[unsafe(no_mangle)]
         unsafe extern "C" fn emfs_vfs_allocate(
-            sb: *mut ::kernel::bindings::super_block,
-            inode: *mut ::kernel::ffi::c_void,
+            inode: *mut ::kernel::bindings::inode,
             start: u64,
             end: u64,
         ) -> ::kernel::ffi::c_int {
             // SAFETY: As for `emfs_vfs_fsync`.
-            unsafe { $crate::glue::vfs::allocate::<$t>(sb, inode, start, end) }
+            unsafe { $crate::glue::vfs::allocate::<$t>(inode, start, end) }
         }
 
         /// Trampoline: FIEMAP.
@@ -693,18 +942,17 @@ macro_rules! filesystem {
         /// forwards to requires (see there).
         #[unsafe(no_mangle)]
         unsafe extern "C" fn emfs_vfs_fiemap(
-            sb: *mut ::kernel::bindings::super_block,
-            inode: *mut ::kernel::ffi::c_void,
+            inode: *mut ::kernel::bindings::inode,
             size: u64,
             start: u64,
             len: u64,
             mapping: *mut ::kernel::bindings::address_space,
             fi: *mut ::kernel::bindings::fiemap_extent_info,
         ) -> ::kernel::ffi::c_int {
-            // SAFETY: Called by rust/vfs.c with a mounted superblock, the
-            // data of a live regular inode of it, its mapping and a request
-            // prepared by `fiemap_prep()`.
-            unsafe { $crate::glue::vfs::fiemap::<$t>(sb, inode, size, start, len, mapping, fi) }
+            // SAFETY: Called by rust/vfs.c with a regular file of a mounted
+            // superblock, referenced, its mapping and a request prepared by
+            // `fiemap_prep()`.
+            unsafe { $crate::glue::vfs::fiemap::<$t>(inode, size, start, len, mapping, fi) }
         }
 
         /// Trampoline: `SEEK_DATA` and `SEEK_HOLE`.
@@ -715,29 +963,22 @@ macro_rules! filesystem {
         /// forwards to requires (see there).
         #[unsafe(no_mangle)]
         unsafe extern "C" fn emfs_vfs_seek(
-            sb: *mut ::kernel::bindings::super_block,
-            inode: *mut ::kernel::ffi::c_void,
+            inode: *mut ::kernel::bindings::inode,
             size: u64,
             offset: u64,
             want_data: bool,
             mapping: *mut ::kernel::bindings::address_space,
             out: *mut u64,
         ) -> ::kernel::ffi::c_int {
-            // SAFETY: Called by rust/vfs.c with a mounted superblock, the
-            // data of a live regular inode of it, its mapping and a slot for
-            // the answer.
-            unsafe {
-                $crate::glue::vfs::seek::<$t>(sb, inode, size, offset, want_data, mapping, out)
-            }
+            // SAFETY: Called by rust/vfs.c with a regular file of a mounted
+            // superblock, referenced, its mapping and a slot for the
+            // answer.
+            unsafe { $crate::glue::vfs::seek::<$t>(inode, size, offset, want_data, mapping, out) }
         }
 
         // Each trampoline has its prototype in rust/helpers.h: the two only
         // coerce to one function pointer type if their signatures match.
         const _: fn() = || {
-            let _ = [
-                $crate::glue::ffi::emfs_vfs_drop_inode_data,
-                emfs_vfs_drop_inode_data,
-            ];
             let _ = [$crate::glue::ffi::emfs_vfs_reserve, emfs_vfs_reserve];
             let _ = [$crate::glue::ffi::emfs_vfs_unreserve, emfs_vfs_unreserve];
             let _ = [$crate::glue::ffi::emfs_vfs_read_block, emfs_vfs_read_block];
@@ -954,9 +1195,8 @@ unsafe extern "C" fn reconfigure<T: VfsTables>(fc: *mut ffi::fs_context) -> c_in
 /// `sb` is a superblock of this filesystem whose `fill_super` succeeded
 /// and whose `kill_sb` has not finished.
 unsafe fn data<'a, T: FileSystem>(sb: *mut bindings::super_block) -> &'a T::Data {
-    // SAFETY: As the caller promises, `s_fs_info` holds a live
-    // `KBox<T::Data>`, dropped only in `put_super_data`.
-    unsafe { &*(*sb).s_fs_info.cast::<T::Data>() }
+    // SAFETY: As the caller promises.
+    unsafe { SuperBlock::<T>::from_raw(sb) }.data()
 }
 
 /// # Safety
@@ -1015,34 +1255,27 @@ unsafe fn fill_super<T: VfsTables>(sb: *mut bindings::super_block, opts: &T::Opt
     0
 }
 
+/// Gives a new inode of `T` its data (`T::new_inode`).
+///
 /// # Safety
 ///
-/// `sb` is a mounted superblock of this filesystem; `slot` is valid for a
-/// write.
-unsafe fn new_inode_data<T: FileSystem>(
-    sb: *mut bindings::super_block,
-    ino: u64,
-    regular: bool,
-    slot: *mut *mut c_void,
-) -> c_int {
+/// `inode` is a new inode of a mounted superblock of `T`, not yet visible
+/// to anyone else, or `I_NEW`.
+unsafe fn new_inode_data<T: FileSystem>(inode: *mut bindings::inode, regular: bool) -> c_int {
+    // SAFETY: As the caller promises.
+    let (sb, ino) = unsafe { ((*inode).i_sb, (*inode).i_ino) };
     // SAFETY: A mounted superblock's data lives while it is mounted.
     let data = unsafe { data::<T>(sb) };
-    match T::new_inode(data, ino, regular).and_then(|d| Ok(KBox::new(d, GFP_KERNEL)?)) {
-        Ok(inode_data) => {
-            // SAFETY: `slot` is valid for a write.
-            unsafe { slot.write(KBox::into_raw(inode_data).cast()) };
+    match T::new_inode(data, ino, regular) {
+        Ok(d) => {
+            // SAFETY: As the caller promises, the inode is `T`'s and nobody
+            // else can see its data yet: by the type invariant of
+            // `INodeWithData`, ours to write.
+            unsafe { *(*INodeWithData::<T>::from_inode(inode)).data.get() = Some(d) };
             0
         }
         Err(e) => e.to_errno(),
     }
-}
-
-/// # Safety
-///
-/// `data` came from [`new_inode_data`] and is dropped once.
-pub(crate) unsafe fn drop_inode_data<T: FileSystem>(data: *mut c_void) {
-    // SAFETY: As the caller promises.
-    drop(unsafe { KBox::from_raw(data.cast::<T::InodeData>()) });
 }
 
 /// # Safety
@@ -1061,15 +1294,14 @@ unsafe fn put_super_data<T: FileSystem>(sb: *mut bindings::super_block) {
     }
 }
 
-/// The `super_operations` of `T`. Inodes are still allocated, freed and
-/// evicted by rust/vfs.c.
+/// The `super_operations` of `T`.
 struct SuperOps<T>(PhantomData<T>);
 
 impl<T: VfsTables> SuperOps<T> {
     const OPS: bindings::super_operations = bindings::super_operations {
-        alloc_inode: Some(ffi::emfs_alloc_inode),
-        free_inode: Some(ffi::emfs_free_inode),
-        evict_inode: Some(ffi::emfs_evict_inode),
+        alloc_inode: Some(alloc_inode::<T>),
+        free_inode: Some(free_inode::<T>),
+        evict_inode: Some(evict_inode::<T>),
         statfs: Some(statfs::<T>),
         show_options: Some(show_options::<T>),
         // SAFETY: The other operations are optional: NULL is valid.
@@ -1170,7 +1402,7 @@ unsafe fn mknod<T: VfsTables>(
     // SAFETY: `inode` is new and ours until it is hashed below; the tables
     // are constants, or rust/vfs.c's. (`i_fop` is in an anonymous union of
     // `struct inode`, which bindgen numbers.)
-    let ino = unsafe {
+    unsafe {
         (*inode).i_ino = bindings::get_next_ino().into();
         bindings::inode_init_owner(idmap, inode, dir, mode);
         bindings::simple_inode_init_ts(inode);
@@ -1190,11 +1422,9 @@ unsafe fn mknod<T: VfsTables>(
             bindings::iput(inode);
             return EBUSY.to_errno();
         }
-        (*inode).i_ino
-    };
-    // SAFETY: `sb` is mounted; the slot is the new inode's, which nobody
-    // else sees while it is `I_NEW`.
-    let ret = unsafe { new_inode_data::<T>(sb, ino as u64, !is_dir, ffi::emfs_inode_data(inode)) };
+    }
+    // SAFETY: `inode` is `I_NEW`, of the mounted `sb`.
+    let ret = unsafe { new_inode_data::<T>(inode, !is_dir) };
     // SAFETY: `inode` is `I_NEW` and ours; `dir` and `dentry` as the caller
     // promises. `unlock_new_inode()` publishes the data with the flag.
     unsafe {
@@ -1298,18 +1528,24 @@ unsafe extern "C" fn show_options<T: VfsTables>(
     0
 }
 
-/// The data of a mounted superblock and of one of its live inodes.
+/// What `T` keeps for a regular file and for its superblock, which the
+/// data path passes on; `EIO` if the file has no data, which cannot
+/// happen: `T` gives data to every file it makes.
 ///
 /// # Safety
 ///
-/// As for [`data`]; `inode` came from [`new_inode_data`] for `sb` and has
-/// not been dropped.
+/// `inode` is a published inode of a mounted superblock of `T`,
+/// referenced during `'a`.
 unsafe fn sb_inode<'a, T: FileSystem>(
-    sb: *mut bindings::super_block,
-    inode: *mut c_void,
-) -> (&'a T::Data, &'a T::InodeData) {
+    inode: *mut bindings::inode,
+) -> Result<(&'a T::Data, &'a T::InodeData)> {
     // SAFETY: As the caller promises.
-    unsafe { (data::<T>(sb), &*inode.cast::<T::InodeData>()) }
+    let inode = unsafe { INode::<T>::from_raw(inode) };
+    let Some(data) = inode.data() else {
+        pr_err!("inode {}: a regular file without data\n", inode.ino());
+        return Err(EIO);
+    };
+    Ok((inode.super_block().data(), data))
 }
 
 fn errno(r: Result) -> c_int {
@@ -1337,13 +1573,12 @@ pub(crate) unsafe fn unreserve<T: FileSystem>(sb: *mut bindings::super_block, bl
 
 /// # Safety
 ///
-/// `sb` is a mounted superblock of this filesystem, `inode` the data of
-/// one of its live inodes, and `dst` the mapped contents of a locked folio
+/// `inode` is a published regular file of a mounted superblock of `T`,
+/// referenced for the call, and `dst` the mapped contents of a locked folio
 /// of [`BLOCK_SIZE`] bytes, not uptodate (so no one else reads or writes
 /// it).
 pub(crate) unsafe fn read_block<T: FileSystem>(
-    sb: *mut bindings::super_block,
-    inode: *mut c_void,
+    inode: *mut bindings::inode,
     pos: u64,
     size: u64,
     dst: *mut u8,
@@ -1351,19 +1586,21 @@ pub(crate) unsafe fn read_block<T: FileSystem>(
     // SAFETY: As the caller promises, `dst` is ours alone for the call.
     let dst = unsafe { &mut *dst.cast::<BlockBuf>() };
     // SAFETY: As the caller promises.
-    let (data, inode) = unsafe { sb_inode::<T>(sb, inode) };
+    let (data, inode) = match unsafe { sb_inode::<T>(inode) } {
+        Ok(d) => d,
+        Err(e) => return e.to_errno(),
+    };
     errno(T::read_block(data, inode, pos, size, dst))
 }
 
 /// # Safety
 ///
-/// `sb` is a mounted superblock of this filesystem, `inode` the data of
-/// one of its live inodes, `folios` `nr` folios of it locked by the caller
+/// `inode` is a published regular file of a mounted superblock of `T`,
+/// referenced for the call, `folios` `nr` folios of it locked by the caller
 /// for the call, one block each and consecutive from `pos`, and `wb` valid
 /// for a write.
 pub(crate) unsafe fn write_back<T: FileSystem>(
-    sb: *mut bindings::super_block,
-    inode: *mut c_void,
+    inode: *mut bindings::inode,
     pos: u64,
     folios: *mut *mut bindings::folio,
     nr: u32,
@@ -1374,7 +1611,10 @@ pub(crate) unsafe fn write_back<T: FileSystem>(
     // INVARIANT: The caller holds the folios locked during the call.
     let folios = WritebackFolios { folios };
     // SAFETY: As the caller promises.
-    let (data, inode) = unsafe { sb_inode::<T>(sb, inode) };
+    let (data, inode) = match unsafe { sb_inode::<T>(inode) } {
+        Ok(d) => d,
+        Err(e) => return e.to_errno(),
+    };
     // The box first: once the write back has started, its ordered extents
     // must reach `finish_write_back`, whatever memory is left.
     let slot = match KBox::<T::Writeback>::new_uninit(GFP_KERNEL) {
@@ -1396,40 +1636,40 @@ pub(crate) unsafe fn write_back<T: FileSystem>(
 /// As for [`write_back`], and `wb` is what a successful [`write_back`] of
 /// the inode stored, passed once.
 pub(crate) unsafe fn finish_write_back<T: FileSystem>(
-    sb: *mut bindings::super_block,
-    inode: *mut c_void,
+    inode: *mut bindings::inode,
     wb: *mut c_void,
 ) {
     // SAFETY: As the caller promises.
     let wb = unsafe { KBox::from_raw(wb.cast::<T::Writeback>()) };
-    // SAFETY: As the caller promises.
-    let (data, inode) = unsafe { sb_inode::<T>(sb, inode) };
+    // SAFETY: As the caller promises. (`write_back` found the data.)
+    let Ok((data, inode)) = (unsafe { sb_inode::<T>(inode) }) else {
+        return;
+    };
     T::finish_write_back(data, inode, KBox::into_inner(wb));
 }
 
 /// # Safety
 ///
-/// `sb` is a mounted superblock of this filesystem and `inode` the data of
-/// one of its live inodes.
-pub(crate) unsafe fn fsync<T: FileSystem>(
-    sb: *mut bindings::super_block,
-    inode: *mut c_void,
-) -> c_int {
+/// `inode` is a published regular file of a mounted superblock of `T`,
+/// referenced for the call.
+pub(crate) unsafe fn fsync<T: FileSystem>(inode: *mut bindings::inode) -> c_int {
     // SAFETY: As the caller promises.
-    let (data, inode) = unsafe { sb_inode::<T>(sb, inode) };
+    let (data, inode) = match unsafe { sb_inode::<T>(inode) } {
+        Ok(d) => d,
+        Err(e) => return e.to_errno(),
+    };
     errno(T::fsync(data, inode))
 }
 
 /// # Safety
 ///
 /// As for [`fsync`].
-pub(crate) unsafe fn truncate<T: FileSystem>(
-    sb: *mut bindings::super_block,
-    inode: *mut c_void,
-    size: u64,
-) -> c_int {
+pub(crate) unsafe fn truncate<T: FileSystem>(inode: *mut bindings::inode, size: u64) -> c_int {
     // SAFETY: As the caller promises.
-    let (data, inode) = unsafe { sb_inode::<T>(sb, inode) };
+    let (data, inode) = match unsafe { sb_inode::<T>(inode) } {
+        Ok(d) => d,
+        Err(e) => return e.to_errno(),
+    };
     errno(T::truncate(data, inode, size))
 }
 
@@ -1437,13 +1677,15 @@ pub(crate) unsafe fn truncate<T: FileSystem>(
 ///
 /// As for [`fsync`].
 pub(crate) unsafe fn punch_hole<T: FileSystem>(
-    sb: *mut bindings::super_block,
-    inode: *mut c_void,
+    inode: *mut bindings::inode,
     start: u64,
     end: u64,
 ) -> c_int {
     // SAFETY: As the caller promises.
-    let (data, inode) = unsafe { sb_inode::<T>(sb, inode) };
+    let (data, inode) = match unsafe { sb_inode::<T>(inode) } {
+        Ok(d) => d,
+        Err(e) => return e.to_errno(),
+    };
     errno(T::punch_hole(data, inode, start, end))
 }
 
@@ -1451,13 +1693,15 @@ pub(crate) unsafe fn punch_hole<T: FileSystem>(
 ///
 /// As for [`fsync`].
 pub(crate) unsafe fn allocate<T: FileSystem>(
-    sb: *mut bindings::super_block,
-    inode: *mut c_void,
+    inode: *mut bindings::inode,
     start: u64,
     end: u64,
 ) -> c_int {
     // SAFETY: As the caller promises.
-    let (data, inode) = unsafe { sb_inode::<T>(sb, inode) };
+    let (data, inode) = match unsafe { sb_inode::<T>(inode) } {
+        Ok(d) => d,
+        Err(e) => return e.to_errno(),
+    };
     errno(T::allocate(data, inode, start, end))
 }
 
@@ -1466,8 +1710,7 @@ pub(crate) unsafe fn allocate<T: FileSystem>(
 /// As for [`fsync`]; `mapping` is the inode's mapping and `fi` a request
 /// prepared by `fiemap_prep()`, both valid for the call.
 pub(crate) unsafe fn fiemap<T: FileSystem>(
-    sb: *mut bindings::super_block,
-    inode: *mut c_void,
+    inode: *mut bindings::inode,
     size: u64,
     start: u64,
     len: u64,
@@ -1484,7 +1727,10 @@ pub(crate) unsafe fn fiemap<T: FileSystem>(
         _p: PhantomData,
     };
     // SAFETY: As the caller promises.
-    let (data, inode) = unsafe { sb_inode::<T>(sb, inode) };
+    let (data, inode) = match unsafe { sb_inode::<T>(inode) } {
+        Ok(d) => d,
+        Err(e) => return e.to_errno(),
+    };
     errno(T::fiemap(data, inode, size, start, len, &mapping, &mut fi))
 }
 
@@ -1493,8 +1739,7 @@ pub(crate) unsafe fn fiemap<T: FileSystem>(
 /// As for [`fsync`]; `mapping` is the inode's mapping, valid for the call,
 /// and `out` is valid for a write.
 pub(crate) unsafe fn seek<T: FileSystem>(
-    sb: *mut bindings::super_block,
-    inode: *mut c_void,
+    inode: *mut bindings::inode,
     size: u64,
     offset: u64,
     want_data: bool,
@@ -1507,7 +1752,10 @@ pub(crate) unsafe fn seek<T: FileSystem>(
         _p: PhantomData,
     };
     // SAFETY: As the caller promises.
-    let (data, inode) = unsafe { sb_inode::<T>(sb, inode) };
+    let (data, inode) = match unsafe { sb_inode::<T>(inode) } {
+        Ok(d) => d,
+        Err(e) => return e.to_errno(),
+    };
     match T::seek(data, inode, size, offset, want_data, &mapping) {
         Ok(pos) => {
             // SAFETY: `out` is valid for a write.
