@@ -119,7 +119,7 @@ fn show_check(_: &(), f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
 }
 
 impl kernel::Module for Emfs {
-    fn init(module: &'static ThisModule) -> Result<Self> {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
         let proc_root =
             glue::proc::ModuleProcDir::publish(glue::proc::ProcDir::new(c"fs/emfs", None)?)?;
         let debugfs = Dir::new(c"emfs");
@@ -158,7 +158,7 @@ impl kernel::Module for Emfs {
             debugfs.read_callback_file(c"check", (), &show_check),
             GFP_KERNEL,
         )?;
-        let fs = glue::vfs::Registration::new(module)?;
+        let fs = glue::vfs::Registration::new()?;
         pr_info!("loaded\n");
         Ok(Emfs {
             _fs: fs,

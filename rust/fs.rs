@@ -173,6 +173,7 @@ pub(crate) fn parse_size(text: &str) -> Option<u64> {
     digits.parse::<u64>().ok()?.checked_mul(1u64 << shift)
 }
 
+#[vtable]
 impl FileSystem for Emfs {
     const NAME: &'static CStr = c"emfs";
     const INODE_CACHE: &'static CStr = c"emfs_inode_cache";
@@ -584,8 +585,7 @@ mod tests {
     /// touch what the registered type uses (its inode cache, its workers).
     #[test]
     fn a_second_registration_is_refused() -> Result {
-        let module = &<crate::LocalModule as kernel::ModuleMetadata>::THIS_MODULE;
-        let second = Registration::<Emfs>::new(module);
+        let second = Registration::<Emfs>::new();
         kunit_ensure!(matches!(second, Err(e) if e == EBUSY));
         let mnt = crate::glue::vfs::kern_mount::<Emfs>()?;
         let st = mnt.statfs()?;

@@ -51,8 +51,7 @@ use kernel::{
         Atomic,
         Relaxed, //
     },
-    types::Opaque,
-    ThisModule,
+    types::Opaque, //
 };
 
 use crate::glue::ffi;
@@ -174,6 +173,13 @@ pub(crate) struct StatFs {
 }
 
 /// A filesystem type.
+///
+/// A `#[vtable]` trait: the methods with a default body are optional, and
+/// the tables built for the type leave out, or fill with libfs's generic
+/// operation, what it does not implement (each method says which).
+/// `OwnerModule`, which `#[vtable]` adds, is the module the type is
+/// registered for.
+#[vtable]
 pub(crate) trait FileSystem: Sized + 'static {
     /// The name of the type, as `mount -t` takes it.
     const NAME: &'static CStr;
@@ -193,12 +199,16 @@ pub(crate) trait FileSystem: Sized + 'static {
     type InodeData: Send + Sync;
 
     /// The mount parameters, ending with [`Param::END`]: `fs_parse()`
-    /// refuses what is not in it.
-    const PARAMS: &'static [Param];
+    /// refuses what is not in it. None by default; a type with parameters
+    /// implements [`FileSystem::parse_param`] (checked at compile time).
+    const PARAMS: &'static [Param] = &[Param::END];
 
     /// Takes the value of mount parameter `opt` of [`FileSystem::PARAMS`].
-    /// Errors fail the mount; say why in the kernel log.
-    fn parse_param(opts: &mut Self::Options, opt: u8, value: &CStr) -> Result;
+    /// Errors fail the mount; say why in the kernel log. Optional: without
+    /// it, every parameter is unknown.
+    fn parse_param(_opts: &mut Self::Options, _opt: u8, _value: &CStr) -> Result {
+        kernel::build_error!(kernel::error::VTABLE_DEFAULT_ERROR)
+    }
 
     /// Builds a superblock's data from the options.
     fn fill_super(opts: &Self::Options) -> Result<Self::Data>;
@@ -207,15 +217,26 @@ pub(crate) trait FileSystem: Sized + 'static {
     /// otherwise a directory) of the superblock holding `data`.
     fn new_inode(data: &Self::Data, ino: u64, regular: bool) -> Result<Self::InodeData>;
 
-    /// What `statfs(2)` reports.
-    fn statfs(data: &Self::Data) -> StatFs;
+    /// What `statfs(2)` reports. Optional: without it, `simple_statfs()`
+    /// reports the magic, the block size and nothing else.
+    fn statfs(_data: &Self::Data) -> StatFs {
+        kernel::build_error!(kernel::error::VTABLE_DEFAULT_ERROR)
+    }
 
     /// Writes the mount options for /proc/mounts, each as `,key=value`.
-    fn show_options(data: &Self::Data, m: &SeqFile);
+    /// Optional: without it, /proc/mounts shows only the VFS's options.
+    fn show_options(_data: &Self::Data, _m: &SeqFile) {
+        kernel::build_error!(kernel::error::VTABLE_DEFAULT_ERROR)
+    }
 
     /// A remount with `opts` (`reconfigure`); errors refuse it, and must
     /// leave the superblock as it was. Say why in the kernel log.
-    fn reconfigure(data: &Self::Data, opts: &Self::Options) -> Result;
+    /// Optional: without it, a remount that names any of the type's
+    /// parameters is refused with `EINVAL`, since nothing would apply
+    /// them.
+    fn reconfigure(_data: &Self::Data, _opts: &Self::Options) -> Result {
+        kernel::build_error!(kernel::error::VTABLE_DEFAULT_ERROR)
+    }
 
     /// Reserves space for `blocks` blocks of page cache being dirtied;
     /// `ENOSPC` refuses the write.
@@ -510,7 +531,14 @@ impl FsType {
         // SAFETY: All zeroes is a valid `file_system_type`: no callbacks,
         // no owner, empty lists.
         let mut raw: bindings::file_system_type = unsafe { core::mem::zeroed() };
+        const {
+            assert!(
+                T::HAS_PARSE_PARAM || T::PARAMS.len() == 1,
+                "a filesystem with mount parameters implements parse_param"
+            )
+        };
         raw.name = T::NAME.as_ptr().cast();
+        raw.owner = kernel::module::this_module::<T::OwnerModule>().as_ptr();
         raw.init_fs_context = Some(init_fs_context_raw::<T>);
         raw.kill_sb = Some(kill_sb::<T>);
         Self {
@@ -536,10 +564,10 @@ pub(crate) struct Registration<T: VfsTables> {
 }
 
 impl<T: VfsTables> Registration<T> {
-    /// Registers the filesystem type (`register_filesystem()`) for
-    /// `module`; `EBUSY` if it is registered already, before anything the
-    /// registered type uses is touched.
-    pub(crate) fn new(module: &'static ThisModule) -> Result<Self> {
+    /// Registers the filesystem type (`register_filesystem()`) for its
+    /// module (`T::OwnerModule`); `EBUSY` if it is registered already,
+    /// before anything the registered type uses is touched.
+    pub(crate) fn new() -> Result<Self> {
         // `fs_parse()` walks the table up to its end.
         if !T::PARAMS.last().is_some_and(|p| p.0.name.is_null()) {
             pr_err!("the mount parameter table does not end with Param::END\n");
@@ -580,7 +608,6 @@ impl<T: VfsTables> Registration<T> {
         // with `T`'s callbacks, until `drop` unregisters it.
         let ret = unsafe {
             *fs.inode_cache.get() = cache;
-            (*fs.raw.get()).owner = module.as_ptr();
             bindings::register_filesystem(fs.raw.get())
         };
         if let Err(e) = to_result(ret) {
@@ -1037,10 +1064,18 @@ impl<T: VfsTables> ContextOps<T> {
     const OPS: ffi::fs_context_operations = ffi::fs_context_operations {
         free: Some(free_fc::<T>),
         dup: None,
-        parse_param: Some(parse_param::<T>),
+        parse_param: if T::HAS_PARSE_PARAM {
+            Some(parse_param::<T>)
+        } else {
+            None
+        },
         parse_monolithic: None,
         get_tree: Some(get_tree::<T>),
-        reconfigure: Some(reconfigure::<T>),
+        reconfigure: if T::HAS_RECONFIGURE {
+            Some(reconfigure::<T>)
+        } else {
+            None
+        },
     };
 }
 
@@ -1118,7 +1153,8 @@ unsafe extern "C" fn free_fc<T: VfsTables>(fc: *mut ffi::fs_context) {
 
 /// `parse_param`: `fs_parse()` with `T`'s table, then `T`'s own checks
 /// of the value. A key not in the table is `ENOPARAM`, which the VFS
-/// reports ("Unknown parameter").
+/// reports ("Unknown parameter"). A remount of a type without
+/// `reconfigure` refuses every parameter: nothing would apply it.
 ///
 /// # Safety
 ///
@@ -1142,6 +1178,14 @@ unsafe extern "C" fn parse_param<T: VfsTables>(
     };
     if opt < 0 {
         return opt;
+    }
+    // SAFETY: As the caller promises, `fc` is a live context.
+    let purpose = unsafe { (*fc).purpose() };
+    if !T::HAS_RECONFIGURE && purpose == ffi::fs_context_purpose_FS_CONTEXT_FOR_RECONFIGURE {
+        // SAFETY: `fs_parse()` accepted the parameter, so it has a key.
+        let key = unsafe { CStr::from_char_ptr((*param).key) };
+        pr_err!("{}: a remount cannot change '{}'\n", T::NAME, key);
+        return EINVAL.to_errno();
     }
     // SAFETY: Every entry of `T::PARAMS` is a string parameter, so
     // `fs_parse()` accepted a non-empty string value.
@@ -1302,8 +1346,16 @@ impl<T: VfsTables> SuperOps<T> {
         alloc_inode: Some(alloc_inode::<T>),
         free_inode: Some(free_inode::<T>),
         evict_inode: Some(evict_inode::<T>),
-        statfs: Some(statfs::<T>),
-        show_options: Some(show_options::<T>),
+        statfs: if T::HAS_STATFS {
+            Some(statfs::<T>)
+        } else {
+            Some(bindings::simple_statfs)
+        },
+        show_options: if T::HAS_SHOW_OPTIONS {
+            Some(show_options::<T>)
+        } else {
+            None
+        },
         // SAFETY: The other operations are optional: NULL is valid.
         ..unsafe { core::mem::zeroed() }
     };
