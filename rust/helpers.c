@@ -336,3 +336,8 @@ void emfs___iget(struct inode *inode)
 {
 	__iget(inode);
 }
+
+bool emfs_inode_unhashed(struct inode *inode)
+{
+	return inode_unhashed(inode);
+}

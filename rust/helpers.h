@@ -126,6 +126,7 @@ void *emfs_alloc_inode_sb(struct super_block *sb, struct kmem_cache *cache,
 			  gfp_t gfp);
 unsigned int emfs_inode_state_read(struct inode *inode);
 void emfs___iget(struct inode *inode);
+bool emfs_inode_unhashed(struct inode *inode);
 
 /*
  * rust/vfs.c's data path for regular files: its tables, used by the Rust

@@ -218,7 +218,8 @@ pub(crate) trait FileSystem: Sized + 'static {
     fn new_inode(data: &Self::Data, ino: u64, regular: bool) -> Result<Self::InodeData>;
 
     /// What `statfs(2)` reports. Optional: without it, `simple_statfs()`
-    /// reports the magic, the block size and nothing else.
+    /// reports the magic, `PAGE_SIZE` blocks, the name length and the
+    /// `fsid`, and no counts.
     fn statfs(_data: &Self::Data) -> StatFs {
         kernel::build_error!(kernel::error::VTABLE_DEFAULT_ERROR)
     }
@@ -368,8 +369,9 @@ impl<T: FileSystem> SuperBlock<T> {
 /// # Invariants
 ///
 /// `data` is written only while nobody else can read it: by `alloc_inode`,
-/// by the inode's creator while the inode is new (not yet visible, or
-/// `I_NEW`), and by `evict_inode`, after the VFS is done with the inode.
+/// by the inode's creator before it publishes the inode (readers look only
+/// at hashed inodes that are not `I_NEW`, see [`INode`]), and by
+/// `evict_inode`, after the VFS is done with the inode.
 struct INodeWithData<T: FileSystem> {
     inode: Opaque<bindings::inode>,
     data: UnsafeCell<Option<T::InodeData>>,
@@ -392,8 +394,8 @@ impl<T: FileSystem> INodeWithData<T> {
 ///
 /// # Invariants
 ///
-/// Lives in an [`INodeWithData<T>`], past its creation, for the lifetime
-/// of the reference.
+/// Lives in an [`INodeWithData<T>`], past its creation, and is not
+/// evicted during the lifetime of the reference.
 #[repr(transparent)]
 pub(crate) struct INode<T: FileSystem>(Opaque<bindings::inode>, PhantomData<T>);
 
@@ -401,8 +403,9 @@ impl<T: FileSystem> INode<T> {
     /// # Safety
     ///
     /// `inode` is an inode of a mounted superblock of `T`, not new (its
-    /// creator unlocked it, or it is the root), and referenced during
-    /// `'a`.
+    /// creator unlocked it, or it is the root), and not evicted during
+    /// `'a` (the caller holds a reference, or writeback that eviction
+    /// waits for).
     unsafe fn from_raw<'a>(inode: *mut bindings::inode) -> &'a Self {
         // SAFETY: As the caller promises; `Self` is transparent over the
         // inode.
@@ -583,7 +586,8 @@ impl<T: VfsTables> Registration<T> {
             // SAFETY: All zeroes is `kmem_cache_create()`'s default.
             ..unsafe { core::mem::zeroed() }
         };
-        // SAFETY: `T::NAME` is a static string; the cache is destroyed before
+        // SAFETY: `T::INODE_CACHE` is a string (which the cache copies); the
+        // cache is destroyed before
         // the module (whose ctor it calls) goes, in `drop`.
         let cache = unsafe {
             bindings::__kmem_cache_create_args(
@@ -749,14 +753,23 @@ unsafe extern "C" fn walk_sb<T: FileSystem, W: Walk<T>>(
         while pos != head {
             let inode = kernel::container_of!(pos, bindings::inode, i_sb_list);
             bindings::spin_lock(&raw mut (*inode).i_lock);
+            // `new_inode()` puts an inode on the list before its creator
+            // has set it up; `insert_inode_locked()` hashes it and makes it
+            // `I_NEW` under `i_lock`, and `unlock_new_inode()` publishes
+            // it. Only hashed inodes that are not `I_NEW` are published
+            // (the root, unhashed, is a directory).
             let state = ffi::emfs_inode_state_read(inode);
-            let skip = state
+            let unpublished = state
                 & (bindings::inode_state_flags_enum_I_FREEING
                     | bindings::inode_state_flags_enum_I_WILL_FREE
                     | bindings::inode_state_flags_enum_I_NEW)
                 != 0
-                || u32::from((*inode).i_mode) & bindings::S_IFMT != bindings::S_IFREG;
-            if skip {
+                || ffi::emfs_inode_unhashed(inode);
+            let regular =
+                !unpublished && u32::from((*inode).i_mode) & bindings::S_IFMT == bindings::S_IFREG;
+            // As drop_caches does: an inode not visited is held only to
+            // give the CPU away, when it is due.
+            if unpublished || (!regular && !crate::glue::sched::need_resched()) {
                 bindings::spin_unlock(&raw mut (*inode).i_lock);
                 pos = (*pos).next;
                 continue;
@@ -765,9 +778,9 @@ unsafe extern "C" fn walk_sb<T: FileSystem, W: Walk<T>>(
             bindings::spin_unlock(&raw mut (*inode).i_lock);
             bindings::spin_unlock(list_lock);
 
-            // The inode is published (not `I_NEW`) and referenced.
+            // The inode is published and referenced.
             let file = INode::<T>::from_raw(inode);
-            if file.data().is_some() {
+            if regular && file.data().is_some() {
                 let reserved = ffi::emfs_mapping_reserved((*inode).i_mapping);
                 args.w.file(typed, file, reserved);
             }
@@ -1451,7 +1464,8 @@ unsafe fn mknod<T: VfsTables>(
         return ENOMEM.to_errno();
     }
     let is_dir = u32::from(mode) & bindings::S_IFMT == bindings::S_IFDIR;
-    // SAFETY: `inode` is new and ours until it is hashed below; the tables
+    // SAFETY: `inode` is new and, unhashed, ours until it is hashed below
+    // (the walk skips unhashed inodes; nothing else finds it); the tables
     // are constants, or rust/vfs.c's. (`i_fop` is in an anonymous union of
     // `struct inode`, which bindgen numbers.)
     unsafe {
@@ -1586,8 +1600,8 @@ unsafe extern "C" fn show_options<T: VfsTables>(
 ///
 /// # Safety
 ///
-/// `inode` is a published inode of a mounted superblock of `T`,
-/// referenced during `'a`.
+/// `inode` is a published inode of a mounted superblock of `T`, not
+/// evicted during `'a` (as for [`INode::from_raw`]).
 unsafe fn sb_inode<'a, T: FileSystem>(
     inode: *mut bindings::inode,
 ) -> Result<(&'a T::Data, &'a T::InodeData)> {
