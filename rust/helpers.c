@@ -341,3 +341,8 @@ bool emfs_inode_unhashed(struct inode *inode)
 {
 	return inode_unhashed(inode);
 }
+
+void emfs_inode_set_mtime_to_ts(struct inode *inode, struct timespec64 ts)
+{
+	inode_set_mtime_to_ts(inode, ts);
+}

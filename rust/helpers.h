@@ -127,6 +127,7 @@ void *emfs_alloc_inode_sb(struct super_block *sb, struct kmem_cache *cache,
 unsigned int emfs_inode_state_read(struct inode *inode);
 void emfs___iget(struct inode *inode);
 bool emfs_inode_unhashed(struct inode *inode);
+void emfs_inode_set_mtime_to_ts(struct inode *inode, struct timespec64 ts);
 
 /*
  * rust/vfs.c's data path for regular files: its tables, used by the Rust
@@ -138,7 +139,6 @@ struct address_space_operations;
 struct fiemap_extent_info;
 extern const struct file_operations emfs_file_ops;
 extern const struct address_space_operations emfs_aops;
-void emfs_inode_set_mtime_to_ts(struct inode *inode, struct timespec64 ts);
 int emfs_setsize(struct inode *inode, loff_t size);
 int emfs_fiemap(struct inode *inode, struct fiemap_extent_info *fi, u64 start,
 		u64 len);

@@ -52,11 +52,6 @@ static struct workqueue_struct *emfs_endio_wq;
 /* Folios per write back run: 256 KiB with 4 KiB pages. */
 #define EMFS_WB_BATCH	64
 
-void emfs_inode_set_mtime_to_ts(struct inode *inode, struct timespec64 ts)
-{
-	inode_set_mtime_to_ts(inode, ts);
-}
-
 /* Reserves a block for @folio, which is about to be dirtied. */
 static int emfs_folio_reserve(struct inode *inode, struct folio *folio)
 {
