@@ -35,10 +35,13 @@ use self::{
 use crate::{
     glue::vfs::{
         filesystem,
+        AddressSpaceOperations,
         BlockBuf,
         Fiemap,
+        FileOperations,
         FileSystem,
         INode,
+        InodeOperations,
         Mapping,
         Param,
         StatFs,
@@ -295,7 +298,12 @@ impl FileSystem for Emfs {
         }
         Ok(())
     }
+}
 
+/// The page cache of regular files: space is reserved when it is dirtied,
+/// and written back copy on write (rust/fs/file.rs).
+#[vtable]
+impl AddressSpaceOperations for Emfs {
     fn reserve(sb: &EmfsSb, blocks: u64) -> Result {
         sb.disk.reserve(blocks)
     }
@@ -337,15 +345,13 @@ impl FileSystem for Emfs {
             file.map.finish_writes(&sb.disk, &wb);
         }
     }
+}
 
+#[vtable]
+impl FileOperations for Emfs {
     fn fsync(_sb: &EmfsSb, inode: &EmfsInode) -> Result {
         inode.file()?.map.fsync();
         Ok(())
-    }
-
-    fn truncate(sb: &EmfsSb, inode: &EmfsInode, size: u64) -> Result {
-        let map = &inode.file()?.map;
-        until_memory(|| map.punch(&sb.disk, size.next_multiple_of(BLOCKSIZE), u64::MAX))
     }
 
     fn punch_hole(sb: &EmfsSb, inode: &EmfsInode, start: u64, end: u64) -> Result {
@@ -367,6 +373,30 @@ impl FileSystem for Emfs {
             .preallocate(&sb.disk, start, end - start, generation)
     }
 
+    fn seek(
+        _sb: &EmfsSb,
+        inode: &EmfsInode,
+        size: u64,
+        offset: u64,
+        want_data: bool,
+        mapping: &Mapping<'_>,
+    ) -> Result<u64> {
+        inode
+            .file()?
+            .map
+            .seek(size, offset, want_data, &mut |from, to| {
+                mapping.dirty_range(from, to)
+            })
+    }
+}
+
+#[vtable]
+impl InodeOperations for Emfs {
+    fn truncate(sb: &EmfsSb, inode: &EmfsInode, size: u64) -> Result {
+        let map = &inode.file()?.map;
+        until_memory(|| map.punch(&sb.disk, size.next_multiple_of(BLOCKSIZE), u64::MAX))
+    }
+
     fn fiemap(
         _sb: &EmfsSb,
         inode: &EmfsInode,
@@ -383,22 +413,6 @@ impl FileSystem for Emfs {
             &mut |from, to| mapping.dirty_range(from, to),
             &mut |fe| fi.fill(fe.logical, fe.physical, fe.len, fe.flags),
         )
-    }
-
-    fn seek(
-        _sb: &EmfsSb,
-        inode: &EmfsInode,
-        size: u64,
-        offset: u64,
-        want_data: bool,
-        mapping: &Mapping<'_>,
-    ) -> Result<u64> {
-        inode
-            .file()?
-            .map
-            .seek(size, offset, want_data, &mut |from, to| {
-                mapping.dirty_range(from, to)
-            })
     }
 }
 

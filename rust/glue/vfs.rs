@@ -11,9 +11,9 @@
 //! Regular files keep their data in the page cache, with generic helpers
 //! for everything the VFS does well alone (`read_iter`, `mmap` faults,
 //! splice). The filesystem is asked only what needs its block mapping: to
-//! fill a folio ([`FileSystem::read_block`]), to write dirty folios back
-//! ([`FileSystem::write_back`], completed on a worker by
-//! [`FileSystem::finish_write_back`]), to reserve space when page cache is
+//! fill a folio ([`AddressSpaceOperations::read_block`]), to write dirty folios back
+//! ([`AddressSpaceOperations::write_back`], completed on a worker by
+//! [`AddressSpaceOperations::finish_write_back`]), to reserve space when page cache is
 //! dirtied, and for fsync, truncate, fallocate, FIEMAP and
 //! `SEEK_DATA`/`SEEK_HOLE`. The page cache side of those (locks, waiting
 //! for writeback, dropping folios, `i_size`) is done here before the
@@ -238,7 +238,15 @@ pub(crate) trait FileSystem: Sized + 'static {
     fn reconfigure(_data: &Self::Data, _opts: &Self::Options) -> Result {
         kernel::build_error!(kernel::error::VTABLE_DEFAULT_ERROR)
     }
+}
 
+/// What a regular file's page cache (its `address_space_operations`, and
+/// the dirtying of its folios) asks of filesystem `T`.
+///
+/// The operation table is rust/vfs.c's until the data path moves onto
+/// iomap, so every method is required.
+#[vtable]
+pub(crate) trait AddressSpaceOperations: FileSystem {
     /// Reserves space for `blocks` blocks of page cache being dirtied;
     /// `ENOSPC` refuses the write.
     fn reserve(data: &Self::Data, blocks: u64) -> Result;
@@ -262,8 +270,8 @@ pub(crate) trait FileSystem: Sized + 'static {
         dst: &mut BlockBuf,
     ) -> Result;
 
-    /// Data on its way to disk, from [`FileSystem::write_back`] to
-    /// [`FileSystem::finish_write_back`].
+    /// Data on its way to disk, from [`AddressSpaceOperations::write_back`]
+    /// to [`AddressSpaceOperations::finish_write_back`].
     type Writeback: Send;
 
     /// Writes the folios from file offset `pos` back (`writepages`), using
@@ -279,14 +287,18 @@ pub(crate) trait FileSystem: Sized + 'static {
     /// Completes a write back, on a worker, before its folios' writeback
     /// ends. Cannot fail: retry what must be retried.
     fn finish_write_back(data: &Self::Data, inode: &Self::InodeData, wb: Self::Writeback);
+}
 
+/// What the `file_operations` of an open regular file ask of filesystem
+/// `T`: `fsync`, `fallocate` and `llseek`'s `SEEK_DATA`/`SEEK_HOLE`.
+///
+/// The operation table is rust/vfs.c's until the data path moves onto
+/// iomap, so every method is required.
+#[vtable]
+pub(crate) trait FileOperations: FileSystem {
     /// `fsync`, after the file's dirty folios were written back and their
     /// writeback completed.
     fn fsync(data: &Self::Data, inode: &Self::InodeData) -> Result;
-
-    /// The file was truncated to `size`: its page cache past `size` is
-    /// gone (waited for) and `i_size` is set; drop the blocks past it.
-    fn truncate(data: &Self::Data, inode: &Self::InodeData, size: u64) -> Result;
 
     /// `FALLOC_FL_PUNCH_HOLE` of the block-aligned `[start, end)`, whose
     /// page cache is gone.
@@ -295,17 +307,6 @@ pub(crate) trait FileSystem: Sized + 'static {
     /// `fallocate` mode 0 of the block-aligned `[start, end)`, with no
     /// dirty page cache or writeback in it.
     fn allocate(data: &Self::Data, inode: &Self::InodeData, start: u64, end: u64) -> Result;
-
-    /// FIEMAP of `[start, start + len)` of a file of `size` bytes.
-    fn fiemap(
-        data: &Self::Data,
-        inode: &Self::InodeData,
-        size: u64,
-        start: u64,
-        len: u64,
-        mapping: &Mapping<'_>,
-        fi: &mut Fiemap<'_>,
-    ) -> Result;
 
     /// `SEEK_DATA` (`data`) or `SEEK_HOLE` from `offset`, below `size`.
     /// `ENXIO` if there is no data after `offset`, or if `offset` is past
@@ -320,6 +321,30 @@ pub(crate) trait FileSystem: Sized + 'static {
     ) -> Result<u64>;
 }
 
+/// What the `inode_operations` of regular files ask of filesystem `T`.
+#[vtable]
+pub(crate) trait InodeOperations: FileSystem {
+    /// The file was truncated to `size` (`setattr`): its page cache past
+    /// `size` is gone (waited for) and `i_size` is set; drop the blocks
+    /// past it.
+    fn truncate(data: &Self::Data, inode: &Self::InodeData, size: u64) -> Result;
+
+    /// FIEMAP of `[start, start + len)` of a file of `size` bytes.
+    /// Optional: without it, the table has no `fiemap` and the ioctl
+    /// fails with `EOPNOTSUPP`.
+    fn fiemap(
+        _data: &Self::Data,
+        _inode: &Self::InodeData,
+        _size: u64,
+        _start: u64,
+        _len: u64,
+        _mapping: &Mapping<'_>,
+        _fi: &mut Fiemap<'_>,
+    ) -> Result {
+        kernel::build_error!(kernel::error::VTABLE_DEFAULT_ERROR)
+    }
+}
+
 /// A filesystem whose VFS entry points `filesystem!` instantiated, and
 /// its `struct file_system_type`.
 ///
@@ -330,7 +355,9 @@ pub(crate) trait FileSystem: Sized + 'static {
 /// define them for one type only: the C half decodes every superblock's
 /// and inode's data of this filesystem as `Self`'s, and `fs_type` is the
 /// type whose callbacks are `Self`'s.
-pub(crate) unsafe trait VfsTables: FileSystem {
+pub(crate) unsafe trait VfsTables:
+    FileSystem + AddressSpaceOperations + FileOperations + InodeOperations
+{
     /// The filesystem type, in static storage.
     fn fs_type() -> &'static FsType;
 }
@@ -541,7 +568,7 @@ impl FsType {
             )
         };
         raw.name = T::NAME.as_ptr().cast();
-        raw.owner = kernel::module::this_module::<T::OwnerModule>().as_ptr();
+        raw.owner = kernel::module::this_module::<<T as FileSystem>::OwnerModule>().as_ptr();
         raw.init_fs_context = Some(init_fs_context_raw::<T>);
         raw.kill_sb = Some(kill_sb::<T>);
         Self {
@@ -1402,7 +1429,11 @@ impl<T: VfsTables> FileInodeOps<T> {
     const OPS: bindings::inode_operations = bindings::inode_operations {
         getattr: Some(bindings::simple_getattr),
         setattr: Some(file_setattr::<T>),
-        fiemap: Some(ffi::emfs_fiemap),
+        fiemap: if T::HAS_FIEMAP {
+            Some(ffi::emfs_fiemap)
+        } else {
+            None
+        },
         // SAFETY: The other operations are optional: NULL is valid.
         ..unsafe { core::mem::zeroed() }
     };
@@ -1624,7 +1655,10 @@ fn errno(r: Result) -> c_int {
 /// # Safety
 ///
 /// `sb` is a mounted superblock of this filesystem.
-pub(crate) unsafe fn reserve<T: FileSystem>(sb: *mut bindings::super_block, blocks: u64) -> c_int {
+pub(crate) unsafe fn reserve<T: AddressSpaceOperations>(
+    sb: *mut bindings::super_block,
+    blocks: u64,
+) -> c_int {
     // SAFETY: As the caller promises.
     errno(T::reserve(unsafe { data::<T>(sb) }, blocks))
 }
@@ -1632,7 +1666,10 @@ pub(crate) unsafe fn reserve<T: FileSystem>(sb: *mut bindings::super_block, bloc
 /// # Safety
 ///
 /// `sb` is a mounted superblock of this filesystem.
-pub(crate) unsafe fn unreserve<T: FileSystem>(sb: *mut bindings::super_block, blocks: u64) {
+pub(crate) unsafe fn unreserve<T: AddressSpaceOperations>(
+    sb: *mut bindings::super_block,
+    blocks: u64,
+) {
     // SAFETY: As the caller promises.
     T::unreserve(unsafe { data::<T>(sb) }, blocks)
 }
@@ -1643,7 +1680,7 @@ pub(crate) unsafe fn unreserve<T: FileSystem>(sb: *mut bindings::super_block, bl
 /// referenced for the call, and `dst` the mapped contents of a locked folio
 /// of [`BLOCK_SIZE`] bytes, not uptodate (so no one else reads or writes
 /// it).
-pub(crate) unsafe fn read_block<T: FileSystem>(
+pub(crate) unsafe fn read_block<T: AddressSpaceOperations>(
     inode: *mut bindings::inode,
     pos: u64,
     size: u64,
@@ -1665,7 +1702,7 @@ pub(crate) unsafe fn read_block<T: FileSystem>(
 /// referenced for the call, `folios` `nr` folios of it locked by the caller
 /// for the call, one block each and consecutive from `pos`, and `wb` valid
 /// for a write.
-pub(crate) unsafe fn write_back<T: FileSystem>(
+pub(crate) unsafe fn write_back<T: AddressSpaceOperations>(
     inode: *mut bindings::inode,
     pos: u64,
     folios: *mut *mut bindings::folio,
@@ -1701,7 +1738,7 @@ pub(crate) unsafe fn write_back<T: FileSystem>(
 ///
 /// As for [`write_back`], and `wb` is what a successful [`write_back`] of
 /// the inode stored, passed once.
-pub(crate) unsafe fn finish_write_back<T: FileSystem>(
+pub(crate) unsafe fn finish_write_back<T: AddressSpaceOperations>(
     inode: *mut bindings::inode,
     wb: *mut c_void,
 ) {
@@ -1718,7 +1755,7 @@ pub(crate) unsafe fn finish_write_back<T: FileSystem>(
 ///
 /// `inode` is a published regular file of a mounted superblock of `T`,
 /// referenced for the call.
-pub(crate) unsafe fn fsync<T: FileSystem>(inode: *mut bindings::inode) -> c_int {
+pub(crate) unsafe fn fsync<T: FileOperations>(inode: *mut bindings::inode) -> c_int {
     // SAFETY: As the caller promises.
     let (data, inode) = match unsafe { sb_inode::<T>(inode) } {
         Ok(d) => d,
@@ -1730,7 +1767,7 @@ pub(crate) unsafe fn fsync<T: FileSystem>(inode: *mut bindings::inode) -> c_int 
 /// # Safety
 ///
 /// As for [`fsync`].
-pub(crate) unsafe fn truncate<T: FileSystem>(inode: *mut bindings::inode, size: u64) -> c_int {
+pub(crate) unsafe fn truncate<T: InodeOperations>(inode: *mut bindings::inode, size: u64) -> c_int {
     // SAFETY: As the caller promises.
     let (data, inode) = match unsafe { sb_inode::<T>(inode) } {
         Ok(d) => d,
@@ -1742,7 +1779,7 @@ pub(crate) unsafe fn truncate<T: FileSystem>(inode: *mut bindings::inode, size: 
 /// # Safety
 ///
 /// As for [`fsync`].
-pub(crate) unsafe fn punch_hole<T: FileSystem>(
+pub(crate) unsafe fn punch_hole<T: FileOperations>(
     inode: *mut bindings::inode,
     start: u64,
     end: u64,
@@ -1758,7 +1795,7 @@ pub(crate) unsafe fn punch_hole<T: FileSystem>(
 /// # Safety
 ///
 /// As for [`fsync`].
-pub(crate) unsafe fn allocate<T: FileSystem>(
+pub(crate) unsafe fn allocate<T: FileOperations>(
     inode: *mut bindings::inode,
     start: u64,
     end: u64,
@@ -1775,7 +1812,7 @@ pub(crate) unsafe fn allocate<T: FileSystem>(
 ///
 /// As for [`fsync`]; `mapping` is the inode's mapping and `fi` a request
 /// prepared by `fiemap_prep()`, both valid for the call.
-pub(crate) unsafe fn fiemap<T: FileSystem>(
+pub(crate) unsafe fn fiemap<T: InodeOperations>(
     inode: *mut bindings::inode,
     size: u64,
     start: u64,
@@ -1804,7 +1841,7 @@ pub(crate) unsafe fn fiemap<T: FileSystem>(
 ///
 /// As for [`fsync`]; `mapping` is the inode's mapping, valid for the call,
 /// and `out` is valid for a write.
-pub(crate) unsafe fn seek<T: FileSystem>(
+pub(crate) unsafe fn seek<T: FileOperations>(
     inode: *mut bindings::inode,
     size: u64,
     offset: u64,
