@@ -350,16 +350,19 @@ pub(crate) trait InodeOperations: FileSystem {
 ///
 /// # Safety
 ///
-/// Implemented only by [`filesystem!`], which defines the trampolines that
-/// rust/vfs.c calls for `Self`. Their names are fixed, so a crate can
-/// define them for one type only: the C half decodes every superblock's
-/// and inode's data of this filesystem as `Self`'s, and `fs_type` is the
-/// type whose callbacks are `Self`'s.
-pub(crate) unsafe trait VfsTables:
-    FileSystem + AddressSpaceOperations + FileOperations + InodeOperations
-{
+/// Implemented only by [`filesystem!`]. `fs_type` is the type whose
+/// callbacks are `Self`'s. `FILE_INODE_OPS` is `Some` only if the macro
+/// defined the trampolines that rust/vfs.c calls for `Self`, whose names
+/// are fixed, so that a crate can do it for one type only: the C half
+/// decodes every regular file's data as `Self`'s.
+pub(crate) unsafe trait VfsTables: FileSystem {
     /// The filesystem type, in static storage.
     fn fs_type() -> &'static FsType;
+
+    /// The `inode_operations` of regular files, whose file and address
+    /// space operations are rust/vfs.c's; `None` for a type without
+    /// regular files (its directories cannot `create`).
+    const FILE_INODE_OPS: Option<&'static bindings::inode_operations>;
 }
 
 /// A superblock of filesystem `T`, mounted.
@@ -614,8 +617,8 @@ impl<T: VfsTables> Registration<T> {
             ..unsafe { core::mem::zeroed() }
         };
         // SAFETY: `T::INODE_CACHE` is a string (which the cache copies); the
-        // cache is destroyed before
-        // the module (whose ctor it calls) goes, in `drop`.
+        // cache is destroyed before the module (whose ctor it calls) goes,
+        // in `drop`.
         let cache = unsafe {
             bindings::__kmem_cache_create_args(
                 T::INODE_CACHE.as_char_ptr(),
@@ -628,8 +631,15 @@ impl<T: VfsTables> Registration<T> {
             fs.registered.store(0, Relaxed);
             return Err(ENOMEM);
         }
-        // SAFETY: Sets up the C half's endio workqueue.
-        if let Err(e) = to_result(unsafe { ffi::emfs_vfs_resources_init() }) {
+        // The C half's endio workqueue, for the one type whose regular
+        // files the C half serves.
+        let ret = if T::FILE_INODE_OPS.is_some() {
+            // SAFETY: Sets up the workqueue; `drop` tears it down.
+            unsafe { ffi::emfs_vfs_resources_init() }
+        } else {
+            0
+        };
+        if let Err(e) = to_result(ret) {
             // SAFETY: Made above, and no inode was allocated from it.
             unsafe { bindings::kmem_cache_destroy(cache) };
             fs.registered.store(0, Relaxed);
@@ -645,7 +655,9 @@ impl<T: VfsTables> Registration<T> {
             // SAFETY: Set up above, and the type was not registered, so no
             // inode was allocated.
             unsafe {
-                ffi::emfs_vfs_resources_exit();
+                if T::FILE_INODE_OPS.is_some() {
+                    ffi::emfs_vfs_resources_exit();
+                }
                 bindings::kmem_cache_destroy(cache);
                 *fs.inode_cache.get() = core::ptr::null_mut();
             }
@@ -716,7 +728,9 @@ impl<T: VfsTables> Drop for Registration<T> {
         // the inodes' RCU-delayed frees have run.
         unsafe {
             bindings::unregister_filesystem(fs.raw.get());
-            ffi::emfs_vfs_resources_exit();
+            if T::FILE_INODE_OPS.is_some() {
+                ffi::emfs_vfs_resources_exit();
+            }
             bindings::rcu_barrier();
             bindings::kmem_cache_destroy(fs.inode_cache());
             *fs.inode_cache.get() = core::ptr::null_mut();
@@ -842,8 +856,22 @@ pub(crate) fn walk<T: VfsTables, W: Walk<T>>(w: &mut W, sync: bool) {
     };
 }
 
-/// Instantiates the VFS trampolines of rust/vfs.c for filesystem `$t`.
+/// Makes `$t` a filesystem type ([`VfsTables`]), and instantiates the VFS
+/// trampolines of rust/vfs.c for its regular files; with
+/// `no_regular_files`, a type whose directories hold only directories,
+/// which needs no trampolines (so several can live in one crate).
 macro_rules! filesystem {
+    ($t:ty, no_regular_files) => {
+        // SAFETY: No trampolines, and no regular files; the type is `$t`'s.
+        unsafe impl $crate::glue::vfs::VfsTables for $t {
+            fn fs_type() -> &'static $crate::glue::vfs::FsType {
+                static FS_TYPE: $crate::glue::vfs::FsType = $crate::glue::vfs::FsType::new::<$t>();
+                &FS_TYPE
+            }
+
+            const FILE_INODE_OPS: Option<&'static ::kernel::bindings::inode_operations> = None;
+        }
+    };
     ($t:ty) => {
         // SAFETY: The trampolines below are `$t`'s, and so is its type.
         unsafe impl $crate::glue::vfs::VfsTables for $t {
@@ -851,6 +879,9 @@ macro_rules! filesystem {
                 static FS_TYPE: $crate::glue::vfs::FsType = $crate::glue::vfs::FsType::new::<$t>();
                 &FS_TYPE
             }
+
+            const FILE_INODE_OPS: Option<&'static ::kernel::bindings::inode_operations> =
+                Some(&$crate::glue::vfs::FileInodeOps::<$t>::OPS);
         }
 
         /// Trampoline: reserve space for dirtied page cache.
@@ -1407,7 +1438,11 @@ struct DirOps<T>(PhantomData<T>);
 
 impl<T: VfsTables> DirOps<T> {
     const OPS: bindings::inode_operations = bindings::inode_operations {
-        create: Some(create::<T>),
+        create: if T::FILE_INODE_OPS.is_some() {
+            Some(create::<T>)
+        } else {
+            None
+        },
         lookup: Some(bindings::simple_lookup),
         link: Some(bindings::simple_link),
         unlink: Some(bindings::simple_unlink),
@@ -1421,12 +1456,13 @@ impl<T: VfsTables> DirOps<T> {
     };
 }
 
-/// The `inode_operations` of `T`'s regular files. The size change of
-/// `setattr` and FIEMAP are the data path's, rust/vfs.c's for now.
-struct FileInodeOps<T>(PhantomData<T>);
+/// The `inode_operations` of `T`'s regular files
+/// ([`VfsTables::FILE_INODE_OPS`]). The size change of `setattr` and
+/// FIEMAP are the data path's, rust/vfs.c's for now.
+pub(crate) struct FileInodeOps<T>(PhantomData<T>);
 
-impl<T: VfsTables> FileInodeOps<T> {
-    const OPS: bindings::inode_operations = bindings::inode_operations {
+impl<T: VfsTables + InodeOperations> FileInodeOps<T> {
+    pub(crate) const OPS: bindings::inode_operations = bindings::inode_operations {
         getattr: Some(bindings::simple_getattr),
         setattr: Some(file_setattr::<T>),
         fiemap: if T::HAS_FIEMAP {
@@ -1487,6 +1523,13 @@ unsafe fn mknod<T: VfsTables>(
     dentry: *mut bindings::dentry,
     mode: bindings::umode_t,
 ) -> c_int {
+    let is_dir = u32::from(mode) & bindings::S_IFMT == bindings::S_IFDIR;
+    // A type without regular files has no `create` in its tables.
+    let file_inode_ops = match (is_dir, T::FILE_INODE_OPS) {
+        (true, _) => None,
+        (false, Some(ops)) => Some(ops),
+        (false, None) => return EPERM.to_errno(),
+    };
     // SAFETY: As the caller promises.
     let sb = unsafe { (*dir).i_sb };
     // SAFETY: `sb` is mounted.
@@ -1494,7 +1537,6 @@ unsafe fn mknod<T: VfsTables>(
     if inode.is_null() {
         return ENOMEM.to_errno();
     }
-    let is_dir = u32::from(mode) & bindings::S_IFMT == bindings::S_IFDIR;
     // SAFETY: `inode` is new and, unhashed, ours until it is hashed below
     // (the walk skips unhashed inodes; nothing else finds it); the tables
     // are constants, or rust/vfs.c's. (`i_fop` is in an anonymous union of
@@ -1503,15 +1545,15 @@ unsafe fn mknod<T: VfsTables>(
         (*inode).i_ino = bindings::get_next_ino().into();
         bindings::inode_init_owner(idmap, inode, dir, mode);
         bindings::simple_inode_init_ts(inode);
-        if is_dir {
+        if let Some(ops) = file_inode_ops {
+            (*inode).i_op = ops;
+            (*inode).__bindgen_anon_3.i_fop = &raw const ffi::emfs_file_ops;
+            (*(*inode).i_mapping).a_ops = &raw const ffi::emfs_aops;
+        } else {
             (*inode).i_op = &DirOps::<T>::OPS;
             (*inode).__bindgen_anon_3.i_fop = &raw const bindings::simple_dir_operations;
             // Directories start with i_nlink == 2, for ".".
             bindings::inc_nlink(inode);
-        } else {
-            (*inode).i_op = &FileInodeOps::<T>::OPS;
-            (*inode).__bindgen_anon_3.i_fop = &raw const ffi::emfs_file_ops;
-            (*(*inode).i_mapping).a_ops = &raw const ffi::emfs_aops;
         }
         if bindings::insert_inode_locked(inode) < 0 {
             // The number is in use: get_next_ino() wrapped.
@@ -1866,5 +1908,83 @@ pub(crate) unsafe fn seek<T: FileOperations>(
             0
         }
         Err(e) => e.to_errno(),
+    }
+}
+
+#[kernel::macros::kunit_tests(emfs_vfs)]
+mod tests {
+    use super::*;
+    use crate::glue::kunit::kunit_ensure;
+
+    /// A filesystem type with only what every type must have: no mount
+    /// parameters, no `statfs`, `show_options` or `reconfigure`, and no
+    /// regular files.
+    struct Bare;
+
+    const BARE_MAGIC: u32 = 0x6261_7265;
+
+    #[vtable]
+    impl FileSystem for Bare {
+        const NAME: &'static CStr = c"emfs_bare";
+        const INODE_CACHE: &'static CStr = c"emfs_bare_inode_cache";
+        const MAGIC: u32 = BARE_MAGIC;
+        const BLOCKSIZE_BITS: u8 = kernel::page::PAGE_SHIFT as u8;
+        type Options = ();
+        type Data = ();
+        type InodeData = ();
+
+        fn fill_super(_opts: &()) -> Result<()> {
+            Ok(())
+        }
+
+        fn new_inode(_data: &(), _ino: u64, _regular: bool) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    filesystem!(Bare, no_regular_files);
+
+    /// The tables of a type leave out what it does not implement, or use
+    /// libfs's; emfs's have its own.
+    #[test]
+    fn optional_operations_follow_the_vtable() -> Result {
+        let (ctx, sup, dir) = (
+            &ContextOps::<Bare>::OPS,
+            &SuperOps::<Bare>::OPS,
+            &DirOps::<Bare>::OPS,
+        );
+        kunit_ensure!(ctx.parse_param.is_none() && ctx.reconfigure.is_none());
+        kunit_ensure!(sup.show_options.is_none() && sup.statfs.is_some());
+        kunit_ensure!(dir.create.is_none() && dir.mkdir.is_some());
+        kunit_ensure!(<Bare as VfsTables>::FILE_INODE_OPS.is_none());
+        type E = crate::fs::Emfs;
+        let (ctx, sup, dir) = (
+            &ContextOps::<E>::OPS,
+            &SuperOps::<E>::OPS,
+            &DirOps::<E>::OPS,
+        );
+        kunit_ensure!(ctx.parse_param.is_some() && ctx.reconfigure.is_some());
+        kunit_ensure!(sup.show_options.is_some() && dir.create.is_some());
+        kunit_ensure!(<E as VfsTables>::FILE_INODE_OPS.is_some_and(|o| o.fiemap.is_some()));
+        Ok(())
+    }
+
+    /// A type without the optional operations registers, mounts and
+    /// reports what libfs's `simple_statfs()` does; its registration, a
+    /// second type of the module, leaves the first alone.
+    #[test]
+    fn a_type_without_optional_operations_mounts() -> Result {
+        let reg = Registration::<Bare>::new()?;
+        let st = kern_mount::<Bare>().and_then(|mnt| mnt.statfs());
+        drop(reg);
+        let st = st?;
+        kunit_ensure!(st.f_type == BARE_MAGIC as isize);
+        kunit_ensure!(st.f_bsize == kernel::page::PAGE_SIZE as isize);
+        kunit_ensure!(st.f_blocks == 0 && st.f_files == 0);
+        let emfs = kern_mount::<crate::fs::Emfs>()?;
+        let st = emfs.statfs();
+        drop(emfs);
+        kunit_ensure!(st?.f_blocks > 0);
+        Ok(())
     }
 }
