@@ -65,6 +65,19 @@ class HarnessTest(unittest.TestCase):
         fails = failures(judge("kunit-kmemleak.log"))
         self.assertEqual([n for n, _ in fails], ["kunit/log-scan/kmemleak"])
 
+    def test_cache_failure_dump_is_not_a_failure(self):
+        # kmem_cache_create() dumps the stack when it fails; any other
+        # stack still fails.
+        ok = ("[ 1.0] __kmem_cache_create_args(x_cache) failed with error -12\n"
+              "[ 1.1] CPU: 1 UID: 0 PID: 9 Comm: kunit_try_catch\n"
+              "[ 1.2] Tainted: [O]=OOT_MODULE\n"
+              "[ 1.3] Call Trace:\n")
+        self.assertEqual(harness.scan_log(ok), [])
+        bad = ok.replace("__kmem_cache_create_args", "something_else")
+        self.assertEqual([h.kind for h in harness.scan_log(bad)], ["stack"])
+        late = ok + "".join(f"[ 2.{i}] x\n" for i in range(5)) + "[ 3.0] Call Trace:\n"
+        self.assertEqual([h.kind for h in harness.scan_log(late)], ["stack"])
+
     def test_exit_status(self):
         self.assertEqual(harness.vm_exit_status(
             (FIXTURES / "kunit-pass.log").read_text()), 0)
