@@ -610,6 +610,14 @@ impl<T: VfsTables> Registration<T> {
         if fs.registered.cmpxchg(0, 1, Relaxed).is_err() {
             return Err(EBUSY);
         }
+        // A failed registration undid its own steps: the type is free again.
+        Self::register(fs).inspect_err(|_| fs.registered.store(0, Relaxed))?;
+        Ok(Self { _fs: PhantomData })
+    }
+
+    /// Makes the type's inode cache and the C half's resources, then
+    /// registers the type; on error, undoes what it did.
+    fn register(fs: &FsType) -> Result {
         let mut args = bindings::kmem_cache_args {
             align: core::mem::align_of::<INodeWithData<T>>() as u32,
             ctor: Some(inode_init_once::<T>),
@@ -628,43 +636,53 @@ impl<T: VfsTables> Registration<T> {
             )
         };
         if cache.is_null() {
-            fs.registered.store(0, Relaxed);
             return Err(ENOMEM);
         }
-        // The C half's endio workqueue, for the one type whose regular
-        // files the C half serves.
-        let ret = if T::FILE_INODE_OPS.is_some() {
-            // SAFETY: Sets up the workqueue; `drop` tears it down.
-            unsafe { ffi::emfs_vfs_resources_init() }
-        } else {
-            0
-        };
-        if let Err(e) = to_result(ret) {
-            // SAFETY: Made above, and no inode was allocated from it.
-            unsafe { bindings::kmem_cache_destroy(cache) };
-            fs.registered.store(0, Relaxed);
-            return Err(e);
-        }
-        // SAFETY: By the type invariant, ours to write now; then registered,
-        // with `T`'s callbacks, until `drop` unregisters it.
-        let ret = unsafe {
-            *fs.inode_cache.get() = cache;
-            bindings::register_filesystem(fs.raw.get())
-        };
-        if let Err(e) = to_result(ret) {
-            // SAFETY: Set up above, and the type was not registered, so no
-            // inode was allocated.
+        let ret = data_path_init::<T>().and_then(|()| {
+            // SAFETY: By the type invariant, ours to write now; then
+            // registered, with `T`'s callbacks, until `drop` unregisters it.
+            to_result(unsafe {
+                *fs.inode_cache.get() = cache;
+                bindings::register_filesystem(fs.raw.get())
+            })
+            .inspect_err(|_| {
+                // SAFETY: Set up just above, and unused: the type was not
+                // registered.
+                unsafe { data_path_exit::<T>() }
+            })
+        });
+        if ret.is_err() {
+            // SAFETY: Made above; the type was not registered, so no inode
+            // was allocated from it.
             unsafe {
-                if T::FILE_INODE_OPS.is_some() {
-                    ffi::emfs_vfs_resources_exit();
-                }
                 bindings::kmem_cache_destroy(cache);
                 *fs.inode_cache.get() = core::ptr::null_mut();
             }
-            fs.registered.store(0, Relaxed);
-            return Err(e);
         }
-        Ok(Self { _fs: PhantomData })
+        ret
+    }
+}
+
+/// Sets up what rust/vfs.c needs for the regular files of `T` (its endio
+/// workqueue), if `T` has any: one type per module does.
+fn data_path_init<T: VfsTables>() -> Result {
+    if T::FILE_INODE_OPS.is_none() {
+        return Ok(());
+    }
+    // SAFETY: Sets up the workqueue; `data_path_exit` tears it down.
+    to_result(unsafe { ffi::emfs_vfs_resources_init() })
+}
+
+/// Tears down what [`data_path_init`] set up.
+///
+/// # Safety
+///
+/// [`data_path_init`] succeeded for `T`, and no regular file of `T` is
+/// left to use it.
+unsafe fn data_path_exit<T: VfsTables>() {
+    if T::FILE_INODE_OPS.is_some() {
+        // SAFETY: As the caller promises.
+        unsafe { ffi::emfs_vfs_resources_exit() };
     }
 }
 
@@ -722,15 +740,13 @@ impl Drop for KernMount {
 impl<T: VfsTables> Drop for Registration<T> {
     fn drop(&mut self) {
         let fs = T::fs_type();
-        // SAFETY: `new` registered the type. Mounts hold a reference to the
-        // module, so none is left when the module's data is dropped; the
-        // C half's resources and the inode cache go after the type, once
-        // the inodes' RCU-delayed frees have run.
+        // Mounts hold a reference to the module, so none is left when the
+        // module's data is dropped. The C half's resources and the inode
+        // cache go after the type, once the inodes' RCU-delayed frees ran.
+        // SAFETY: `new` registered the type and set up the rest.
         unsafe {
             bindings::unregister_filesystem(fs.raw.get());
-            if T::FILE_INODE_OPS.is_some() {
-                ffi::emfs_vfs_resources_exit();
-            }
+            data_path_exit::<T>();
             bindings::rcu_barrier();
             bindings::kmem_cache_destroy(fs.inode_cache());
             *fs.inode_cache.get() = core::ptr::null_mut();
@@ -782,10 +798,10 @@ unsafe extern "C" fn walk_sb<T: FileSystem, W: Walk<T>>(
     args.w.superblock(typed, false);
 
     let mut toput: *mut bindings::inode = core::ptr::null_mut();
-    // SAFETY: `sb` is valid. Its inodes are linked through `i_sb_list` on
-    // `s_inodes` under `s_inode_list_lock`; an inode holding a reference
-    // stays on the list, so the walk can go on from it after the lock was
-    // dropped.
+    // The inodes are linked through `i_sb_list` on `s_inodes`, under
+    // `s_inode_list_lock`; an inode holding a reference stays on the list,
+    // so the walk goes on from it after the lock was dropped.
+    // SAFETY: `sb` is valid, and its list is walked as described above.
     unsafe {
         let list_lock = &raw mut (*sb).s_inode_list_lock;
         let head = &raw mut (*sb).s_inodes;
@@ -819,9 +835,9 @@ unsafe extern "C" fn walk_sb<T: FileSystem, W: Walk<T>>(
             bindings::spin_unlock(&raw mut (*inode).i_lock);
             bindings::spin_unlock(list_lock);
 
-            // The inode is published and referenced.
-            let file = INode::<T>::from_raw(inode);
-            if regular && file.data().is_some() {
+            if regular {
+                // The inode is published and referenced.
+                let file = INode::<T>::from_raw(inode);
                 let reserved = ffi::emfs_mapping_reserved((*inode).i_mapping);
                 args.w.file(typed, file, reserved);
             }
@@ -861,19 +877,9 @@ pub(crate) fn walk<T: VfsTables, W: Walk<T>>(w: &mut W, sync: bool) {
 /// `no_regular_files`, a type whose directories hold only directories,
 /// which needs no trampolines (so several can live in one crate).
 macro_rules! filesystem {
-    ($t:ty, no_regular_files) => {
-        // SAFETY: No trampolines, and no regular files; the type is `$t`'s.
-        unsafe impl $crate::glue::vfs::VfsTables for $t {
-            fn fs_type() -> &'static $crate::glue::vfs::FsType {
-                static FS_TYPE: $crate::glue::vfs::FsType = $crate::glue::vfs::FsType::new::<$t>();
-                &FS_TYPE
-            }
-
-            const FILE_INODE_OPS: Option<&'static ::kernel::bindings::inode_operations> = None;
-        }
-    };
-    ($t:ty) => {
-        // SAFETY: The trampolines below are `$t`'s, and so is its type.
+    (@tables $t:ty, $file_inode_ops:expr) => {
+        // SAFETY: The type is `$t`'s; the arms below pass regular files'
+        // operations only with the trampolines they instantiate.
         unsafe impl $crate::glue::vfs::VfsTables for $t {
             fn fs_type() -> &'static $crate::glue::vfs::FsType {
                 static FS_TYPE: $crate::glue::vfs::FsType = $crate::glue::vfs::FsType::new::<$t>();
@@ -881,8 +887,17 @@ macro_rules! filesystem {
             }
 
             const FILE_INODE_OPS: Option<&'static ::kernel::bindings::inode_operations> =
-                Some(&$crate::glue::vfs::FileInodeOps::<$t>::OPS);
+                $file_inode_ops;
         }
+    };
+    ($t:ty, no_regular_files) => {
+        $crate::glue::vfs::filesystem!(@tables $t, None);
+    };
+    ($t:ty) => {
+        $crate::glue::vfs::filesystem!(
+            @tables $t,
+            Some(&$crate::glue::vfs::FileInodeOps::<$t>::OPS)
+        );
 
         /// Trampoline: reserve space for dirtied page cache.
         ///
@@ -1537,10 +1552,10 @@ unsafe fn mknod<T: VfsTables>(
     if inode.is_null() {
         return ENOMEM.to_errno();
     }
-    // SAFETY: `inode` is new and, unhashed, ours until it is hashed below
-    // (the walk skips unhashed inodes; nothing else finds it); the tables
-    // are constants, or rust/vfs.c's. (`i_fop` is in an anonymous union of
-    // `struct inode`, which bindgen numbers.)
+    // `i_fop` is in an anonymous union of `struct inode`, which bindgen
+    // numbers. The walk skips unhashed inodes; nothing else finds them.
+    // SAFETY: `inode` is new and, unhashed, ours until it is hashed below;
+    // the tables are constants, or rust/vfs.c's.
     unsafe {
         (*inode).i_ino = bindings::get_next_ino().into();
         bindings::inode_init_owner(idmap, inode, dir, mode);
