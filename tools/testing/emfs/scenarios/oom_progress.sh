@@ -4,11 +4,18 @@
 # Forward progress near OOM: fill the extent map cache until its slab
 # memory is a fifth of what the guest has available (about 85 MiB in
 # its 640 MiB guest: a synthetic owner, sized from a trial fill, since
-# what a map costs depends on the kernel's debugging options, about 600
-# bytes with kmemleak's records and 128 without), then a process
+# what a map costs depends on the kernel's debugging options, about 340
+# bytes with kmemleak's records and 100 without), then a process
 # allocates anonymous memory until only what the cache holds would be
-# left: MemAvailable plus half of the cache's slab memory. The guest has
-# no swap, so that memory can only come from the shrinker.
+# left: MemAvailable plus a third of the cache's slab memory. The guest
+# has no swap, so that memory can only come from the shrinker.
+#
+# A third, not a half: MemAvailable is an estimate (it counts page cache
+# the running programs still use), and the page allocator, deciding
+# whether to retry or call the OOM killer, counts only free and LRU pages,
+# never slab. Asked for half, a run needed 57% of the maps evicted, and
+# an estimate a few MiB too high left nothing to spare. The margin is for
+# the estimate; the shrinker must still give back what was asked.
 #
 # What it must show: the process gets its memory and finishes, no OOM kill
 # happens while evictable maps remain, and the cache shrinks by at least
@@ -54,7 +61,12 @@ note "cache: $maps0 maps, $((cache_kb >> 10)) MiB of slab, filled in $(($(date +
 check "$((inodes * 10000)) maps cached" test "$maps0" -eq $((inodes * 10000))
 check "over 60 MiB of slab" test "$cache_kb" -gt $((60 << 10))
 
-want_kb=$((avail_kb + cache_kb / 2))
+# Reclaim's counters, before and after: who reclaimed what.
+vmstat_keys="allocstall_movable allocstall_normal pgsteal_kswapd pgsteal_direct slabs_scanned kswapd_low_wmark_hit_quickly oom_kill"
+vmstat_of() { awk -v k="$1" '$1 == k { print $2 }' /proc/vmstat; }
+for k in $vmstat_keys; do eval "vm0_$k=\$(vmstat_of $k)"; done
+
+want_kb=$((avail_kb + cache_kb / 3))
 note "allocating $((want_kb >> 10)) MiB of anonymous memory"
 start=$(date +%s)
 python3 -S -c '
@@ -71,13 +83,20 @@ rc=$?
 secs=$(($(date +%s) - start))
 maps1=$(stat_of "$stats" maps_cached)
 cat "$stats"
+for k in $vmstat_keys; do
+	eval "v0=\$vm0_$k"
+	note "vmstat $k: +$(($(vmstat_of "$k") - ${v0:-0}))"
+done
+note "after: MemAvailable $(($(meminfo MemAvailable) >> 10)) MiB, Slab $(($(meminfo Slab) >> 10)) MiB"
+# The OOM report's first lines say which allocation gave up, and why.
+dmesg | grep -A3 "invoked oom-killer" | head -8
 oom=$(dmesg | grep -iE "out of memory|oom-kill|invoked oom-killer" | head -3)
 note "maps: $maps0 before, $maps1 after; the process took $secs s; OOM lines: ${oom:-none}"
 check "the process finished (exit status $rc)" test "$rc" -eq 0
 check "no OOM kill" test -z "$oom"
-# Half of the cache's memory was asked for: at least a third of the maps
-# must have gone (slab pages free only once all their objects do).
-check "the cache shrank by at least a third ($maps0 -> $maps1)" test "$maps1" -le $((maps0 * 2 / 3))
+# A third of the cache's memory was asked for: at least a quarter of the
+# maps must have gone (slab pages free only once all their objects do).
+check "the cache shrank by at least a quarter ($maps0 -> $maps1)" test "$maps1" -le $((maps0 * 3 / 4))
 
 check "remove the owner" sh -c "echo '0 0' >$syn"
 check "live objects: none" none_alive
