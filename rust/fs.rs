@@ -33,6 +33,16 @@ use self::{
     },
 };
 use crate::{
+    extent_map::{
+        EmFlags,
+        EXTENT_MAP_LAST_BYTE, //
+    },
+    glue::iomap::{
+        Iomap,
+        IomapFlags,
+        IomapOperations,
+        IomapType, //
+    },
     glue::vfs::{
         filesystem,
         AddressSpaceOperations,
@@ -344,6 +354,42 @@ impl AddressSpaceOperations for Emfs {
         if let Ok(file) = inode.file() {
             file.map.finish_writes(&sb.disk, &wb);
         }
+    }
+}
+
+#[vtable]
+impl IomapOperations for Emfs {
+    fn begin(
+        _sb: &EmfsSb,
+        inode: &EmfsInode,
+        pos: u64,
+        _len: u64,
+        flags: IomapFlags,
+        size: u64,
+    ) -> Result<Iomap> {
+        // Writes go through rust/vfs.c's write_begin for now.
+        if !flags.is_read() {
+            return Err(EOPNOTSUPP);
+        }
+        let info = inode.file()?.map.map_for_read(pos, size)?;
+        let type_ = if info.disk_bytenr >= EXTENT_MAP_LAST_BYTE {
+            IomapType::Hole
+        } else if info.flags.contains(EmFlags::PREALLOC) {
+            IomapType::Unwritten
+        } else {
+            IomapType::Mapped {
+                addr: info.block_start(),
+            }
+        };
+        Ok(Iomap {
+            offset: info.start,
+            length: info.len,
+            type_,
+        })
+    }
+
+    fn read_range(sb: &EmfsSb, _inode: &EmfsInode, addr: u64, dst: &mut [u8]) -> Result {
+        sb.disk.read_at(addr, dst)
     }
 }
 

@@ -11,8 +11,10 @@
 #include <linux/delay.h>
 #include <linux/fault-inject.h>
 #include <linux/fs.h>
+#include <linux/highmem.h>
 #include <linux/lockdep.h>
 #include <linux/mm.h>
+#include <linux/pagemap.h>
 #include <linux/percpu.h>
 #include <linux/proc_fs.h>
 #include <linux/seq_file.h>
@@ -345,4 +347,24 @@ bool emfs_inode_unhashed(struct inode *inode)
 void emfs_inode_set_mtime_to_ts(struct inode *inode, struct timespec64 ts)
 {
 	inode_set_mtime_to_ts(inode, ts);
+}
+
+loff_t emfs_i_size_read(const struct inode *inode)
+{
+	return i_size_read(inode);
+}
+
+loff_t emfs_folio_pos(const struct folio *folio)
+{
+	return folio_pos(folio);
+}
+
+size_t emfs_folio_size(const struct folio *folio)
+{
+	return folio_size(folio);
+}
+
+void *emfs_kmap_local_folio(struct folio *folio, size_t offset)
+{
+	return kmap_local_folio(folio, offset);
 }

@@ -128,6 +128,13 @@ unsigned int emfs_inode_state_read(struct inode *inode);
 void emfs___iget(struct inode *inode);
 bool emfs_inode_unhashed(struct inode *inode);
 void emfs_inode_set_mtime_to_ts(struct inode *inode, struct timespec64 ts);
+loff_t emfs_i_size_read(const struct inode *inode);
+
+/* Folios: rust/glue/iomap.rs */
+struct folio;
+loff_t emfs_folio_pos(const struct folio *folio);
+size_t emfs_folio_size(const struct folio *folio);
+void *emfs_kmap_local_folio(struct folio *folio, size_t offset);
 
 /*
  * rust/vfs.c's data path for regular files: its tables, used by the Rust
@@ -149,6 +156,10 @@ u64 emfs_mapping_reserved(struct address_space *mapping);
  * see rust/vfs.c for the callers.
  */
 struct folio;
+struct file;
+struct readahead_control;
+int emfs_vfs_read_folio(struct file *file, struct folio *folio);
+void emfs_vfs_readahead(struct readahead_control *rac);
 int emfs_vfs_reserve(struct super_block *sb, u64 blocks);
 void emfs_vfs_unreserve(struct super_block *sb, u64 blocks);
 int emfs_vfs_read_block(struct inode *inode, u64 pos, u64 size, void *dst);

@@ -8,8 +8,10 @@
  * the filesystem calls the Rust trampolines of rust/glue/vfs.rs
  * (emfs_vfs_*), with the inode. No filesystem logic.
  *
- * Regular files keep their data in the page cache. What needs the
- * filesystem's block mapping goes to Rust: filling a folio, writing dirty
+ * Regular files keep their data in the page cache. read_folio and
+ * readahead are iomap's, in Rust (rust/glue/iomap.rs). What else needs the
+ * filesystem's block mapping goes to Rust: filling a folio for a partial
+ * write, writing dirty
  * folios back (a run of up to EMFS_WB_BATCH consecutive folios at a time,
  * completed on the emfs-endio workqueue), fsync, truncate, fallocate,
  * FIEMAP and SEEK_DATA/SEEK_HOLE. The page cache side stays here.
@@ -96,14 +98,6 @@ static int emfs_fill_folio(struct inode *inode, struct folio *folio)
 	}
 	folio_mark_uptodate(folio);
 	return 0;
-}
-
-static int emfs_read_folio(struct file *file, struct folio *folio)
-{
-	int ret = emfs_fill_folio(folio->mapping->host, folio);
-
-	folio_unlock(folio);
-	return ret;
 }
 
 /*
@@ -353,7 +347,8 @@ static bool emfs_release_folio(struct folio *folio, gfp_t gfp)
 }
 
 const struct address_space_operations emfs_aops = {
-	.read_folio		= emfs_read_folio,
+	.read_folio		= emfs_vfs_read_folio,
+	.readahead		= emfs_vfs_readahead,
 	.writepages		= emfs_writepages,
 	.dirty_folio		= filemap_dirty_folio,
 	.write_begin		= emfs_write_begin,

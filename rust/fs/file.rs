@@ -256,6 +256,18 @@ impl FileMap {
         }
     }
 
+    /// The mapping of file offset `pos` in a file of `size` bytes, for a
+    /// read: the extent map [`FileMap::get_extent`] finds or builds, or,
+    /// when memory is too short to build one, the mapping the records give,
+    /// not cached (see [`FileMap::read_block`]).
+    pub(crate) fn map_for_read(&self, pos: u64, size: u64) -> Result<ExtentMapInfo> {
+        match self.get_extent(pos, size) {
+            Ok(em) => Ok(em.info()),
+            Err(e) if e == ENOMEM => Ok(self.with_records(|records| records.map_at(pos, size))),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Fills `dst` with the block at `pos` of a file of `size` bytes, read
     /// through the extent map cache (`read_folio`): holes and preallocated
     /// extents read as zeroes.
@@ -268,11 +280,7 @@ impl FileMap {
     /// because memory is short: failing them with `ENOMEM` would fail the
     /// very workload the cache serves.
     pub(crate) fn read_block(&self, disk: &Disk, pos: u64, size: u64, dst: &mut Block) -> Result {
-        let info = match self.get_extent(pos, size) {
-            Ok(em) => em.info(),
-            Err(e) if e == ENOMEM => self.with_records(|records| records.map_at(pos, size)),
-            Err(e) => return Err(e),
-        };
+        let info = self.map_for_read(pos, size)?;
         match data_block(&info, pos) {
             Some(block) => disk.read_block(block, dst),
             None => {

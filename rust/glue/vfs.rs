@@ -11,7 +11,9 @@
 //! Regular files keep their data in the page cache, with generic helpers
 //! for everything the VFS does well alone (`read_iter`, `mmap` faults,
 //! splice). The filesystem is asked only what needs its block mapping: to
-//! fill a folio ([`AddressSpaceOperations::read_block`]), to write dirty folios back
+//! map a range for iomap, which reads folios in
+//! ([`crate::glue::iomap::IomapOperations`]), to fill a folio for a partial
+//! write ([`AddressSpaceOperations::read_block`]), to write dirty folios back
 //! ([`AddressSpaceOperations::write_back`], completed on a worker by
 //! [`AddressSpaceOperations::finish_write_back`]), to reserve space when page cache is
 //! dirtied, and for fsync, truncate, fallocate, FIEMAP and
@@ -261,7 +263,10 @@ pub(crate) trait AddressSpaceOperations: FileSystem {
     fn unreserve(data: &Self::Data, blocks: u64);
 
     /// Fills `dst` with the block at `pos` of a regular file of `size`
-    /// bytes (`read_folio`). Bytes past `size` are zeroed by the caller.
+    /// bytes, for a partial write (`write_begin`; `read_folio` is iomap's,
+    /// [`IomapOperations`]). Bytes past `size` are zeroed by the caller.
+    ///
+    /// [`IomapOperations`]: crate::glue::iomap::IomapOperations
     fn read_block(
         data: &Self::Data,
         inode: &Self::InodeData,
@@ -899,6 +904,35 @@ macro_rules! filesystem {
             Some(&$crate::glue::vfs::FileInodeOps::<$t>::OPS)
         );
 
+        /// Trampoline: `read_folio`, on iomap.
+        ///
+        /// # Safety
+        ///
+        /// Called only by the VFS through rust/vfs.c's table, as
+        /// `read_folio`.
+        #[unsafe(no_mangle)]
+        unsafe extern "C" fn emfs_vfs_read_folio(
+            _file: *mut ::kernel::bindings::file,
+            folio: *mut ::kernel::bindings::folio,
+        ) -> ::kernel::ffi::c_int {
+            // SAFETY: The VFS passes a locked folio of a regular file of a
+            // mounted superblock, not uptodate, as `read_folio` promises.
+            unsafe { $crate::glue::iomap::read_folio::<$t>(folio) }
+        }
+
+        /// Trampoline: `readahead`, on iomap.
+        ///
+        /// # Safety
+        ///
+        /// Called only by the VFS through rust/vfs.c's table, as
+        /// `readahead`.
+        #[unsafe(no_mangle)]
+        unsafe extern "C" fn emfs_vfs_readahead(rac: *mut ::kernel::bindings::readahead_control) {
+            // SAFETY: The VFS passes a readahead request of a regular file of
+            // a mounted superblock.
+            unsafe { $crate::glue::iomap::readahead::<$t>(rac) }
+        }
+
         /// Trampoline: reserve space for dirtied page cache.
         ///
         /// # Safety
@@ -1092,6 +1126,8 @@ macro_rules! filesystem {
         // Each trampoline has its prototype in rust/helpers.h: the two only
         // coerce to one function pointer type if their signatures match.
         const _: fn() = || {
+            let _ = [$crate::glue::ffi::emfs_vfs_read_folio, emfs_vfs_read_folio];
+            let _ = [$crate::glue::ffi::emfs_vfs_readahead, emfs_vfs_readahead];
             let _ = [$crate::glue::ffi::emfs_vfs_reserve, emfs_vfs_reserve];
             let _ = [$crate::glue::ffi::emfs_vfs_unreserve, emfs_vfs_unreserve];
             let _ = [$crate::glue::ffi::emfs_vfs_read_block, emfs_vfs_read_block];
@@ -1690,7 +1726,7 @@ unsafe extern "C" fn show_options<T: VfsTables>(
 ///
 /// `inode` is a published inode of a mounted superblock of `T`, not
 /// evicted during `'a` (as for [`INode::from_raw`]).
-unsafe fn sb_inode<'a, T: FileSystem>(
+pub(crate) unsafe fn sb_inode<'a, T: FileSystem>(
     inode: *mut bindings::inode,
 ) -> Result<(&'a T::Data, &'a T::InodeData)> {
     // SAFETY: As the caller promises.
