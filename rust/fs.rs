@@ -47,7 +47,6 @@ use crate::{
         filesystem,
         AddressSpaceOperations,
         BlockBuf,
-        Fiemap,
         FileOperations,
         FileSystem,
         INode,
@@ -366,25 +365,56 @@ impl IomapOperations for Emfs {
         _len: u64,
         flags: IomapFlags,
         size: u64,
+        cache: &Mapping<'_>,
     ) -> Result<Iomap> {
         // Writes go through rust/vfs.c's write_begin for now.
         if !flags.is_read() {
             return Err(EOPNOTSUPP);
         }
+        // Past the last block nothing is stored: one hole to the end of
+        // the file space (FIEMAP asks up to there), not a map per block.
+        if pos >= size.next_multiple_of(BLOCKSIZE) {
+            return Ok(Iomap {
+                offset: pos,
+                length: u64::MAX - pos,
+                type_: IomapType::Hole,
+            });
+        }
         let info = inode.file()?.map.map_for_read(pos, size)?;
-        let type_ = if info.disk_bytenr >= EXTENT_MAP_LAST_BYTE {
-            IomapType::Hole
-        } else if info.flags.contains(EmFlags::PREALLOC) {
-            IomapType::Unwritten
-        } else {
-            IomapType::Mapped {
-                addr: info.block_start(),
-            }
-        };
-        Ok(Iomap {
+        let map = Iomap {
             offset: info.start,
             length: info.len,
-            type_,
+            type_: if info.disk_bytenr >= EXTENT_MAP_LAST_BYTE {
+                IomapType::Hole
+            } else if info.flags.contains(EmFlags::PREALLOC) {
+                IomapType::Unwritten {
+                    addr: info.block_start(),
+                }
+            } else {
+                IomapType::Mapped {
+                    addr: info.block_start(),
+                }
+            },
+        };
+        if !flags.is_report() || matches!(map.type_, IomapType::Mapped { .. }) {
+            return Ok(map);
+        }
+        // A hole or a preallocated extent: its dirty page cache, not
+        // written back yet, is delalloc. The mapping starts at the
+        // extent's start if nothing before `pos` in it is dirty.
+        let end = map.offset.saturating_add(map.length);
+        let map = match cache.dirty_range(map.offset, pos) {
+            Some(_) => map.from(pos),
+            None => map,
+        };
+        Ok(match cache.dirty_range(pos, end) {
+            Some((ds, de)) if ds <= pos => Iomap {
+                offset: pos,
+                length: de - pos,
+                type_: IomapType::Delalloc,
+            },
+            Some((ds, _)) => map.until(ds),
+            None => map,
         })
     }
 
@@ -418,22 +448,6 @@ impl FileOperations for Emfs {
             .map
             .preallocate(&sb.disk, start, end - start, generation)
     }
-
-    fn seek(
-        _sb: &EmfsSb,
-        inode: &EmfsInode,
-        size: u64,
-        offset: u64,
-        want_data: bool,
-        mapping: &Mapping<'_>,
-    ) -> Result<u64> {
-        inode
-            .file()?
-            .map
-            .seek(size, offset, want_data, &mut |from, to| {
-                mapping.dirty_range(from, to)
-            })
-    }
 }
 
 #[vtable]
@@ -441,24 +455,6 @@ impl InodeOperations for Emfs {
     fn truncate(sb: &EmfsSb, inode: &EmfsInode, size: u64) -> Result {
         let map = &inode.file()?.map;
         until_memory(|| map.punch(&sb.disk, size.next_multiple_of(BLOCKSIZE), u64::MAX))
-    }
-
-    fn fiemap(
-        _sb: &EmfsSb,
-        inode: &EmfsInode,
-        size: u64,
-        start: u64,
-        len: u64,
-        mapping: &Mapping<'_>,
-        fi: &mut Fiemap<'_>,
-    ) -> Result {
-        inode.file()?.map.fiemap(
-            size,
-            start,
-            len,
-            &mut |from, to| mapping.dirty_range(from, to),
-            &mut |fe| fi.fill(fe.logical, fe.physical, fe.len, fe.flags),
-        )
     }
 }
 

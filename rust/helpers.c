@@ -354,6 +354,16 @@ loff_t emfs_i_size_read(const struct inode *inode)
 	return i_size_read(inode);
 }
 
+void emfs_inode_lock_shared(struct inode *inode)
+{
+	inode_lock_shared(inode);
+}
+
+void emfs_inode_unlock_shared(struct inode *inode)
+{
+	inode_unlock_shared(inode);
+}
+
 loff_t emfs_folio_pos(const struct folio *folio)
 {
 	return folio_pos(folio);

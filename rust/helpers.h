@@ -129,6 +129,8 @@ void emfs___iget(struct inode *inode);
 bool emfs_inode_unhashed(struct inode *inode);
 void emfs_inode_set_mtime_to_ts(struct inode *inode, struct timespec64 ts);
 loff_t emfs_i_size_read(const struct inode *inode);
+void emfs_inode_lock_shared(struct inode *inode);
+void emfs_inode_unlock_shared(struct inode *inode);
 
 /* Folios: rust/glue/iomap.rs */
 struct folio;
@@ -143,12 +145,9 @@ void *emfs_kmap_local_folio(struct folio *folio, size_t offset);
 struct address_space;
 struct file_operations;
 struct address_space_operations;
-struct fiemap_extent_info;
 extern const struct file_operations emfs_file_ops;
 extern const struct address_space_operations emfs_aops;
 int emfs_setsize(struct inode *inode, loff_t size);
-int emfs_fiemap(struct inode *inode, struct fiemap_extent_info *fi, u64 start,
-		u64 len);
 u64 emfs_mapping_reserved(struct address_space *mapping);
 
 /*
@@ -170,15 +169,9 @@ int emfs_vfs_fsync(struct inode *inode);
 int emfs_vfs_truncate(struct inode *inode, u64 size);
 int emfs_vfs_punch_hole(struct inode *inode, u64 start, u64 end);
 int emfs_vfs_allocate(struct inode *inode, u64 start, u64 end);
-int emfs_vfs_fiemap(struct inode *inode, u64 size, u64 start, u64 len,
-		    struct address_space *mapping,
-		    struct fiemap_extent_info *fi);
-int emfs_vfs_seek(struct inode *inode, u64 size, u64 offset, bool want_data,
-		  struct address_space *mapping, u64 *out);
+loff_t emfs_vfs_llseek(struct file *file, loff_t offset, int whence);
 void emfs_folio_copy_out(struct folio *folio, void *dst);
 bool emfs_mapping_dirty_range(struct address_space *mapping, u64 from, u64 to,
 			      u64 *start, u64 *end);
-int emfs_fiemap_fill(struct fiemap_extent_info *fi, u64 logical, u64 physical,
-		     u64 len, u32 flags);
 
 #endif /* _EMFS_HELPERS_H */

@@ -13,8 +13,9 @@
  * filesystem's block mapping goes to Rust: filling a folio for a partial
  * write, writing dirty
  * folios back (a run of up to EMFS_WB_BATCH consecutive folios at a time,
- * completed on the emfs-endio workqueue), fsync, truncate, fallocate,
- * FIEMAP and SEEK_DATA/SEEK_HOLE. The page cache side stays here.
+ * completed on the emfs-endio workqueue), fsync, truncate and fallocate
+ * (FIEMAP and SEEK_DATA/SEEK_HOLE are iomap's too). The page cache side
+ * stays here.
  *
  * Space reservation: a dirty folio holds one block of the disk, reserved
  * when it is dirtied (write_begin, page_mkwrite) and marked by the folio's
@@ -31,7 +32,6 @@
 
 #include <linux/fs.h>
 #include <linux/falloc.h>
-#include <linux/fiemap.h>
 #include <linux/fs_context.h>
 #include <linux/fs_parser.h>
 #include <linux/highmem.h>
@@ -441,25 +441,6 @@ static int emfs_fsync(struct file *file, loff_t start, loff_t end,
 	return emfs_vfs_fsync(inode);
 }
 
-static loff_t emfs_llseek(struct file *file, loff_t offset, int whence)
-{
-	struct inode *inode = file_inode(file);
-	u64 pos;
-	int ret;
-
-	if (whence != SEEK_DATA && whence != SEEK_HOLE)
-		return generic_file_llseek(file, offset, whence);
-	if (offset < 0)
-		return -ENXIO;
-	inode_lock_shared(inode);
-	ret = emfs_vfs_seek(inode, i_size_read(inode), offset,
-			    whence == SEEK_DATA, inode->i_mapping, &pos);
-	inode_unlock_shared(inode);
-	if (ret)
-		return ret;
-	return vfs_setpos(file, pos, inode->i_sb->s_maxbytes);
-}
-
 static int emfs_punch_hole(struct inode *inode, loff_t start, loff_t end)
 {
 	loff_t bstart = round_up(start, PAGE_SIZE);
@@ -535,23 +516,8 @@ int emfs_setsize(struct inode *inode, loff_t size)
 	return ret;
 }
 
-int emfs_fiemap(struct inode *inode, struct fiemap_extent_info *fi,
-		u64 start, u64 len)
-{
-	int ret;
-
-	ret = fiemap_prep(inode, fi, start, &len, FIEMAP_FLAG_SYNC);
-	if (ret)
-		return ret;
-	inode_lock_shared(inode);
-	ret = emfs_vfs_fiemap(inode, i_size_read(inode), start, len,
-			      inode->i_mapping, fi);
-	inode_unlock_shared(inode);
-	return ret;
-}
-
 const struct file_operations emfs_file_ops = {
-	.llseek		= emfs_llseek,
+	.llseek		= emfs_vfs_llseek,
 	.read_iter	= generic_file_read_iter,
 	.write_iter	= emfs_file_write_iter,
 	.mmap_prepare	= emfs_file_mmap_prepare,
@@ -622,12 +588,6 @@ u64 emfs_mapping_reserved(struct address_space *mapping)
 	}
 	rcu_read_unlock();
 	return n;
-}
-
-int emfs_fiemap_fill(struct fiemap_extent_info *fi, u64 logical, u64 physical,
-		     u64 len, u32 flags)
-{
-	return fiemap_fill_next_extent(fi, logical, physical, len, flags);
 }
 
 /*

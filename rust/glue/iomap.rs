@@ -22,16 +22,29 @@
 use core::marker::PhantomData;
 use kernel::{bindings, ffi::c_int, prelude::*};
 
-use crate::glue::{ffi, vfs::FileSystem};
+use crate::glue::{
+    ffi,
+    vfs::{
+        FileSystem,
+        Mapping, //
+    },
+};
 
 /// What lies at a file offset, as [`IomapOperations::begin`] reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum IomapType {
     /// No blocks: reads as zeroes (`IOMAP_HOLE`).
     Hole,
-    /// Blocks allocated but never written: reads as zeroes
-    /// (`IOMAP_UNWRITTEN`).
-    Unwritten,
+    /// Blocks allocated from disk address `addr` but never written: reads
+    /// as zeroes (`IOMAP_UNWRITTEN`).
+    Unwritten {
+        /// The disk address of the mapping's first byte.
+        addr: u64,
+    },
+    /// Data in the page cache with no blocks yet, space reserved
+    /// (`IOMAP_DELALLOC`): what FIEMAP and `SEEK_DATA` report of dirty
+    /// page cache not written back.
+    Delalloc,
     /// Data on disk from byte `addr` of the device (`IOMAP_MAPPED`).
     Mapped {
         /// The disk address of the mapping's first byte.
@@ -52,27 +65,34 @@ pub(crate) struct Iomap {
 }
 
 impl Iomap {
-    /// The part of `self` inside `[pos, pos + len)`, which must overlap it:
-    /// iomap asks for a range and may be answered with a longer mapping,
-    /// but a mapping reaching `u64::MAX` (a hole to the end of the file
-    /// space) would overflow its arithmetic.
-    pub(crate) fn trim(self, pos: u64, len: u64) -> Self {
-        let start = self.offset.max(pos);
-        let end = self
-            .offset
-            .saturating_add(self.length)
-            .min(pos.saturating_add(len));
+    /// The mapping from file offset `from` on, which must lie inside it.
+    pub(crate) fn from(self, from: u64) -> Self {
+        let skip = from - self.offset;
         let type_ = match self.type_ {
-            IomapType::Mapped { addr } => IomapType::Mapped {
-                addr: addr + (start - self.offset),
-            },
-            k => k,
+            IomapType::Mapped { addr } => IomapType::Mapped { addr: addr + skip },
+            IomapType::Unwritten { addr } => IomapType::Unwritten { addr: addr + skip },
+            t => t,
         };
         Self {
-            offset: start,
-            length: end.saturating_sub(start),
+            offset: from,
+            length: self.length - skip,
             type_,
         }
+    }
+
+    /// `self` ending at file offset `end` at the latest.
+    pub(crate) fn until(self, end: u64) -> Self {
+        Self {
+            length: self.length.min(end.saturating_sub(self.offset)),
+            ..self
+        }
+    }
+
+    /// `self` as iomap can take it: ending at `LLONG_MAX` at the latest,
+    /// since a hole to the end of the file space would overflow iomap's
+    /// arithmetic (file offsets are `loff_t`).
+    fn clamped(self) -> Self {
+        self.until(i64::MAX as u64)
     }
 }
 
@@ -81,9 +101,15 @@ impl Iomap {
 pub(crate) struct IomapFlags(u32);
 
 impl IomapFlags {
-    /// A read (no flag set).
+    /// A read (no flag set), or a report.
     pub(crate) fn is_read(self) -> bool {
         self.0 & (ffi::IOMAP_WRITE | ffi::IOMAP_ZERO) == 0
+    }
+
+    /// Reporting extents (FIEMAP, `SEEK_DATA`/`SEEK_HOLE`): dirty page
+    /// cache counts, as [`IomapType::Delalloc`].
+    pub(crate) fn is_report(self) -> bool {
+        self.0 & ffi::IOMAP_REPORT != 0
     }
 }
 
@@ -92,8 +118,10 @@ impl IomapFlags {
 #[vtable]
 pub(crate) trait IomapOperations: FileSystem {
     /// Maps file offset `pos` of a file of `size` bytes (`iomap_begin`):
-    /// the mapping must contain `pos` and may end before `pos + len`
-    /// (iomap then asks again from its end) or after it.
+    /// the mapping must contain `pos`, and may start before it and end
+    /// before `pos + len` (iomap then asks again from its end) or after
+    /// it. `cache` is the file's page cache, whose dirty folios a report
+    /// ([`IomapFlags::is_report`]) shows as [`IomapType::Delalloc`].
     fn begin(
         data: &Self::Data,
         inode: &Self::InodeData,
@@ -101,6 +129,7 @@ pub(crate) trait IomapOperations: FileSystem {
         len: u64,
         flags: IomapFlags,
         size: u64,
+        cache: &Mapping<'_>,
     ) -> Result<Iomap>;
 
     /// Fills `dst` with the data at disk address `addr`
@@ -163,19 +192,22 @@ unsafe extern "C" fn iomap_begin<T: IomapOperations>(
         Ok(d) => d,
         Err(e) => return e.to_errno(),
     };
+    // SAFETY: `inode` is valid, and so is its mapping, for the call.
+    let cache = unsafe { Mapping::from_raw((*inode).i_mapping) };
     let (pos, len) = (pos as u64, length as u64);
-    let map = match T::begin(data, file, pos, len, IomapFlags(flags), size as u64) {
-        Ok(map) => map.trim(pos, len),
+    let map = match T::begin(data, file, pos, len, IomapFlags(flags), size as u64, &cache) {
+        Ok(map) => map.clamped(),
         Err(e) => return e.to_errno(),
     };
-    if map.length == 0 || map.offset != pos {
+    if map.offset > pos || map.offset + map.length <= pos {
         pr_err!("iomap_begin: no mapping at {} ({:?})\n", pos, map);
         return EIO.to_errno();
     }
     let (type_, addr) = match map.type_ {
         IomapType::Hole => (ffi::IOMAP_HOLE, u64::MAX),
-        IomapType::Unwritten => (ffi::IOMAP_UNWRITTEN, u64::MAX),
+        IomapType::Unwritten { addr } => (ffi::IOMAP_UNWRITTEN, addr),
         IomapType::Mapped { addr } => (ffi::IOMAP_MAPPED, addr),
+        IomapType::Delalloc => (ffi::IOMAP_DELALLOC, u64::MAX),
     };
     // SAFETY: As the caller promises, `iomap` is valid for writes; iomap
     // cleared it before the call, which leaves no device and no flags.
@@ -282,12 +314,72 @@ pub(crate) unsafe fn readahead<T: IomapOperations>(rac: *mut bindings::readahead
     unsafe { ffi::iomap_readahead(&IomapTables::<T>::OPS, &mut ctx, core::ptr::null_mut()) };
 }
 
+/// `inode_operations->fiemap` on iomap (`iomap_fiemap()`, which prepares
+/// the request and writes the file back first for `FIEMAP_FLAG_SYNC`),
+/// under `i_rwsem` shared, so that the size cannot change meanwhile.
+///
+/// # Safety
+///
+/// Called by the VFS with a regular file of a mounted superblock of `T`,
+/// referenced, and a request from user space.
+pub(crate) unsafe extern "C" fn fiemap<T: IomapOperations>(
+    inode: *mut bindings::inode,
+    fi: *mut bindings::fiemap_extent_info,
+    start: u64,
+    len: u64,
+) -> c_int {
+    // SAFETY: As the caller promises; the tables are `T`'s, whose entry
+    // points accept this file. The lock is released below.
+    unsafe {
+        ffi::emfs_inode_lock_shared(inode);
+        let ret = ffi::iomap_fiemap(inode, fi, start, len, &IomapTables::<T>::OPS);
+        ffi::emfs_inode_unlock_shared(inode);
+        ret
+    }
+}
+
+/// `file_operations->llseek`: `SEEK_DATA` and `SEEK_HOLE` on iomap
+/// (`iomap_seek_data()`, `iomap_seek_hole()`), under `i_rwsem` shared;
+/// the rest is `generic_file_llseek()`'s.
+///
+/// # Safety
+///
+/// `file` is an open regular file of a mounted superblock of `T`, as the
+/// VFS passes it to `llseek`.
+pub(crate) unsafe fn llseek<T: IomapOperations>(
+    file: *mut bindings::file,
+    offset: i64,
+    whence: c_int,
+) -> i64 {
+    let whence_u = whence as u32;
+    if whence_u != bindings::SEEK_DATA && whence_u != bindings::SEEK_HOLE {
+        // SAFETY: As the caller promises.
+        return unsafe { bindings::generic_file_llseek(file, offset, whence) };
+    }
+    // SAFETY: As the caller promises, `file` is open: its inode and
+    // superblock are valid. The lock is released below.
+    unsafe {
+        let inode = (*file).f_inode;
+        ffi::emfs_inode_lock_shared(inode);
+        let pos = if whence_u == bindings::SEEK_DATA {
+            ffi::iomap_seek_data(inode, offset, &IomapTables::<T>::OPS)
+        } else {
+            ffi::iomap_seek_hole(inode, offset, &IomapTables::<T>::OPS)
+        };
+        ffi::emfs_inode_unlock_shared(inode);
+        if pos < 0 {
+            return pos;
+        }
+        bindings::vfs_setpos(file, pos, (*(*inode).i_sb).s_maxbytes)
+    }
+}
+
 #[kernel::macros::kunit_tests(emfs_iomap)]
 mod tests {
     use super::*;
 
     #[test]
-    fn trim_keeps_the_requested_part() -> Result {
+    fn from_and_until_cut_a_mapping() -> Result {
         let mapped = Iomap {
             offset: 4096,
             length: 16384,
@@ -295,7 +387,7 @@ mod tests {
         };
         // The middle of the mapping: its address moves with its start.
         assert_eq!(
-            mapped.trim(8192, 4096),
+            mapped.from(8192).until(12288),
             Iomap {
                 offset: 8192,
                 length: 4096,
@@ -304,17 +396,27 @@ mod tests {
                 },
             }
         );
-        // A request running past the mapping's end gets the mapping's end.
-        assert_eq!(mapped.trim(16384, 1 << 30).length, 4096);
-        // A hole to the end of the file space, asked from near its end:
-        // no overflow.
+        // Unwritten extents have an address too; holes have none.
+        let unwritten = Iomap {
+            type_: IomapType::Unwritten { addr: 8192 },
+            ..mapped
+        };
+        assert_eq!(
+            unwritten.from(5000).type_,
+            IomapType::Unwritten { addr: 8192 + 904 }
+        );
+        // Ending past the mapping's end changes nothing.
+        assert_eq!(mapped.until(1 << 30), mapped);
+        // A hole to the end of the file space ends where loff_t does.
         let hole = Iomap {
-            offset: 0,
-            length: u64::MAX,
+            offset: 4096,
+            length: u64::MAX - 4096,
             type_: IomapType::Hole,
         };
-        let t = hole.trim(u64::MAX - 10, 100);
-        assert_eq!((t.offset, t.length), (u64::MAX - 10, 10));
+        assert_eq!(
+            hole.clamped().offset + hole.clamped().length,
+            i64::MAX as u64
+        );
         Ok(())
     }
 }

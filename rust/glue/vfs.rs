@@ -104,6 +104,19 @@ pub(crate) struct Mapping<'a> {
 }
 
 impl Mapping<'_> {
+    /// The page cache `ptr`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is a valid `struct address_space` for the lifetime `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::address_space) -> Mapping<'a> {
+        // INVARIANT: As the caller promises.
+        Mapping {
+            ptr,
+            _p: PhantomData,
+        }
+    }
+
     /// The first run of folios in `[from, to)` (bytes) that are dirty or
     /// under writeback, as a byte range clipped to `[from, to)`.
     pub(crate) fn dirty_range(&self, from: u64, to: u64) -> Option<(u64, u64)> {
@@ -113,47 +126,6 @@ impl Mapping<'_> {
         let found =
             unsafe { ffi::emfs_mapping_dirty_range(self.ptr, from, to, &mut start, &mut end) };
         found.then_some((start.max(from), end.min(to)))
-    }
-}
-
-/// FIEMAP extent flags (include/uapi/linux/fiemap.h).
-pub(crate) mod fiemap_flags {
-    /// The last extent of the file.
-    pub(crate) const LAST: u32 = 0x1;
-    /// The location is not known yet.
-    pub(crate) const UNKNOWN: u32 = 0x2;
-    /// Delayed allocation: dirty data not written back yet.
-    pub(crate) const DELALLOC: u32 = 0x4;
-    /// Allocated but not written: reads as zeroes.
-    pub(crate) const UNWRITTEN: u32 = 0x800;
-}
-
-/// The answer to a FIEMAP request being filled.
-///
-/// # Invariants
-///
-/// `ptr` is a valid `struct fiemap_extent_info` prepared by
-/// `fiemap_prep()`, for the lifetime `'a`.
-pub(crate) struct Fiemap<'a> {
-    ptr: *mut bindings::fiemap_extent_info,
-    _p: PhantomData<&'a mut ()>,
-}
-
-impl Fiemap<'_> {
-    /// Adds one extent (`fiemap_fill_next_extent()`). `Ok(true)` if the
-    /// caller's buffer is full now (stop), `EFAULT` if it cannot be
-    /// written.
-    pub(crate) fn fill(
-        &mut self,
-        logical: u64,
-        physical: u64,
-        len: u64,
-        flags: u32,
-    ) -> Result<bool> {
-        // SAFETY: By the type invariant `ptr` is a prepared request.
-        let ret = unsafe { ffi::emfs_fiemap_fill(self.ptr, logical, physical, len, flags) };
-        to_result(ret)?;
-        Ok(ret == 1)
     }
 }
 
@@ -295,7 +267,10 @@ pub(crate) trait AddressSpaceOperations: FileSystem {
 }
 
 /// What the `file_operations` of an open regular file ask of filesystem
-/// `T`: `fsync`, `fallocate` and `llseek`'s `SEEK_DATA`/`SEEK_HOLE`.
+/// `T`: `fsync` and `fallocate` (`llseek`'s `SEEK_DATA`/`SEEK_HOLE` are
+/// iomap's, [`IomapOperations`]).
+///
+/// [`IomapOperations`]: crate::glue::iomap::IomapOperations
 ///
 /// The operation table is rust/vfs.c's until the data path moves onto
 /// iomap, so every method is required.
@@ -312,42 +287,18 @@ pub(crate) trait FileOperations: FileSystem {
     /// `fallocate` mode 0 of the block-aligned `[start, end)`, with no
     /// dirty page cache or writeback in it.
     fn allocate(data: &Self::Data, inode: &Self::InodeData, start: u64, end: u64) -> Result;
-
-    /// `SEEK_DATA` (`data`) or `SEEK_HOLE` from `offset`, below `size`.
-    /// `ENXIO` if there is no data after `offset`, or if `offset` is past
-    /// the end.
-    fn seek(
-        data: &Self::Data,
-        inode: &Self::InodeData,
-        size: u64,
-        offset: u64,
-        want_data: bool,
-        mapping: &Mapping<'_>,
-    ) -> Result<u64>;
 }
 
-/// What the `inode_operations` of regular files ask of filesystem `T`.
+/// What the `inode_operations` of regular files ask of filesystem `T`
+/// (`fiemap` is iomap's, [`IomapOperations`]).
+///
+/// [`IomapOperations`]: crate::glue::iomap::IomapOperations
 #[vtable]
 pub(crate) trait InodeOperations: FileSystem {
     /// The file was truncated to `size` (`setattr`): its page cache past
     /// `size` is gone (waited for) and `i_size` is set; drop the blocks
     /// past it.
     fn truncate(data: &Self::Data, inode: &Self::InodeData, size: u64) -> Result;
-
-    /// FIEMAP of `[start, start + len)` of a file of `size` bytes.
-    /// Optional: without it, the table has no `fiemap` and the ioctl
-    /// fails with `EOPNOTSUPP`.
-    fn fiemap(
-        _data: &Self::Data,
-        _inode: &Self::InodeData,
-        _size: u64,
-        _start: u64,
-        _len: u64,
-        _mapping: &Mapping<'_>,
-        _fi: &mut Fiemap<'_>,
-    ) -> Result {
-        kernel::build_error!(kernel::error::VTABLE_DEFAULT_ERROR)
-    }
 }
 
 /// A filesystem whose VFS entry points `filesystem!` instantiated, and
@@ -1081,46 +1032,20 @@ macro_rules! filesystem {
             unsafe { $crate::glue::vfs::allocate::<$t>(inode, start, end) }
         }
 
-        /// Trampoline: FIEMAP.
+        /// Trampoline: `llseek`, with `SEEK_DATA` and `SEEK_HOLE` on iomap.
         ///
         /// # Safety
         ///
-        /// Called only by rust/vfs.c, with the arguments the function it
-        /// forwards to requires (see there).
+        /// Called only by the VFS through rust/vfs.c's table, as `llseek`.
         #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_fiemap(
-            inode: *mut ::kernel::bindings::inode,
-            size: u64,
-            start: u64,
-            len: u64,
-            mapping: *mut ::kernel::bindings::address_space,
-            fi: *mut ::kernel::bindings::fiemap_extent_info,
-        ) -> ::kernel::ffi::c_int {
-            // SAFETY: Called by rust/vfs.c with a regular file of a mounted
-            // superblock, referenced, its mapping and a request prepared by
-            // `fiemap_prep()`.
-            unsafe { $crate::glue::vfs::fiemap::<$t>(inode, size, start, len, mapping, fi) }
-        }
-
-        /// Trampoline: `SEEK_DATA` and `SEEK_HOLE`.
-        ///
-        /// # Safety
-        ///
-        /// Called only by rust/vfs.c, with the arguments the function it
-        /// forwards to requires (see there).
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_seek(
-            inode: *mut ::kernel::bindings::inode,
-            size: u64,
-            offset: u64,
-            want_data: bool,
-            mapping: *mut ::kernel::bindings::address_space,
-            out: *mut u64,
-        ) -> ::kernel::ffi::c_int {
-            // SAFETY: Called by rust/vfs.c with a regular file of a mounted
-            // superblock, referenced, its mapping and a slot for the
-            // answer.
-            unsafe { $crate::glue::vfs::seek::<$t>(inode, size, offset, want_data, mapping, out) }
+        unsafe extern "C" fn emfs_vfs_llseek(
+            file: *mut ::kernel::bindings::file,
+            offset: ::kernel::bindings::loff_t,
+            whence: ::kernel::ffi::c_int,
+        ) -> ::kernel::bindings::loff_t {
+            // SAFETY: The VFS passes an open regular file of a mounted
+            // superblock.
+            unsafe { $crate::glue::iomap::llseek::<$t>(file, offset, whence) }
         }
 
         // Each trampoline has its prototype in rust/helpers.h: the two only
@@ -1140,8 +1065,7 @@ macro_rules! filesystem {
             let _ = [$crate::glue::ffi::emfs_vfs_truncate, emfs_vfs_truncate];
             let _ = [$crate::glue::ffi::emfs_vfs_punch_hole, emfs_vfs_punch_hole];
             let _ = [$crate::glue::ffi::emfs_vfs_allocate, emfs_vfs_allocate];
-            let _ = [$crate::glue::ffi::emfs_vfs_fiemap, emfs_vfs_fiemap];
-            let _ = [$crate::glue::ffi::emfs_vfs_seek, emfs_vfs_seek];
+            let _ = [$crate::glue::ffi::emfs_vfs_llseek, emfs_vfs_llseek];
         };
     };
 }
@@ -1512,15 +1436,11 @@ impl<T: VfsTables> DirOps<T> {
 /// FIEMAP are the data path's, rust/vfs.c's for now.
 pub(crate) struct FileInodeOps<T>(PhantomData<T>);
 
-impl<T: VfsTables + InodeOperations> FileInodeOps<T> {
+impl<T: VfsTables + InodeOperations + crate::glue::iomap::IomapOperations> FileInodeOps<T> {
     pub(crate) const OPS: bindings::inode_operations = bindings::inode_operations {
         getattr: Some(bindings::simple_getattr),
         setattr: Some(file_setattr::<T>),
-        fiemap: if T::HAS_FIEMAP {
-            Some(ffi::emfs_fiemap)
-        } else {
-            None
-        },
+        fiemap: Some(crate::glue::iomap::fiemap::<T>),
         // SAFETY: The other operations are optional: NULL is valid.
         ..unsafe { core::mem::zeroed() }
     };
@@ -1905,62 +1825,6 @@ pub(crate) unsafe fn allocate<T: FileOperations>(
 ///
 /// As for [`fsync`]; `mapping` is the inode's mapping and `fi` a request
 /// prepared by `fiemap_prep()`, both valid for the call.
-pub(crate) unsafe fn fiemap<T: InodeOperations>(
-    inode: *mut bindings::inode,
-    size: u64,
-    start: u64,
-    len: u64,
-    mapping: *mut bindings::address_space,
-    fi: *mut bindings::fiemap_extent_info,
-) -> c_int {
-    // INVARIANT: Both are valid for the call, as the caller promises.
-    let mapping = Mapping {
-        ptr: mapping,
-        _p: PhantomData,
-    };
-    let mut fi = Fiemap {
-        ptr: fi,
-        _p: PhantomData,
-    };
-    // SAFETY: As the caller promises.
-    let (data, inode) = match unsafe { sb_inode::<T>(inode) } {
-        Ok(d) => d,
-        Err(e) => return e.to_errno(),
-    };
-    errno(T::fiemap(data, inode, size, start, len, &mapping, &mut fi))
-}
-
-/// # Safety
-///
-/// As for [`fsync`]; `mapping` is the inode's mapping, valid for the call,
-/// and `out` is valid for a write.
-pub(crate) unsafe fn seek<T: FileOperations>(
-    inode: *mut bindings::inode,
-    size: u64,
-    offset: u64,
-    want_data: bool,
-    mapping: *mut bindings::address_space,
-    out: *mut u64,
-) -> c_int {
-    // INVARIANT: Valid for the call, as the caller promises.
-    let mapping = Mapping {
-        ptr: mapping,
-        _p: PhantomData,
-    };
-    // SAFETY: As the caller promises.
-    let (data, inode) = match unsafe { sb_inode::<T>(inode) } {
-        Ok(d) => d,
-        Err(e) => return e.to_errno(),
-    };
-    match T::seek(data, inode, size, offset, want_data, &mapping) {
-        Ok(pos) => {
-            // SAFETY: `out` is valid for a write.
-            unsafe { out.write(pos) };
-            0
-        }
-        Err(e) => e.to_errno(),
-    }
-}
 
 #[kernel::macros::kunit_tests(emfs_vfs)]
 mod tests {
