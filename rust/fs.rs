@@ -46,7 +46,6 @@ use crate::{
     glue::vfs::{
         filesystem,
         AddressSpaceOperations,
-        BlockBuf,
         FileOperations,
         FileSystem,
         INode,
@@ -320,16 +319,6 @@ impl AddressSpaceOperations for Emfs {
     fn unreserve(sb: &EmfsSb, blocks: u64) {
         // Lock free: this is `release_folio` in reclaim.
         let _ = sb.disk.unreserve(blocks);
-    }
-
-    fn read_block(
-        sb: &EmfsSb,
-        inode: &EmfsInode,
-        pos: u64,
-        size: u64,
-        dst: &mut BlockBuf,
-    ) -> Result {
-        inode.file()?.map.read_block(&sb.disk, pos, size, dst)
     }
 
     type Writeback = KVec<OrderedExtent>;

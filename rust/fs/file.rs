@@ -254,36 +254,21 @@ impl FileMap {
     }
 
     /// The mapping of file offset `pos` in a file of `size` bytes, for a
-    /// read: the extent map [`FileMap::get_extent`] finds or builds, or,
-    /// when memory is too short to build one, the mapping the records give,
-    /// not cached (see [`FileMap::read_block`]).
+    /// read (`->iomap_begin`): the extent map [`FileMap::get_extent`] finds
+    /// or builds.
+    ///
+    /// A read makes progress when memory is short: if no map can be
+    /// allocated for a miss, this is the mapping the records give, not
+    /// cached (bcache keeps a reserve of btree nodes for the same reason),
+    /// and the next read tries the cache again. Reads are what reclaim
+    /// waits for, and the shrinker frees maps because memory is short:
+    /// failing them with `ENOMEM` would fail the very workload the cache
+    /// serves.
     pub(crate) fn map_for_read(&self, pos: u64, size: u64) -> Result<ExtentMapInfo> {
         match self.get_extent(pos, size) {
             Ok(em) => Ok(em.info()),
             Err(e) if e == ENOMEM => Ok(self.with_records(|records| records.map_at(pos, size))),
             Err(e) => Err(e),
-        }
-    }
-
-    /// Fills `dst` with the block at `pos` of a file of `size` bytes, read
-    /// through the extent map cache (`read_folio`): holes and preallocated
-    /// extents read as zeroes.
-    ///
-    /// A read makes progress when memory is short: if no map can be
-    /// allocated for a miss, the block is read through the mapping the
-    /// records give, without caching it (bcache keeps a reserve of btree
-    /// nodes for the same reason), and the next read tries the cache
-    /// again. Reads are what reclaim waits for, and the shrinker frees maps
-    /// because memory is short: failing them with `ENOMEM` would fail the
-    /// very workload the cache serves.
-    pub(crate) fn read_block(&self, disk: &Disk, pos: u64, size: u64, dst: &mut Block) -> Result {
-        let info = self.map_for_read(pos, size)?;
-        match data_block(&info, pos) {
-            Some(block) => disk.read_block(block, dst),
-            None => {
-                dst.fill(0);
-                Ok(())
-            }
         }
     }
 }
@@ -572,6 +557,19 @@ mod tests {
     use crate::shrinker::EmOwnerRegistration;
 
     const K4: u64 = BLOCK;
+
+    /// Reads the block at `pos` of a file of `size` bytes as the VFS glue
+    /// does: the mapping for a read, then the disk block, or zeroes.
+    fn read_block(map: &FileMap, disk: &Disk, pos: u64, size: u64, dst: &mut Block) -> Result {
+        let info = map.map_for_read(pos, size)?;
+        match data_block(&info, pos) {
+            Some(block) => disk.read_block(block, dst),
+            None => {
+                dst.fill(0);
+                Ok(())
+            }
+        }
+    }
 
     struct Fixture {
         reg: EmOwnerRegistration,
@@ -1045,14 +1043,14 @@ mod tests {
         write_through(&f, &d, K4, 2, 0x5a)?;
         kunit_ensure_eq!((d.nr_free(), d.nr_reserved()), (14, 0));
         let mut buf = block_of(0xff)?;
-        f.map.read_block(&d, 2 * K4, 3 * K4, &mut buf)?;
+        read_block(&f.map, &d, 2 * K4, 3 * K4, &mut buf)?;
         kunit_ensure!(buf.iter().all(|&b| b == 0x5a));
         // A hole reads as zeroes, also past what was ever written.
-        f.map.read_block(&d, 0, 3 * K4, &mut buf)?;
+        read_block(&f.map, &d, 0, 3 * K4, &mut buf)?;
         kunit_ensure!(buf.iter().all(|&b| b == 0));
         // After the shrinker: reloaded from the records, same bytes.
         f.map.cache().tree().drop_all();
-        f.map.read_block(&d, K4, 3 * K4, &mut buf)?;
+        read_block(&f.map, &d, K4, 3 * K4, &mut buf)?;
         kunit_ensure!(buf.iter().all(|&b| b == 0x5a));
         Ok(())
     }
@@ -1069,8 +1067,8 @@ mod tests {
             // Every allocation of the module fails: no map can be built.
             let _fail = crate::glue::alloc::FailAllocs::arm(1, -1);
             (
-                f.map.read_block(&d, 2 * K4, 3 * K4, &mut data),
-                f.map.read_block(&d, 0, 3 * K4, &mut hole),
+                read_block(&f.map, &d, 2 * K4, 3 * K4, &mut data),
+                read_block(&f.map, &d, 0, 3 * K4, &mut hole),
             )
         };
         kunit_ensure_eq!((r1, r2), (Ok(()), Ok(())));
@@ -1078,7 +1076,7 @@ mod tests {
         kunit_ensure!(hole.iter().all(|&b| b == 0));
         // Nothing was cached meanwhile; with memory, the cache fills again.
         kunit_ensure_eq!(f.map.cache().tree().read().nr_cached(), 0);
-        f.map.read_block(&d, 2 * K4, 3 * K4, &mut data)?;
+        read_block(&f.map, &d, 2 * K4, 3 * K4, &mut data)?;
         kunit_ensure_eq!(f.map.cache().tree().read().nr_cached(), 1);
         Ok(())
     }

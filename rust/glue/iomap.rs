@@ -314,6 +314,58 @@ pub(crate) unsafe fn readahead<T: IomapOperations>(rac: *mut bindings::readahead
     unsafe { ffi::iomap_readahead(&IomapTables::<T>::OPS, &mut ctx, core::ptr::null_mut()) };
 }
 
+/// Fills `dst`, the block at `pos` of a regular file of `size` bytes, as a
+/// read through iomap would (`write_begin` of a partial write, until writes
+/// are iomap's too): a mapped range through [`IomapOperations::read_range`],
+/// anything else, and what lies past EOF, as zeroes.
+///
+/// # Safety
+///
+/// `inode` is a published regular file of a mounted superblock of `T`,
+/// referenced for the call, and `dst` the mapped contents of a locked folio
+/// of [`BLOCK_SIZE`] bytes, not uptodate (so no one else reads or writes
+/// it).
+///
+/// [`BLOCK_SIZE`]: crate::glue::vfs::BLOCK_SIZE
+pub(crate) unsafe fn read_block<T: IomapOperations>(
+    inode: *mut bindings::inode,
+    pos: u64,
+    size: u64,
+    dst: *mut u8,
+) -> c_int {
+    // SAFETY: As the caller promises, `dst` is ours alone for the call.
+    let dst = unsafe { core::slice::from_raw_parts_mut(dst, crate::glue::vfs::BLOCK_SIZE) };
+    // SAFETY: As the caller promises.
+    let (data, file) = match unsafe { file_data::<T>(inode) } {
+        Ok(d) => d,
+        Err(e) => return e.to_errno(),
+    };
+    // SAFETY: `inode` is valid, and so is its mapping, for the call.
+    let cache = unsafe { Mapping::from_raw((*inode).i_mapping) };
+    let len = dst.len() as u64;
+    let map = match T::begin(data, file, pos, len, IomapFlags(0), size, &cache) {
+        Ok(map) => map,
+        Err(e) => return e.to_errno(),
+    };
+    let valid = (size.saturating_sub(pos) as usize).min(dst.len());
+    let ret = match map.type_ {
+        IomapType::Mapped { addr } if map.offset <= pos && pos - map.offset < map.length => {
+            let (head, tail) = dst.split_at_mut(valid);
+            tail.fill(0);
+            T::read_range(data, file, addr + (pos - map.offset), head)
+        }
+        IomapType::Mapped { .. } => Err(EIO),
+        _ => {
+            dst.fill(0);
+            Ok(())
+        }
+    };
+    match ret {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
 /// `inode_operations->fiemap` on iomap (`iomap_fiemap()`, which prepares
 /// the request and writes the file back first for `FIEMAP_FLAG_SYNC`),
 /// under `i_rwsem` shared, so that the size cannot change meanwhile.

@@ -12,8 +12,8 @@
 //! for everything the VFS does well alone (`read_iter`, `mmap` faults,
 //! splice). The filesystem is asked only what needs its block mapping: to
 //! map a range for iomap, which reads folios in
-//! ([`crate::glue::iomap::IomapOperations`]), to fill a folio for a partial
-//! write ([`AddressSpaceOperations::read_block`]), to write dirty folios back
+//! ([`crate::glue::iomap::IomapOperations`], also to fill a folio for a
+//! partial write), to write dirty folios back
 //! ([`AddressSpaceOperations::write_back`], completed on a worker by
 //! [`AddressSpaceOperations::finish_write_back`]), to reserve space when page cache is
 //! dirtied, and for fsync, truncate, fallocate, FIEMAP and
@@ -233,19 +233,6 @@ pub(crate) trait AddressSpaceOperations: FileSystem {
     /// filesystem's locks: must not sleep, and must not take a lock that a
     /// task may hold while it allocates.
     fn unreserve(data: &Self::Data, blocks: u64);
-
-    /// Fills `dst` with the block at `pos` of a regular file of `size`
-    /// bytes, for a partial write (`write_begin`; `read_folio` is iomap's,
-    /// [`IomapOperations`]). Bytes past `size` are zeroed by the caller.
-    ///
-    /// [`IomapOperations`]: crate::glue::iomap::IomapOperations
-    fn read_block(
-        data: &Self::Data,
-        inode: &Self::InodeData,
-        pos: u64,
-        size: u64,
-        dst: &mut BlockBuf,
-    ) -> Result;
 
     /// Data on its way to disk, from [`AddressSpaceOperations::write_back`]
     /// to [`AddressSpaceOperations::finish_write_back`].
@@ -914,7 +901,7 @@ macro_rules! filesystem {
             unsafe { $crate::glue::vfs::unreserve::<$t>(sb, blocks) }
         }
 
-        /// Trampoline: `read_folio`.
+        /// Trampoline: fill a folio for a partial write.
         ///
         /// # Safety
         ///
@@ -930,7 +917,7 @@ macro_rules! filesystem {
             // SAFETY: Called by rust/vfs.c with a regular file of a mounted
             // superblock, referenced, and the mapped contents of a locked
             // folio of it that is not uptodate.
-            unsafe { $crate::glue::vfs::read_block::<$t>(inode, pos, size, dst.cast()) }
+            unsafe { $crate::glue::iomap::read_block::<$t>(inode, pos, size, dst.cast()) }
         }
 
         /// Trampoline: `writepages`, for one run of folios.
@@ -1685,28 +1672,6 @@ pub(crate) unsafe fn unreserve<T: AddressSpaceOperations>(
 ) {
     // SAFETY: As the caller promises.
     T::unreserve(unsafe { data::<T>(sb) }, blocks)
-}
-
-/// # Safety
-///
-/// `inode` is a published regular file of a mounted superblock of `T`,
-/// referenced for the call, and `dst` the mapped contents of a locked folio
-/// of [`BLOCK_SIZE`] bytes, not uptodate (so no one else reads or writes
-/// it).
-pub(crate) unsafe fn read_block<T: AddressSpaceOperations>(
-    inode: *mut bindings::inode,
-    pos: u64,
-    size: u64,
-    dst: *mut u8,
-) -> c_int {
-    // SAFETY: As the caller promises, `dst` is ours alone for the call.
-    let dst = unsafe { &mut *dst.cast::<BlockBuf>() };
-    // SAFETY: As the caller promises.
-    let (data, inode) = match unsafe { sb_inode::<T>(inode) } {
-        Ok(d) => d,
-        Err(e) => return e.to_errno(),
-    };
-    errno(T::read_block(data, inode, pos, size, dst))
 }
 
 /// # Safety
