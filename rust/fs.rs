@@ -16,15 +16,19 @@
 //!
 //! File data lives on the mount's simulated [`Disk`]; each regular file's
 //! [`FileMap`] maps its offsets to disk blocks through the extent map cache.
-//! Page cache is written back copy on write, with ordered extents completed
-//! on a worker; space is reserved when page cache is dirtied, so a full
-//! disk refuses writes with `ENOSPC` rather than failing writeback.
+//! The page cache is iomap's: [`IomapOperations::begin`] answers from the
+//! extent map cache. Page cache is written back copy on write, with
+//! ordered extents completed on a worker; space is reserved when page
+//! cache is dirtied (delayed allocation, [`Delalloc`]), so a full disk
+//! refuses writes with `ENOSPC` rather than failing writeback.
 
+pub(crate) mod delalloc;
 pub(crate) mod disk;
 pub(crate) mod file;
 pub(crate) mod records;
 
 use self::{
+    delalloc::Delalloc,
     disk::Disk,
     file::{
         until_memory,
@@ -39,22 +43,21 @@ use crate::{
     },
     glue::iomap::{
         Iomap,
+        IomapBegin,
         IomapFlags,
         IomapOperations,
-        IomapType, //
+        IomapType,
+        WritebackFolios, //
     },
     glue::vfs::{
         filesystem,
-        AddressSpaceOperations,
         FileOperations,
         FileSystem,
         INode,
         InodeOperations,
-        Mapping,
         Param,
         StatFs,
-        SuperBlock,
-        WritebackFolios, //
+        SuperBlock, //
     },
     shrinker::{
         EmOwner,
@@ -125,12 +128,13 @@ pub(crate) struct EmfsSb {
     owner: EmOwnerRegistration,
 }
 
-/// A regular file: its mapping, and where its extent map tree is
-/// registered.
+/// A regular file: its mapping, its delayed allocations, and where its
+/// extent map tree is registered.
 struct RegularFile {
     owner: Arc<EmOwner>,
     disk: Arc<Disk>,
     map: Pin<KBox<FileMap>>,
+    delalloc: Pin<KBox<Delalloc>>,
 }
 
 /// The data of an emfs inode. A regular file's extent map tree is
@@ -159,7 +163,9 @@ impl Drop for EmfsInode {
     fn drop(&mut self) {
         if let Some(f) = self.file.take() {
             LIVE_FILES.add(-1, Relaxed);
-            // The page cache is gone: nothing is dirty or in flight.
+            // The page cache is gone: nothing is in flight, and what was
+            // dirty (an unlinked file's) was dropped.
+            f.delalloc.release_all(&f.disk);
             if let Err(e) = until_memory(|| f.map.punch(&f.disk, 0, u64::MAX)) {
                 pr_err!("ino {}: blocks not freed: {:?}\n", f.map.cache().ino(), e);
             }
@@ -255,12 +261,16 @@ impl FileSystem for Emfs {
             let _ = owner.remove_inode(ino);
         })?;
         map.annotate_reclaim();
+        let delalloc = KBox::pin_init(Delalloc::new(), GFP_KERNEL).inspect_err(|_| {
+            let _ = owner.remove_inode(ino);
+        })?;
         LIVE_FILES.add(1, Relaxed);
         Ok(EmfsInode {
             file: Some(RegularFile {
                 owner,
                 disk: sb.disk.clone(),
                 map,
+                delalloc,
             }),
         })
     }
@@ -308,17 +318,90 @@ impl FileSystem for Emfs {
     }
 }
 
-/// The page cache of regular files: space is reserved when it is dirtied,
-/// and written back copy on write (rust/fs/file.rs).
+/// The page cache of regular files, on iomap: mappings from the extent
+/// map cache, space reserved when page cache is dirtied, written back copy
+/// on write (rust/fs/file.rs, rust/fs/delalloc.rs).
 #[vtable]
-impl AddressSpaceOperations for Emfs {
-    fn reserve(sb: &EmfsSb, blocks: u64) -> Result {
-        sb.disk.reserve(blocks)
+impl IomapOperations for Emfs {
+    const ENDIO_QUEUE: &'static CStr = c"emfs-endio";
+
+    fn begin(
+        sb: &EmfsSb,
+        inode: &EmfsInode,
+        pos: u64,
+        len: u64,
+        flags: IomapFlags,
+        size: u64,
+    ) -> Result<IomapBegin> {
+        let file = inode.file()?;
+        // Before the lookup: a change after it raises the number.
+        let cookie = file.map.seq();
+        let src = on_disk(file, pos, size)?;
+        let first = pos / BLOCKSIZE;
+        let src_end = src.end().div_ceil(BLOCKSIZE);
+        if flags.is_read() {
+            return Ok(if flags.is_report() {
+                report(file, src, pos)
+            } else {
+                src
+            }
+            .into());
+        }
+        // Writing or zeroing, in the blocks of the source mapping.
+        let end = pos.saturating_add(len).div_ceil(BLOCKSIZE).min(src_end);
+        if flags.is_zero() && !matches!(src.type_, IomapType::Mapped { .. }) {
+            // Reads as zeroes already, unless dirty: iomap skips it.
+            let (run_end, reserved) = file.delalloc.run_at(first, end);
+            if !reserved {
+                return Ok(src.until(run_end.saturating_mul(BLOCKSIZE)).into());
+            }
+        }
+        // Copy on write: every block written needs a new one.
+        let (run_end, new) = file.delalloc.reserve(&sb.disk, first, end)?;
+        Ok(IomapBegin {
+            map: Iomap {
+                offset: first * BLOCKSIZE,
+                length: (run_end - first) * BLOCKSIZE,
+                type_: IomapType::Delalloc,
+            },
+            src: (src.type_ != IomapType::Hole).then_some(src),
+            new,
+            cookie,
+        })
     }
 
-    fn unreserve(sb: &EmfsSb, blocks: u64) {
-        // Lock free: this is `release_folio` in reclaim.
-        let _ = sb.disk.unreserve(blocks);
+    fn read_range(sb: &EmfsSb, _inode: &EmfsInode, addr: u64, dst: &mut [u8]) -> Result {
+        sb.disk.read_at(addr, dst)
+    }
+
+    fn valid(_sb: &EmfsSb, inode: &EmfsInode, cookie: u64) -> bool {
+        inode.file().is_ok_and(|f| f.map.seq() == cookie)
+    }
+
+    fn punch_delalloc(sb: &EmfsSb, inode: &EmfsInode, start: u64, end: u64) {
+        if let Ok(f) = inode.file() {
+            let (first, last) = (start / BLOCKSIZE, end.div_ceil(BLOCKSIZE));
+            let _ = until_memory(|| f.delalloc.release(&sb.disk, first, last));
+        }
+    }
+
+    fn writeback_range(sb: &EmfsSb, inode: &EmfsInode, pos: u64, len: u64) -> Result {
+        let file = inode.file()?;
+        let (first, end) = (pos / BLOCKSIZE, (pos + len).div_ceil(BLOCKSIZE));
+        let took = until_memory(|| file.delalloc.take(first, end))?;
+        let missing = end - first - took;
+        if missing > 0 {
+            // Dirtied without a reservation: a bug, but the data can still
+            // go to disk if there is room.
+            pr_err!(
+                "ino {}: writing back {} blocks at {} that hold no reservation\n",
+                file.map.cache().ino(),
+                missing,
+                pos
+            );
+            sb.disk.reserve(missing)?;
+        }
+        Ok(())
     }
 
     type Writeback = KVec<OrderedExtent>;
@@ -328,14 +411,30 @@ impl AddressSpaceOperations for Emfs {
         inode: &EmfsInode,
         pos: u64,
         folios: &WritebackFolios<'_>,
-    ) -> Result<KVec<OrderedExtent>> {
-        let file = inode.file()?;
-        let mut data = KVec::with_capacity(folios.len(), GFP_KERNEL)?;
-        for i in 0..folios.len() {
-            data.push(folios.copy_new(i)?, GFP_KERNEL)?;
-        }
-        let generation = sb.generation.fetch_add(1, Relaxed);
-        file.map.write_back(&sb.disk, pos, data, generation)
+    ) -> KVec<OrderedExtent> {
+        let n = folios.blocks();
+        let written = inode.file().and_then(|file| {
+            let generation = sb.generation.fetch_add(1, Relaxed);
+            until_memory(|| {
+                let mut data = KVec::with_capacity(n, GFP_KERNEL)?;
+                for i in 0..n {
+                    data.push(folios.copy_block(i)?, GFP_KERNEL)?;
+                }
+                file.map.write_back(&sb.disk, pos, data, generation)
+            })
+        });
+        written.unwrap_or_else(|e| {
+            // Not for want of memory or space: a bug. The reservation goes
+            // back; the data is lost, and the log says where.
+            pr_err!(
+                "[{}, {}) not written back: {:?}\n",
+                pos,
+                pos + (n as u64) * BLOCKSIZE,
+                e
+            );
+            let _ = sb.disk.unreserve(n as u64);
+            KVec::new()
+        })
     }
 
     fn finish_write_back(sb: &EmfsSb, inode: &EmfsInode, wb: KVec<OrderedExtent>) {
@@ -345,70 +444,60 @@ impl AddressSpaceOperations for Emfs {
     }
 }
 
-#[vtable]
-impl IomapOperations for Emfs {
-    fn begin(
-        _sb: &EmfsSb,
-        inode: &EmfsInode,
-        pos: u64,
-        _len: u64,
-        flags: IomapFlags,
-        size: u64,
-        cache: &Mapping<'_>,
-    ) -> Result<Iomap> {
-        // Writes go through rust/vfs.c's write_begin for now.
-        if !flags.is_read() {
-            return Err(EOPNOTSUPP);
-        }
-        // Past the last block nothing is stored: one hole to the end of
-        // the file space (FIEMAP asks up to there), not a map per block.
-        if pos >= size.next_multiple_of(BLOCKSIZE) {
-            return Ok(Iomap {
-                offset: pos,
-                length: u64::MAX - pos,
-                type_: IomapType::Hole,
-            });
-        }
-        let info = inode.file()?.map.map_for_read(pos, size)?;
-        let map = Iomap {
-            offset: info.start,
-            length: info.len,
-            type_: if info.disk_bytenr >= EXTENT_MAP_LAST_BYTE {
-                IomapType::Hole
-            } else if info.flags.contains(EmFlags::PREALLOC) {
-                IomapType::Unwritten {
-                    addr: info.block_start(),
-                }
-            } else {
-                IomapType::Mapped {
-                    addr: info.block_start(),
-                }
-            },
-        };
-        if !flags.is_report() || matches!(map.type_, IomapType::Mapped { .. }) {
-            return Ok(map);
-        }
-        // A hole or a preallocated extent: its dirty page cache, not
-        // written back yet, is delalloc. The mapping starts at the
-        // extent's start if nothing before `pos` in it is dirty.
-        let end = map.offset.saturating_add(map.length);
-        let map = match cache.dirty_range(map.offset, pos) {
-            Some(_) => map.from(pos),
-            None => map,
-        };
-        Ok(match cache.dirty_range(pos, end) {
-            Some((ds, de)) if ds <= pos => Iomap {
-                offset: pos,
-                length: de - pos,
-                type_: IomapType::Delalloc,
-            },
-            Some((ds, _)) => map.until(ds),
-            None => map,
-        })
+/// What the disk holds at `pos` of `file`, of `size` bytes: the extent map
+/// the cache has or builds (`btrfs_get_extent()`), as a mapping.
+fn on_disk(file: &RegularFile, pos: u64, size: u64) -> Result<Iomap> {
+    // Past the last block nothing is stored: one hole to the end of the
+    // file space (FIEMAP asks up to there), not a map per block.
+    if pos >= size.next_multiple_of(BLOCKSIZE) {
+        return Ok(Iomap {
+            offset: pos,
+            length: u64::MAX - pos,
+            type_: IomapType::Hole,
+        });
     }
+    let info = file.map.map_for_read(pos, size)?;
+    Ok(Iomap {
+        offset: info.start,
+        length: info.len,
+        type_: if info.disk_bytenr >= EXTENT_MAP_LAST_BYTE {
+            IomapType::Hole
+        } else if info.flags.contains(EmFlags::PREALLOC) {
+            IomapType::Unwritten {
+                addr: info.block_start(),
+            }
+        } else {
+            IomapType::Mapped {
+                addr: info.block_start(),
+            }
+        },
+    })
+}
 
-    fn read_range(sb: &EmfsSb, _inode: &EmfsInode, addr: u64, dst: &mut [u8]) -> Result {
-        sb.disk.read_at(addr, dst)
+/// What FIEMAP and `SEEK_DATA` see at `pos`: the disk's mapping `src`, but
+/// holes and preallocated extents with delayed allocations are delalloc
+/// there. The mapping starts at the extent's start if none of it before
+/// `pos` is.
+fn report(file: &RegularFile, src: Iomap, pos: u64) -> Iomap {
+    if matches!(src.type_, IomapType::Mapped { .. }) {
+        return src;
+    }
+    let first = pos / BLOCKSIZE;
+    let src_start = src.offset / BLOCKSIZE;
+    let src = if src_start < first && file.delalloc.run_at(src_start, first) != (first, false) {
+        src.from(pos)
+    } else {
+        src
+    };
+    let (run_end, reserved) = file.delalloc.run_at(first, src.end().div_ceil(BLOCKSIZE));
+    if reserved {
+        Iomap {
+            offset: pos,
+            length: run_end * BLOCKSIZE - pos,
+            type_: IomapType::Delalloc,
+        }
+    } else {
+        src.until(run_end.saturating_mul(BLOCKSIZE))
     }
 }
 
@@ -456,8 +545,8 @@ filesystem!(Emfs);
 /// ([`EmOwner::check`]), and the owner's trees counted against the files
 /// found; the disk's free space and the blocks the files hold are checked
 /// against each other ([`Disk::check`]), and the reserved blocks against
-/// the dirty folios holding a reservation. Exact on a filesystem nobody
-/// writes to meanwhile.
+/// the files' delayed allocations ([`Delalloc`]), each of which must be
+/// dirty page cache. Exact on a filesystem nobody writes to meanwhile.
 #[derive(Default)]
 pub(crate) struct Check {
     /// Mounts checked.
@@ -476,12 +565,14 @@ pub(crate) struct Check {
     pub(crate) free: u64,
     /// Free blocks reserved for dirty page cache.
     pub(crate) reserved: u64,
+    /// Blocks of delayed allocation (each holds a reservation).
+    pub(crate) delalloc: u64,
     /// Problems found, each logged.
     pub(crate) problems: u64,
-    /// The current mount's: pieces of disk its files hold, folios holding
-    /// a reservation, and files.
+    /// The current mount's: pieces of disk its files hold, blocks of
+    /// delayed allocation, and files.
     pieces: KVec<(u64, u64)>,
-    reserved_folios: u64,
+    mount_delalloc: u64,
     mount_files: u64,
 }
 
@@ -509,7 +600,7 @@ impl crate::glue::vfs::Walk<Emfs> for Check {
         if !done {
             self.mounts += 1;
             self.pieces.clear();
-            self.reserved_folios = 0;
+            self.mount_delalloc = 0;
             self.mount_files = 0;
             return;
         }
@@ -531,23 +622,51 @@ impl crate::glue::vfs::Walk<Emfs> for Check {
         self.used += disk.used;
         self.free += disk.free;
         self.reserved += disk.reserved;
-        let reserved_folios = self.reserved_folios;
-        if disk.reserved != reserved_folios {
+        let delalloc = self.mount_delalloc;
+        if disk.reserved != delalloc {
             self.problem(format_args!(
-                "owner {}: {} blocks reserved, {} folios hold a reservation",
-                id, disk.reserved, reserved_folios
+                "owner {}: {} blocks reserved, {} of delayed allocation",
+                id, disk.reserved, delalloc
             ));
         }
     }
 
-    fn file(&mut self, sb: &SuperBlock<Emfs>, inode: &INode<Emfs>, reserved: u64) {
+    fn file(&mut self, sb: &SuperBlock<Emfs>, inode: &INode<Emfs>) {
         let sb = sb.data();
         let Some(f) = inode.data().and_then(|i| i.file.as_ref()) else {
             return;
         };
         self.files += 1;
         self.mount_files += 1;
-        self.reserved_folios += reserved;
+        let delalloc = f.delalloc.blocks();
+        self.delalloc += delalloc;
+        self.mount_delalloc += delalloc;
+        // Each block of delayed allocation is dirty page cache.
+        let mut ranges = KVec::new();
+        let listed = ranges
+            .reserve(f.delalloc.nr_ranges() + 1, GFP_KERNEL)
+            .is_ok()
+            && f.delalloc.ranges(&mut ranges);
+        if !listed {
+            self.problem(format_args!(
+                "ino {}: delayed allocations not listed",
+                f.map.cache().ino()
+            ));
+        }
+        for &(start, end) in ranges.iter() {
+            let clean = (start..end)
+                .filter(|b| !inode.range_needs_writeback(b * BLOCKSIZE, (b + 1) * BLOCKSIZE))
+                .count();
+            if clean > 0 {
+                self.problem(format_args!(
+                    "ino {}: {} blocks of [{}, {}) reserved with no dirty page cache",
+                    f.map.cache().ino(),
+                    clean,
+                    start,
+                    end
+                ));
+            }
+        }
         match f.map.check(sb.disk.nr_blocks(), &mut self.pieces) {
             Ok(c) => {
                 self.records += c.records;
@@ -572,6 +691,7 @@ impl core::fmt::Display for Check {
         writeln!(f, "blocks_used {}", self.used)?;
         writeln!(f, "blocks_free {}", self.free)?;
         writeln!(f, "blocks_reserved {}", self.reserved)?;
+        writeln!(f, "blocks_delalloc {}", self.delalloc)?;
         writeln!(f, "problems {}", self.problems)
     }
 }

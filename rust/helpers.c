@@ -359,6 +359,67 @@ void emfs_inode_lock_shared(struct inode *inode)
 	inode_lock_shared(inode);
 }
 
+void emfs_inode_lock(struct inode *inode)
+{
+	inode_lock(inode);
+}
+
+void emfs_inode_unlock(struct inode *inode)
+{
+	inode_unlock(inode);
+}
+
+void emfs_i_size_write(struct inode *inode, loff_t size)
+{
+	i_size_write(inode, size);
+}
+
+void emfs_filemap_invalidate_lock(struct address_space *mapping)
+{
+	filemap_invalidate_lock(mapping);
+}
+
+void emfs_filemap_invalidate_unlock(struct address_space *mapping)
+{
+	filemap_invalidate_unlock(mapping);
+}
+
+void emfs_filemap_invalidate_lock_shared(struct address_space *mapping)
+{
+	filemap_invalidate_lock_shared(mapping);
+}
+
+void emfs_filemap_invalidate_unlock_shared(struct address_space *mapping)
+{
+	filemap_invalidate_unlock_shared(mapping);
+}
+
+bool emfs_filemap_range_needs_writeback(struct address_space *mapping,
+					loff_t start, loff_t end)
+{
+	return filemap_range_needs_writeback(mapping, start, end);
+}
+
+void emfs_sb_start_pagefault(struct super_block *sb)
+{
+	sb_start_pagefault(sb);
+}
+
+void emfs_sb_end_pagefault(struct super_block *sb)
+{
+	sb_end_pagefault(sb);
+}
+
+void emfs_file_accessed(struct file *file)
+{
+	file_accessed(file);
+}
+
+ssize_t emfs_generic_write_sync(struct kiocb *iocb, ssize_t count)
+{
+	return generic_write_sync(iocb, count);
+}
+
 void emfs_inode_unlock_shared(struct inode *inode)
 {
 	inode_unlock_shared(inode);

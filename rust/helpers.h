@@ -111,7 +111,7 @@ int emfs_floor_insert(struct emfs_floor_tree *tree, u64 start, u64 len,
 u64 emfs_floor_lookup_all(struct emfs_floor_tree *tree, const u64 *offsets,
 			  size_t nr);
 
-/* VFS: rust/vfs.c (tables), rust/glue/vfs.rs (trampolines, in Rust) */
+/* VFS: rust/glue/vfs.rs */
 struct fs_context;
 struct super_block;
 struct dentry;
@@ -119,8 +119,6 @@ struct kstatfs;
 struct file_system_type;
 struct kmem_cache;
 struct inode;
-int emfs_vfs_resources_init(void);
-void emfs_vfs_resources_exit(void);
 /* Static inlines and macros of <linux/fs.h>, for rust/glue/vfs.rs. */
 void *emfs_alloc_inode_sb(struct super_block *sb, struct kmem_cache *cache,
 			  gfp_t gfp);
@@ -132,46 +130,28 @@ loff_t emfs_i_size_read(const struct inode *inode);
 void emfs_inode_lock_shared(struct inode *inode);
 void emfs_inode_unlock_shared(struct inode *inode);
 
+/* The data path of regular files: rust/glue/file.rs, rust/glue/iomap.rs */
+struct address_space;
+struct file;
+struct kiocb;
+void emfs_inode_lock(struct inode *inode);
+void emfs_inode_unlock(struct inode *inode);
+void emfs_i_size_write(struct inode *inode, loff_t size);
+void emfs_filemap_invalidate_lock(struct address_space *mapping);
+void emfs_filemap_invalidate_unlock(struct address_space *mapping);
+void emfs_filemap_invalidate_lock_shared(struct address_space *mapping);
+void emfs_filemap_invalidate_unlock_shared(struct address_space *mapping);
+bool emfs_filemap_range_needs_writeback(struct address_space *mapping,
+					loff_t start, loff_t end);
+void emfs_sb_start_pagefault(struct super_block *sb);
+void emfs_sb_end_pagefault(struct super_block *sb);
+void emfs_file_accessed(struct file *file);
+ssize_t emfs_generic_write_sync(struct kiocb *iocb, ssize_t count);
+
 /* Folios: rust/glue/iomap.rs */
 struct folio;
 loff_t emfs_folio_pos(const struct folio *folio);
 size_t emfs_folio_size(const struct folio *folio);
 void *emfs_kmap_local_folio(struct folio *folio, size_t offset);
-
-/*
- * rust/vfs.c's data path for regular files: its tables, used by the Rust
- * inode creation, and the data path parts of the Rust inode operations.
- */
-struct address_space;
-struct file_operations;
-struct address_space_operations;
-extern const struct file_operations emfs_file_ops;
-extern const struct address_space_operations emfs_aops;
-int emfs_setsize(struct inode *inode, loff_t size);
-u64 emfs_mapping_reserved(struct address_space *mapping);
-
-/*
- * The data path (rust/glue/vfs.rs), for regular files of a mounted emfs;
- * see rust/vfs.c for the callers.
- */
-struct folio;
-struct file;
-struct readahead_control;
-int emfs_vfs_read_folio(struct file *file, struct folio *folio);
-void emfs_vfs_readahead(struct readahead_control *rac);
-int emfs_vfs_reserve(struct super_block *sb, u64 blocks);
-void emfs_vfs_unreserve(struct super_block *sb, u64 blocks);
-int emfs_vfs_read_block(struct inode *inode, u64 pos, u64 size, void *dst);
-int emfs_vfs_write_back(struct inode *inode, u64 pos, struct folio **folios,
-			u32 nr, void **wb);
-void emfs_vfs_finish_write_back(struct inode *inode, void *wb);
-int emfs_vfs_fsync(struct inode *inode);
-int emfs_vfs_truncate(struct inode *inode, u64 size);
-int emfs_vfs_punch_hole(struct inode *inode, u64 start, u64 end);
-int emfs_vfs_allocate(struct inode *inode, u64 start, u64 end);
-loff_t emfs_vfs_llseek(struct file *file, loff_t offset, int whence);
-void emfs_folio_copy_out(struct folio *folio, void *dst);
-bool emfs_mapping_dirty_range(struct address_space *mapping, u64 from, u64 to,
-			      u64 *start, u64 *end);
 
 #endif /* _EMFS_HELPERS_H */

@@ -11,13 +11,14 @@
 //! reads as zeroes, and freeing a block forgets its contents.
 //!
 //! Space for dirty page cache is reserved when it is dirtied
-//! ([`Disk::reserve`], btrfs's delalloc reservation), so that writeback,
+//! ([`Disk::reserve`], btrfs's delalloc reservation; each file keeps what
+//! it reserved in its `Delalloc`, rust/fs/delalloc.rs), so that writeback,
 //! which allocates copy-on-write blocks, never meets a full disk:
 //! [`Disk::alloc_reserved`] takes blocks from the reservation, plain
 //! [`Disk::alloc`] only from what is neither allocated nor reserved.
 //! Reservations are counted in one atomic word and take no lock: they are
-//! given back from reclaim (`release_folio`, `invalidate_folio`), which may
-//! run in a task that holds `Disk::free` while it allocates.
+//! taken and given back under a file's delalloc spinlock, and in a page
+//! fault, with the folio locked.
 //!
 //! # Lock order
 //!
@@ -344,9 +345,24 @@ impl Disk {
         .ok_or(ENOSPC)
     }
 
+    /// Reserves as many of `nr` blocks as are available, and returns how
+    /// many: none on a full disk. Lock free.
+    pub(crate) fn reserve_up_to(&self, nr: u64) -> u64 {
+        let got = core::cell::Cell::new(0);
+        let _ = self.update(|c| {
+            got.set(nr.min(c.available));
+            Some(Unallocated {
+                available: c.available - got.get(),
+                reserved: c.reserved + got.get(),
+            })
+        });
+        got.get()
+    }
+
     /// Gives back `nr` reserved blocks; more than are reserved is a
     /// bookkeeping bug, refused with `EINVAL`. Lock free and does not
-    /// sleep: `release_folio` calls it from reclaim, which may have been
+    /// sleep: it runs under a file's delalloc spinlock, and in eviction,
+    /// which the inode shrinker runs from reclaim, which may have been
     /// entered by a task holding `Disk::free` or `FileMap::records`.
     pub(crate) fn unreserve(&self, nr: u64) -> Result {
         self.update(|c| {
@@ -916,8 +932,8 @@ mod tests {
         Ok(())
     }
 
-    /// Gives back one reserved block from a worker, as `release_folio`
-    /// does from reclaim.
+    /// Gives back one reserved block from a worker, as eviction does from
+    /// reclaim.
     #[pin_data]
     struct Releaser {
         disk: Arc<Disk>,

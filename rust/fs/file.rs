@@ -52,6 +52,11 @@ use kernel::{
     new_mutex,
     prelude::*,
     sync::{
+        atomic::{
+            Acquire,
+            Atomic,
+            Release, //
+        },
         Arc,
         Mutex, //
     },
@@ -72,7 +77,7 @@ pub(crate) type OrderedExtent = FileExtent;
 /// gets the memory it needs. For what must not fail half way: blocks the
 /// records no longer hold, ordered extents whose data is on disk, ranges
 /// whose page cache is already gone, an evicted inode's blocks.
-pub(crate) fn until_memory(mut op: impl FnMut() -> Result) -> Result {
+pub(crate) fn until_memory<T>(mut op: impl FnMut() -> Result<T>) -> Result<T> {
     loop {
         match op() {
             Err(e) if e == ENOMEM => fsleep(Delta::from_millis(1)),
@@ -104,6 +109,8 @@ pub(crate) struct FileMap {
     em: Arc<EmInode>,
     #[pin]
     records: Mutex<FileRecords>,
+    /// Raised each time the records change ([`FileMap::seq`]).
+    seq: Atomic<u64>,
 }
 
 impl FileMap {
@@ -112,7 +119,21 @@ impl FileMap {
         pin_init!(Self {
             em,
             records <- new_mutex!(FileRecords::new(), "FileMap::records"),
+            seq: Atomic::new(0),
         })
+    }
+
+    /// A number that changes whenever the records do (a write back
+    /// completes, a range is punched or preallocated), after the change:
+    /// a mapping looked up after reading it is stale once it differs
+    /// (iomap's `validity_cookie`).
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq.load(Acquire)
+    }
+
+    /// The records changed: mappings handed out before are stale.
+    fn records_changed(&self) {
+        self.seq.fetch_add(1, Release);
     }
 
     /// Runs `f` on the file's records, locked, in a no-fs allocation
@@ -233,6 +254,7 @@ impl FileMap {
             records.take_from(&mut scratch);
             Ok(())
         })?;
+        self.records_changed();
         free_blocks(disk, &freed);
         self.em.tree().unpin(oe.start, oe.len, oe.generation)
     }
@@ -295,6 +317,7 @@ impl FileMap {
         self.em
             .tree()
             .drop_range(start, end.saturating_sub(1).max(start), false);
+        self.records_changed();
         free_blocks(disk, &freed);
         Ok(())
     }
@@ -370,6 +393,7 @@ impl FileMap {
         if changed {
             // Cached holes in the range are stale now.
             self.em.tree().drop_range(start, end - 1, false);
+            self.records_changed();
         }
         Ok(())
     }

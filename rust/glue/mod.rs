@@ -10,6 +10,7 @@
 pub(crate) mod alloc;
 pub(crate) mod bench_floor;
 pub(crate) mod ffi;
+pub(crate) mod file;
 pub(crate) mod iomap;
 #[cfg(CONFIG_KUNIT = "y")]
 pub(crate) mod kunit;

@@ -10,26 +10,22 @@
 //!
 //! Regular files keep their data in the page cache, with generic helpers
 //! for everything the VFS does well alone (`read_iter`, `mmap` faults,
-//! splice). The filesystem is asked only what needs its block mapping: to
-//! map a range for iomap, which reads folios in
-//! ([`crate::glue::iomap::IomapOperations`], also to fill a folio for a
-//! partial write), to write dirty folios back
-//! ([`AddressSpaceOperations::write_back`], completed on a worker by
-//! [`AddressSpaceOperations::finish_write_back`]), to reserve space when page cache is
-//! dirtied, and for fsync, truncate, fallocate, FIEMAP and
-//! `SEEK_DATA`/`SEEK_HOLE`. The page cache side of those (locks, waiting
-//! for writeback, dropping folios, `i_size`) is done here before the
-//! filesystem is called, as each method says.
+//! splice) and iomap for the rest (rust/glue/file.rs,
+//! rust/glue/iomap.rs). The filesystem is asked only what needs its block
+//! mapping: to map a range for iomap
+//! ([`crate::glue::iomap::IomapOperations`], which also writes dirty
+//! ranges back and completes them), and for fsync, truncate and fallocate
+//! ([`FileOperations`], [`InodeOperations`]). The page cache side of those
+//! (locks, waiting for writeback, dropping folios, `i_size`) is done
+//! before the filesystem is called, as each method says.
 //!
 //! The kernel's operation tables are Rust constants per filesystem type:
 //! `struct file_system_type` in a static ([`FsType`]),
 //! `fs_context_operations` (`ContextOps<T>`, parameters in a
 //! `fs_parameter_spec` table parsed by `fs_parse()`, [`FileSystem::PARAMS`]),
-//! `super_operations` (`SuperOps<T>`) and the directories' and regular
-//! files' `inode_operations`. Regular files' file and address space
-//! operations are still `rust/vfs.c`'s, whose data path calls the
-//! trampolines of [`filesystem!`]: so there is one filesystem type per
-//! module.
+//! `super_operations` (`SuperOps<T>`), the directories' and regular
+//! files' `inode_operations`, and regular files' file, address space and
+//! VM operations (`FileTables<T>`, rust/glue/file.rs).
 //!
 //! Lifetimes, as the VFS defines them:
 //!
@@ -53,81 +49,17 @@ use kernel::{
         Atomic,
         Relaxed, //
     },
-    types::Opaque, //
+    types::Opaque,
+    workqueue::Queue, //
 };
 
-use crate::glue::ffi;
+use crate::glue::{
+    ffi,
+    workqueue::OwnedQueue, //
+};
 
-/// The size of a block: emfs blocks are pages, one per folio.
+/// The size of a block: a page.
 pub(crate) const BLOCK_SIZE: usize = kernel::page::PAGE_SIZE;
-
-/// The contents of one block.
-pub(crate) type BlockBuf = [u8; BLOCK_SIZE];
-
-/// Dirty folios being written back: locked, with their dirty bit cleared,
-/// one block each, consecutive in the file.
-///
-/// # Invariants
-///
-/// `folios` are valid folios of one mapping, locked by the caller for the
-/// lifetime `'a`, each of [`BLOCK_SIZE`] bytes.
-pub(crate) struct WritebackFolios<'a> {
-    folios: &'a [*mut bindings::folio],
-}
-
-impl WritebackFolios<'_> {
-    /// How many folios.
-    pub(crate) fn len(&self) -> usize {
-        self.folios.len()
-    }
-
-    /// A new copy of folio `i`. `ENOMEM`; panics if `i` is out of range.
-    pub(crate) fn copy_new(&self, i: usize) -> Result<KBox<BlockBuf>> {
-        let mut block = KBox::<BlockBuf>::new_uninit(GFP_KERNEL)?;
-        // SAFETY: By the type invariant the folio is valid, locked and one
-        // block long; `block` has room for a block.
-        unsafe { ffi::emfs_folio_copy_out(self.folios[i], block.as_mut_ptr().cast()) };
-        // SAFETY: Every byte was written just above.
-        Ok(unsafe { block.assume_init() })
-    }
-}
-
-/// The page cache of a regular file, for questions about its dirty
-/// folios.
-///
-/// # Invariants
-///
-/// `ptr` is a valid `struct address_space` for the lifetime `'a`.
-pub(crate) struct Mapping<'a> {
-    ptr: *mut bindings::address_space,
-    _p: PhantomData<&'a ()>,
-}
-
-impl Mapping<'_> {
-    /// The page cache `ptr`.
-    ///
-    /// # Safety
-    ///
-    /// `ptr` is a valid `struct address_space` for the lifetime `'a`.
-    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::address_space) -> Mapping<'a> {
-        // INVARIANT: As the caller promises.
-        Mapping {
-            ptr,
-            _p: PhantomData,
-        }
-    }
-
-    /// The first run of folios in `[from, to)` (bytes) that are dirty or
-    /// under writeback, as a byte range clipped to `[from, to)`.
-    pub(crate) fn dirty_range(&self, from: u64, to: u64) -> Option<(u64, u64)> {
-        let (mut start, mut end) = (0, 0);
-        // SAFETY: By the type invariant `ptr` is a valid mapping; the
-        // helper only looks up folio tags under RCU.
-        let found =
-            unsafe { ffi::emfs_mapping_dirty_range(self.ptr, from, to, &mut start, &mut end) };
-        found.then_some((start.max(from), end.min(to)))
-    }
-}
 
 /// What `statfs` reports, in blocks of the filesystem's block size.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
@@ -214,53 +146,11 @@ pub(crate) trait FileSystem: Sized + 'static {
     }
 }
 
-/// What a regular file's page cache (its `address_space_operations`, and
-/// the dirtying of its folios) asks of filesystem `T`.
-///
-/// The operation table is rust/vfs.c's until the data path moves onto
-/// iomap, so every method is required.
-#[vtable]
-pub(crate) trait AddressSpaceOperations: FileSystem {
-    /// Reserves space for `blocks` blocks of page cache being dirtied;
-    /// `ENOSPC` refuses the write.
-    fn reserve(data: &Self::Data, blocks: u64) -> Result;
-
-    /// Gives back a reservation of `blocks` whose folios went away clean,
-    /// or were skipped by writeback past EOF.
-    ///
-    /// Called from `release_folio` and `invalidate_folio`, so from reclaim,
-    /// which any task may enter by allocating while it holds any of the
-    /// filesystem's locks: must not sleep, and must not take a lock that a
-    /// task may hold while it allocates.
-    fn unreserve(data: &Self::Data, blocks: u64);
-
-    /// Data on its way to disk, from [`AddressSpaceOperations::write_back`]
-    /// to [`AddressSpaceOperations::finish_write_back`].
-    type Writeback: Send;
-
-    /// Writes the folios from file offset `pos` back (`writepages`), using
-    /// the reservations made when they were dirtied. On error the folios
-    /// stay dirty and nothing may have changed.
-    fn write_back(
-        data: &Self::Data,
-        inode: &Self::InodeData,
-        pos: u64,
-        folios: &WritebackFolios<'_>,
-    ) -> Result<Self::Writeback>;
-
-    /// Completes a write back, on a worker, before its folios' writeback
-    /// ends. Cannot fail: retry what must be retried.
-    fn finish_write_back(data: &Self::Data, inode: &Self::InodeData, wb: Self::Writeback);
-}
-
 /// What the `file_operations` of an open regular file ask of filesystem
-/// `T`: `fsync` and `fallocate` (`llseek`'s `SEEK_DATA`/`SEEK_HOLE` are
-/// iomap's, [`IomapOperations`]).
+/// `T`: `fsync` and `fallocate` (`llseek`'s `SEEK_DATA`/`SEEK_HOLE`,
+/// reads, writes and `mmap` are iomap's, [`IomapOperations`]).
 ///
 /// [`IomapOperations`]: crate::glue::iomap::IomapOperations
-///
-/// The operation table is rust/vfs.c's until the data path moves onto
-/// iomap, so every method is required.
 #[vtable]
 pub(crate) trait FileOperations: FileSystem {
     /// `fsync`, after the file's dirty folios were written back and their
@@ -294,18 +184,26 @@ pub(crate) trait InodeOperations: FileSystem {
 /// # Safety
 ///
 /// Implemented only by [`filesystem!`]. `fs_type` is the type whose
-/// callbacks are `Self`'s. `FILE_INODE_OPS` is `Some` only if the macro
-/// defined the trampolines that rust/vfs.c calls for `Self`, whose names
-/// are fixed, so that a crate can do it for one type only: the C half
-/// decodes every regular file's data as `Self`'s.
+/// callbacks are `Self`'s, and `REGULAR` holds `Self`'s tables.
 pub(crate) unsafe trait VfsTables: FileSystem {
     /// The filesystem type, in static storage.
     fn fs_type() -> &'static FsType;
 
-    /// The `inode_operations` of regular files, whose file and address
-    /// space operations are rust/vfs.c's; `None` for a type without
-    /// regular files (its directories cannot `create`).
-    const FILE_INODE_OPS: Option<&'static bindings::inode_operations>;
+    /// The tables of regular files; `None` for a type without regular
+    /// files (its directories cannot `create`).
+    const REGULAR: Option<RegularFiles>;
+}
+
+/// What the inodes of a type's regular files are given.
+pub(crate) struct RegularFiles {
+    /// Their `inode_operations`.
+    pub(crate) iops: &'static bindings::inode_operations,
+    /// Their `file_operations`.
+    pub(crate) fops: &'static bindings::file_operations,
+    /// Their page cache's `address_space_operations`.
+    pub(crate) aops: &'static bindings::address_space_operations,
+    /// The name of the workqueue their write backs complete on.
+    pub(crate) endio_queue: &'static CStr,
 }
 
 /// A superblock of filesystem `T`, mounted.
@@ -399,6 +297,23 @@ impl<T: FileSystem> INode<T> {
         unsafe { SuperBlock::from_raw((*self.0.get()).i_sb) }
     }
 
+    /// Whether any of the page cache in the byte range `[start, end)` is
+    /// dirty or under writeback (`filemap_range_needs_writeback()`).
+    pub(crate) fn range_needs_writeback(&self, start: u64, end: u64) -> bool {
+        if start >= end {
+            return false;
+        }
+        // SAFETY: By the type invariant the inode, and so its mapping, is
+        // valid; the helper only looks at folio tags.
+        unsafe {
+            ffi::emfs_filemap_range_needs_writeback(
+                (*self.0.get()).i_mapping,
+                start as i64,
+                end as i64 - 1,
+            )
+        }
+    }
+
     /// What `T` keeps for this inode; `None` for the root directory.
     pub(crate) fn data(&self) -> Option<&T::InodeData> {
         // SAFETY: By the type invariant the inode lives in an
@@ -484,14 +399,16 @@ unsafe extern "C" fn free_inode<T: VfsTables>(inode: *mut bindings::inode) {
 ///
 /// # Invariants
 ///
-/// `raw` and `inode_cache` are written only by [`Registration`]: after it
-/// set `registered` and before it registers `raw`, and after it
-/// unregistered it; while `registered` is set, the VFS owns `raw`, and
-/// `inode_cache` is the live cache of the type's inodes.
+/// `raw`, `inode_cache` and `endio` are written only by [`Registration`]:
+/// after it set `registered` and before it registers `raw`, and after it
+/// unregistered it; while `registered` is set, the VFS owns `raw`,
+/// `inode_cache` is the live cache of the type's inodes, and `endio` holds
+/// the workqueue of a type with regular files.
 pub(crate) struct FsType {
     raw: Opaque<bindings::file_system_type>,
     registered: Atomic<u32>,
     inode_cache: UnsafeCell<*mut bindings::kmem_cache>,
+    endio: UnsafeCell<Option<OwnedQueue>>,
 }
 
 // SAFETY: By the type invariant, one `Registration` at a time writes it,
@@ -521,7 +438,18 @@ impl FsType {
             raw: Opaque::new(raw),
             registered: Atomic::new(0),
             inode_cache: UnsafeCell::new(core::ptr::null_mut()),
+            endio: UnsafeCell::new(None),
         }
+    }
+
+    /// The workqueue the type's write backs complete on; `None` for a
+    /// type without regular files. Called only while one of its
+    /// superblocks is mounted.
+    pub(crate) fn endio(&self) -> Option<&Queue> {
+        // SAFETY: By the type invariant, set while the type is registered,
+        // which it is while one of its superblocks is mounted; the
+        // registration ordered the write before the mount.
+        unsafe { (*self.endio.get()).as_deref() }
     }
 
     /// The cache of the type's inodes, which live in an
@@ -581,7 +509,7 @@ impl<T: VfsTables> Registration<T> {
         if cache.is_null() {
             return Err(ENOMEM);
         }
-        let ret = data_path_init::<T>().and_then(|()| {
+        let ret = data_path_init::<T>(fs).and_then(|()| {
             // SAFETY: By the type invariant, ours to write now; then
             // registered, with `T`'s callbacks, until `drop` unregisters it.
             to_result(unsafe {
@@ -591,7 +519,7 @@ impl<T: VfsTables> Registration<T> {
             .inspect_err(|_| {
                 // SAFETY: Set up just above, and unused: the type was not
                 // registered.
-                unsafe { data_path_exit::<T>() }
+                unsafe { data_path_exit(fs) }
             })
         });
         if ret.is_err() {
@@ -606,27 +534,29 @@ impl<T: VfsTables> Registration<T> {
     }
 }
 
-/// Sets up what rust/vfs.c needs for the regular files of `T` (its endio
-/// workqueue), if `T` has any: one type per module does.
-fn data_path_init<T: VfsTables>() -> Result {
-    if T::FILE_INODE_OPS.is_none() {
+/// Sets up what the regular files of `T` need while the type is
+/// registered (the workqueue their write backs complete on), if `T` has
+/// any.
+fn data_path_init<T: VfsTables>(fs: &FsType) -> Result {
+    let Some(regular) = T::REGULAR else {
         return Ok(());
-    }
-    // SAFETY: Sets up the workqueue; `data_path_exit` tears it down.
-    to_result(unsafe { ffi::emfs_vfs_resources_init() })
+    };
+    let wq = OwnedQueue::new_reclaim(regular.endio_queue, 0)?;
+    // SAFETY: By the type invariant of `FsType`, ours to write: the type is
+    // not registered yet.
+    unsafe { *fs.endio.get() = Some(wq) };
+    Ok(())
 }
 
-/// Tears down what [`data_path_init`] set up.
+/// Tears down what [`data_path_init`] set up, draining the workqueue.
 ///
 /// # Safety
 ///
-/// [`data_path_init`] succeeded for `T`, and no regular file of `T` is
-/// left to use it.
-unsafe fn data_path_exit<T: VfsTables>() {
-    if T::FILE_INODE_OPS.is_some() {
-        // SAFETY: As the caller promises.
-        unsafe { ffi::emfs_vfs_resources_exit() };
-    }
+/// The type is not registered (any more): no regular file of `T` is left
+/// to use it.
+unsafe fn data_path_exit(fs: &FsType) {
+    // SAFETY: As the caller promises, nobody else reads it now.
+    drop(unsafe { (*fs.endio.get()).take() });
 }
 
 /// Mounts filesystem `T` inside the kernel, with its default options,
@@ -684,12 +614,12 @@ impl<T: VfsTables> Drop for Registration<T> {
     fn drop(&mut self) {
         let fs = T::fs_type();
         // Mounts hold a reference to the module, so none is left when the
-        // module's data is dropped. The C half's resources and the inode
-        // cache go after the type, once the inodes' RCU-delayed frees ran.
+        // module's data is dropped. The endio workqueue and the inode cache
+        // go after the type, once the inodes' RCU-delayed frees ran.
         // SAFETY: `new` registered the type and set up the rest.
         unsafe {
             bindings::unregister_filesystem(fs.raw.get());
-            data_path_exit::<T>();
+            data_path_exit(fs);
             bindings::rcu_barrier();
             bindings::kmem_cache_destroy(fs.inode_cache());
             *fs.inode_cache.get() = core::ptr::null_mut();
@@ -704,9 +634,8 @@ pub(crate) trait Walk<T: FileSystem> {
     /// A superblock, before its files (`done == false`) and after them.
     fn superblock(&mut self, sb: &SuperBlock<T>, done: bool);
 
-    /// A regular file of that superblock; `reserved` folios of its page
-    /// cache hold a space reservation.
-    fn file(&mut self, sb: &SuperBlock<T>, inode: &INode<T>, reserved: u64);
+    /// A regular file of that superblock.
+    fn file(&mut self, sb: &SuperBlock<T>, inode: &INode<T>);
 }
 
 /// What [`walk`] passes to [`walk_sb`].
@@ -780,9 +709,7 @@ unsafe extern "C" fn walk_sb<T: FileSystem, W: Walk<T>>(
 
             if regular {
                 // The inode is published and referenced.
-                let file = INode::<T>::from_raw(inode);
-                let reserved = ffi::emfs_mapping_reserved((*inode).i_mapping);
-                args.w.file(typed, file, reserved);
+                args.w.file(typed, INode::<T>::from_raw(inode));
             }
             bindings::iput(toput);
             toput = inode;
@@ -815,22 +742,19 @@ pub(crate) fn walk<T: VfsTables, W: Walk<T>>(w: &mut W, sync: bool) {
     };
 }
 
-/// Makes `$t` a filesystem type ([`VfsTables`]), and instantiates the VFS
-/// trampolines of rust/vfs.c for its regular files; with
-/// `no_regular_files`, a type whose directories hold only directories,
-/// which needs no trampolines (so several can live in one crate).
+/// Makes `$t` a filesystem type ([`VfsTables`]), with regular files whose
+/// data path is iomap's (rust/glue/file.rs); with `no_regular_files`, a
+/// type whose directories hold only directories.
 macro_rules! filesystem {
-    (@tables $t:ty, $file_inode_ops:expr) => {
-        // SAFETY: The type is `$t`'s; the arms below pass regular files'
-        // operations only with the trampolines they instantiate.
+    (@tables $t:ty, $regular:expr) => {
+        // SAFETY: The type is `$t`, and so are the tables.
         unsafe impl $crate::glue::vfs::VfsTables for $t {
             fn fs_type() -> &'static $crate::glue::vfs::FsType {
                 static FS_TYPE: $crate::glue::vfs::FsType = $crate::glue::vfs::FsType::new::<$t>();
                 &FS_TYPE
             }
 
-            const FILE_INODE_OPS: Option<&'static ::kernel::bindings::inode_operations> =
-                $file_inode_ops;
+            const REGULAR: Option<$crate::glue::vfs::RegularFiles> = $regular;
         }
     };
     ($t:ty, no_regular_files) => {
@@ -839,221 +763,13 @@ macro_rules! filesystem {
     ($t:ty) => {
         $crate::glue::vfs::filesystem!(
             @tables $t,
-            Some(&$crate::glue::vfs::FileInodeOps::<$t>::OPS)
+            Some($crate::glue::vfs::RegularFiles {
+                iops: &$crate::glue::vfs::FileInodeOps::<$t>::OPS,
+                fops: &$crate::glue::file::FileTables::<$t>::FILE_OPS,
+                aops: &$crate::glue::file::FileTables::<$t>::AOPS,
+                endio_queue: <$t as $crate::glue::iomap::IomapOperations>::ENDIO_QUEUE,
+            })
         );
-
-        /// Trampoline: `read_folio`, on iomap.
-        ///
-        /// # Safety
-        ///
-        /// Called only by the VFS through rust/vfs.c's table, as
-        /// `read_folio`.
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_read_folio(
-            _file: *mut ::kernel::bindings::file,
-            folio: *mut ::kernel::bindings::folio,
-        ) -> ::kernel::ffi::c_int {
-            // SAFETY: The VFS passes a locked folio of a regular file of a
-            // mounted superblock, not uptodate, as `read_folio` promises.
-            unsafe { $crate::glue::iomap::read_folio::<$t>(folio) }
-        }
-
-        /// Trampoline: `readahead`, on iomap.
-        ///
-        /// # Safety
-        ///
-        /// Called only by the VFS through rust/vfs.c's table, as
-        /// `readahead`.
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_readahead(rac: *mut ::kernel::bindings::readahead_control) {
-            // SAFETY: The VFS passes a readahead request of a regular file of
-            // a mounted superblock.
-            unsafe { $crate::glue::iomap::readahead::<$t>(rac) }
-        }
-
-        /// Trampoline: reserve space for dirtied page cache.
-        ///
-        /// # Safety
-        ///
-        /// Called only by rust/vfs.c, with the arguments the function it
-        /// forwards to requires (see there).
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_reserve(
-            sb: *mut ::kernel::bindings::super_block,
-            blocks: u64,
-        ) -> ::kernel::ffi::c_int {
-            // SAFETY: Called by rust/vfs.c with a mounted superblock.
-            unsafe { $crate::glue::vfs::reserve::<$t>(sb, blocks) }
-        }
-
-        /// Trampoline: give a reservation back.
-        ///
-        /// # Safety
-        ///
-        /// Called only by rust/vfs.c, with the arguments the function it
-        /// forwards to requires (see there).
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_unreserve(
-            sb: *mut ::kernel::bindings::super_block,
-            blocks: u64,
-        ) {
-            // SAFETY: Called by rust/vfs.c with a mounted superblock.
-            unsafe { $crate::glue::vfs::unreserve::<$t>(sb, blocks) }
-        }
-
-        /// Trampoline: fill a folio for a partial write.
-        ///
-        /// # Safety
-        ///
-        /// Called only by rust/vfs.c, with the arguments the function it
-        /// forwards to requires (see there).
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_read_block(
-            inode: *mut ::kernel::bindings::inode,
-            pos: u64,
-            size: u64,
-            dst: *mut ::kernel::ffi::c_void,
-        ) -> ::kernel::ffi::c_int {
-            // SAFETY: Called by rust/vfs.c with a regular file of a mounted
-            // superblock, referenced, and the mapped contents of a locked
-            // folio of it that is not uptodate.
-            unsafe { $crate::glue::iomap::read_block::<$t>(inode, pos, size, dst.cast()) }
-        }
-
-        /// Trampoline: `writepages`, for one run of folios.
-        ///
-        /// # Safety
-        ///
-        /// Called only by rust/vfs.c, with the arguments the function it
-        /// forwards to requires (see there).
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_write_back(
-            inode: *mut ::kernel::bindings::inode,
-            pos: u64,
-            folios: *mut *mut ::kernel::bindings::folio,
-            nr: u32,
-            wb: *mut *mut ::kernel::ffi::c_void,
-        ) -> ::kernel::ffi::c_int {
-            // SAFETY: Called by rust/vfs.c with a regular file of a mounted
-            // superblock, referenced, `nr` locked folios of it and a slot
-            // for the result.
-            unsafe { $crate::glue::vfs::write_back::<$t>(inode, pos, folios, nr, wb) }
-        }
-
-        /// Trampoline: the completion of a write back, on a worker.
-        ///
-        /// # Safety
-        ///
-        /// Called only by rust/vfs.c, with the arguments the function it
-        /// forwards to requires (see there).
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_finish_write_back(
-            inode: *mut ::kernel::bindings::inode,
-            wb: *mut ::kernel::ffi::c_void,
-        ) {
-            // SAFETY: Called by rust/vfs.c once per successful
-            // `emfs_vfs_write_back`, with what it returned, before the
-            // folios' writeback ends (so the inode is alive).
-            unsafe { $crate::glue::vfs::finish_write_back::<$t>(inode, wb) }
-        }
-
-        /// Trampoline: `fsync`, after the writeback.
-        ///
-        /// # Safety
-        ///
-        /// Called only by rust/vfs.c, with the arguments the function it
-        /// forwards to requires (see there).
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_fsync(
-            inode: *mut ::kernel::bindings::inode,
-        ) -> ::kernel::ffi::c_int {
-            // SAFETY: Called by rust/vfs.c with a regular file of a mounted
-            // superblock, referenced for the call.
-            unsafe { $crate::glue::vfs::fsync::<$t>(inode) }
-        }
-
-        /// Trampoline: truncation, after the page cache.
-        ///
-        /// # Safety
-        ///
-        /// Called only by rust/vfs.c, with the arguments the function it
-        /// forwards to requires (see there).
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_truncate(
-            inode: *mut ::kernel::bindings::inode,
-            size: u64,
-        ) -> ::kernel::ffi::c_int {
-            // SAFETY: As for `emfs_vfs_fsync`.
-            unsafe { $crate::glue::vfs::truncate::<$t>(inode, size) }
-        }
-
-        /// Trampoline: `FALLOC_FL_PUNCH_HOLE`, after the page cache.
-        ///
-        /// # Safety
-        ///
-        /// Called only by rust/vfs.c, with the arguments the function it
-        /// forwards to requires (see there).
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_punch_hole(
-            inode: *mut ::kernel::bindings::inode,
-            start: u64,
-            end: u64,
-        ) -> ::kernel::ffi::c_int {
-            // SAFETY: As for `emfs_vfs_fsync`.
-            unsafe { $crate::glue::vfs::punch_hole::<$t>(inode, start, end) }
-        }
-
-        /// Trampoline: `fallocate` mode 0.
-        ///
-        /// # Safety
-        ///
-        /// Called only by rust/vfs.c, with the arguments the function it
-        /// forwards to requires (see there).
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_allocate(
-            inode: *mut ::kernel::bindings::inode,
-            start: u64,
-            end: u64,
-        ) -> ::kernel::ffi::c_int {
-            // SAFETY: As for `emfs_vfs_fsync`.
-            unsafe { $crate::glue::vfs::allocate::<$t>(inode, start, end) }
-        }
-
-        /// Trampoline: `llseek`, with `SEEK_DATA` and `SEEK_HOLE` on iomap.
-        ///
-        /// # Safety
-        ///
-        /// Called only by the VFS through rust/vfs.c's table, as `llseek`.
-        #[unsafe(no_mangle)]
-        unsafe extern "C" fn emfs_vfs_llseek(
-            file: *mut ::kernel::bindings::file,
-            offset: ::kernel::bindings::loff_t,
-            whence: ::kernel::ffi::c_int,
-        ) -> ::kernel::bindings::loff_t {
-            // SAFETY: The VFS passes an open regular file of a mounted
-            // superblock.
-            unsafe { $crate::glue::iomap::llseek::<$t>(file, offset, whence) }
-        }
-
-        // Each trampoline has its prototype in rust/helpers.h: the two only
-        // coerce to one function pointer type if their signatures match.
-        const _: fn() = || {
-            let _ = [$crate::glue::ffi::emfs_vfs_read_folio, emfs_vfs_read_folio];
-            let _ = [$crate::glue::ffi::emfs_vfs_readahead, emfs_vfs_readahead];
-            let _ = [$crate::glue::ffi::emfs_vfs_reserve, emfs_vfs_reserve];
-            let _ = [$crate::glue::ffi::emfs_vfs_unreserve, emfs_vfs_unreserve];
-            let _ = [$crate::glue::ffi::emfs_vfs_read_block, emfs_vfs_read_block];
-            let _ = [$crate::glue::ffi::emfs_vfs_write_back, emfs_vfs_write_back];
-            let _ = [
-                $crate::glue::ffi::emfs_vfs_finish_write_back,
-                emfs_vfs_finish_write_back,
-            ];
-            let _ = [$crate::glue::ffi::emfs_vfs_fsync, emfs_vfs_fsync];
-            let _ = [$crate::glue::ffi::emfs_vfs_truncate, emfs_vfs_truncate];
-            let _ = [$crate::glue::ffi::emfs_vfs_punch_hole, emfs_vfs_punch_hole];
-            let _ = [$crate::glue::ffi::emfs_vfs_allocate, emfs_vfs_allocate];
-            let _ = [$crate::glue::ffi::emfs_vfs_llseek, emfs_vfs_llseek];
-        };
     };
 }
 pub(crate) use filesystem;
@@ -1400,7 +1116,7 @@ struct DirOps<T>(PhantomData<T>);
 
 impl<T: VfsTables> DirOps<T> {
     const OPS: bindings::inode_operations = bindings::inode_operations {
-        create: if T::FILE_INODE_OPS.is_some() {
+        create: if T::REGULAR.is_some() {
             Some(create::<T>)
         } else {
             None
@@ -1419,8 +1135,8 @@ impl<T: VfsTables> DirOps<T> {
 }
 
 /// The `inode_operations` of `T`'s regular files
-/// ([`VfsTables::FILE_INODE_OPS`]). The size change of `setattr` and
-/// FIEMAP are the data path's, rust/vfs.c's for now.
+/// ([`RegularFiles::iops`]). The size change of `setattr` and FIEMAP are
+/// the data path's (rust/glue/file.rs, rust/glue/iomap.rs).
 pub(crate) struct FileInodeOps<T>(PhantomData<T>);
 
 impl<T: VfsTables + InodeOperations + crate::glue::iomap::IomapOperations> FileInodeOps<T> {
@@ -1441,7 +1157,9 @@ impl<T: VfsTables + InodeOperations + crate::glue::iomap::IomapOperations> FileI
 ///
 /// Called by the VFS with `i_rwsem` of the dentry's inode held, a regular
 /// file of a mounted superblock of `T`.
-unsafe extern "C" fn file_setattr<T: VfsTables>(
+unsafe extern "C" fn file_setattr<
+    T: VfsTables + InodeOperations + crate::glue::iomap::IomapOperations,
+>(
     idmap: *mut bindings::mnt_idmap,
     dentry: *mut bindings::dentry,
     attr: *mut bindings::iattr,
@@ -1454,7 +1172,7 @@ unsafe extern "C" fn file_setattr<T: VfsTables>(
         }
         let inode = (*dentry).d_inode;
         if (*attr).ia_valid & bindings::ATTR_SIZE != 0 && (*attr).ia_size != (*inode).i_size {
-            let ret = ffi::emfs_setsize(inode, (*attr).ia_size);
+            let ret = crate::glue::file::setsize::<T>(inode, (*attr).ia_size as u64);
             if ret != 0 {
                 return ret;
             }
@@ -1483,9 +1201,9 @@ unsafe fn mknod<T: VfsTables>(
 ) -> c_int {
     let is_dir = u32::from(mode) & bindings::S_IFMT == bindings::S_IFDIR;
     // A type without regular files has no `create` in its tables.
-    let file_inode_ops = match (is_dir, T::FILE_INODE_OPS) {
+    let regular = match (is_dir, T::REGULAR) {
         (true, _) => None,
-        (false, Some(ops)) => Some(ops),
+        (false, Some(tables)) => Some(tables),
         (false, None) => return EPERM.to_errno(),
     };
     // SAFETY: As the caller promises.
@@ -1498,15 +1216,15 @@ unsafe fn mknod<T: VfsTables>(
     // `i_fop` is in an anonymous union of `struct inode`, which bindgen
     // numbers. The walk skips unhashed inodes; nothing else finds them.
     // SAFETY: `inode` is new and, unhashed, ours until it is hashed below;
-    // the tables are constants, or rust/vfs.c's.
+    // the tables are constants.
     unsafe {
         (*inode).i_ino = bindings::get_next_ino().into();
         bindings::inode_init_owner(idmap, inode, dir, mode);
         bindings::simple_inode_init_ts(inode);
-        if let Some(ops) = file_inode_ops {
-            (*inode).i_op = ops;
-            (*inode).__bindgen_anon_3.i_fop = &raw const ffi::emfs_file_ops;
-            (*(*inode).i_mapping).a_ops = &raw const ffi::emfs_aops;
+        if let Some(tables) = regular {
+            (*inode).i_op = tables.iops;
+            (*inode).__bindgen_anon_3.i_fop = tables.fops;
+            (*(*inode).i_mapping).a_ops = tables.aops;
         } else {
             (*inode).i_op = &DirOps::<T>::OPS;
             (*inode).__bindgen_anon_3.i_fop = &raw const bindings::simple_dir_operations;
@@ -1652,145 +1370,6 @@ fn errno(r: Result) -> c_int {
     }
 }
 
-/// # Safety
-///
-/// `sb` is a mounted superblock of this filesystem.
-pub(crate) unsafe fn reserve<T: AddressSpaceOperations>(
-    sb: *mut bindings::super_block,
-    blocks: u64,
-) -> c_int {
-    // SAFETY: As the caller promises.
-    errno(T::reserve(unsafe { data::<T>(sb) }, blocks))
-}
-
-/// # Safety
-///
-/// `sb` is a mounted superblock of this filesystem.
-pub(crate) unsafe fn unreserve<T: AddressSpaceOperations>(
-    sb: *mut bindings::super_block,
-    blocks: u64,
-) {
-    // SAFETY: As the caller promises.
-    T::unreserve(unsafe { data::<T>(sb) }, blocks)
-}
-
-/// # Safety
-///
-/// `inode` is a published regular file of a mounted superblock of `T`,
-/// referenced for the call, `folios` `nr` folios of it locked by the caller
-/// for the call, one block each and consecutive from `pos`, and `wb` valid
-/// for a write.
-pub(crate) unsafe fn write_back<T: AddressSpaceOperations>(
-    inode: *mut bindings::inode,
-    pos: u64,
-    folios: *mut *mut bindings::folio,
-    nr: u32,
-    wb: *mut *mut c_void,
-) -> c_int {
-    // SAFETY: As the caller promises.
-    let folios = unsafe { core::slice::from_raw_parts(folios, nr as usize) };
-    // INVARIANT: The caller holds the folios locked during the call.
-    let folios = WritebackFolios { folios };
-    // SAFETY: As the caller promises.
-    let (data, inode) = match unsafe { sb_inode::<T>(inode) } {
-        Ok(d) => d,
-        Err(e) => return e.to_errno(),
-    };
-    // The box first: once the write back has started, its ordered extents
-    // must reach `finish_write_back`, whatever memory is left.
-    let slot = match KBox::<T::Writeback>::new_uninit(GFP_KERNEL) {
-        Ok(slot) => slot,
-        Err(_) => return ENOMEM.to_errno(),
-    };
-    match T::write_back(data, inode, pos, &folios).map(|w| KBox::write(slot, w)) {
-        Ok(w) => {
-            // SAFETY: `wb` is valid for a write.
-            unsafe { wb.write(KBox::into_raw(w).cast()) };
-            0
-        }
-        Err(e) => e.to_errno(),
-    }
-}
-
-/// # Safety
-///
-/// As for [`write_back`], and `wb` is what a successful [`write_back`] of
-/// the inode stored, passed once.
-pub(crate) unsafe fn finish_write_back<T: AddressSpaceOperations>(
-    inode: *mut bindings::inode,
-    wb: *mut c_void,
-) {
-    // SAFETY: As the caller promises.
-    let wb = unsafe { KBox::from_raw(wb.cast::<T::Writeback>()) };
-    // SAFETY: As the caller promises. (`write_back` found the data.)
-    let Ok((data, inode)) = (unsafe { sb_inode::<T>(inode) }) else {
-        return;
-    };
-    T::finish_write_back(data, inode, KBox::into_inner(wb));
-}
-
-/// # Safety
-///
-/// `inode` is a published regular file of a mounted superblock of `T`,
-/// referenced for the call.
-pub(crate) unsafe fn fsync<T: FileOperations>(inode: *mut bindings::inode) -> c_int {
-    // SAFETY: As the caller promises.
-    let (data, inode) = match unsafe { sb_inode::<T>(inode) } {
-        Ok(d) => d,
-        Err(e) => return e.to_errno(),
-    };
-    errno(T::fsync(data, inode))
-}
-
-/// # Safety
-///
-/// As for [`fsync`].
-pub(crate) unsafe fn truncate<T: InodeOperations>(inode: *mut bindings::inode, size: u64) -> c_int {
-    // SAFETY: As the caller promises.
-    let (data, inode) = match unsafe { sb_inode::<T>(inode) } {
-        Ok(d) => d,
-        Err(e) => return e.to_errno(),
-    };
-    errno(T::truncate(data, inode, size))
-}
-
-/// # Safety
-///
-/// As for [`fsync`].
-pub(crate) unsafe fn punch_hole<T: FileOperations>(
-    inode: *mut bindings::inode,
-    start: u64,
-    end: u64,
-) -> c_int {
-    // SAFETY: As the caller promises.
-    let (data, inode) = match unsafe { sb_inode::<T>(inode) } {
-        Ok(d) => d,
-        Err(e) => return e.to_errno(),
-    };
-    errno(T::punch_hole(data, inode, start, end))
-}
-
-/// # Safety
-///
-/// As for [`fsync`].
-pub(crate) unsafe fn allocate<T: FileOperations>(
-    inode: *mut bindings::inode,
-    start: u64,
-    end: u64,
-) -> c_int {
-    // SAFETY: As the caller promises.
-    let (data, inode) = match unsafe { sb_inode::<T>(inode) } {
-        Ok(d) => d,
-        Err(e) => return e.to_errno(),
-    };
-    errno(T::allocate(data, inode, start, end))
-}
-
-/// # Safety
-///
-/// As for [`fsync`]; `mapping` is the inode's mapping and `fi` a request
-/// prepared by `fiemap_prep()`, both valid for the call.
-
 #[kernel::macros::kunit_tests(emfs_vfs)]
 mod tests {
     use super::*;
@@ -1836,7 +1415,7 @@ mod tests {
         kunit_ensure!(ctx.parse_param.is_none() && ctx.reconfigure.is_none());
         kunit_ensure!(sup.show_options.is_none() && sup.statfs.is_some());
         kunit_ensure!(dir.create.is_none() && dir.mkdir.is_some());
-        kunit_ensure!(<Bare as VfsTables>::FILE_INODE_OPS.is_none());
+        kunit_ensure!(<Bare as VfsTables>::REGULAR.is_none());
         type E = crate::fs::Emfs;
         let (ctx, sup, dir) = (
             &ContextOps::<E>::OPS,
@@ -1845,7 +1424,8 @@ mod tests {
         );
         kunit_ensure!(ctx.parse_param.is_some() && ctx.reconfigure.is_some());
         kunit_ensure!(sup.show_options.is_some() && dir.create.is_some());
-        kunit_ensure!(<E as VfsTables>::FILE_INODE_OPS.is_some_and(|o| o.fiemap.is_some()));
+        kunit_ensure!(<E as VfsTables>::REGULAR
+            .is_some_and(|r| r.iops.fiemap.is_some() && r.aops.writepages.is_some()));
         Ok(())
     }
 

@@ -1,0 +1,420 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The data path of a filesystem's regular files: their
+//! `file_operations`, `address_space_operations` and
+//! `vm_operations_struct`, built on iomap (rust/glue/iomap.rs) as XFS
+//! builds its own, with what only the filesystem knows asked of it through
+//! [`IomapOperations`], [`FileOperations`] and [`InodeOperations`].
+//!
+//! Adding an operation: give the trait a method (optional ones with a
+//! default body, reported by `#[vtable]` as `HAS_*`), write its entry point
+//! here as an `unsafe extern "C" fn` generic over the filesystem, and put
+//! it in the table; the filesystem implements the method.
+//!
+//! # Lock order
+//!
+//! `i_rwsem`, then the invalidate lock, then folio locks, then the
+//! filesystem's own locks. Page faults take the invalidate lock shared,
+//! then the folio lock. Writeback takes folio locks, then the
+//! filesystem's; its completion, on the endio workqueue, only the
+//! filesystem's.
+
+use core::marker::PhantomData;
+use kernel::{
+    bindings,
+    error::to_result,
+    ffi::{
+        c_int,
+        c_long, //
+    },
+    prelude::*,
+};
+
+use crate::glue::{
+    ffi,
+    iomap::{
+        self,
+        IomapOperations, //
+    },
+    vfs::{
+        sb_inode,
+        FileOperations,
+        InodeOperations,
+        VfsTables,
+        BLOCK_SIZE, //
+    },
+};
+
+/// The operation tables of `T`'s regular files.
+pub(crate) struct FileTables<T>(PhantomData<T>);
+
+impl<T: VfsTables + IomapOperations + FileOperations> FileTables<T> {
+    /// `file_operations`: reads from the page cache (`filemap`), writes,
+    /// `fallocate`, `fsync`, `SEEK_DATA`/`SEEK_HOLE` and `mmap` through
+    /// iomap and `T`.
+    pub(crate) const FILE_OPS: bindings::file_operations = bindings::file_operations {
+        llseek: Some(llseek::<T>),
+        read_iter: Some(bindings::generic_file_read_iter),
+        write_iter: Some(write_iter::<T>),
+        mmap_prepare: Some(mmap_prepare::<T>),
+        fsync: Some(fsync::<T>),
+        fallocate: Some(fallocate::<T>),
+        splice_read: Some(bindings::filemap_splice_read),
+        splice_write: Some(bindings::iter_file_splice_write),
+        // SAFETY: The other operations are optional: NULL is valid.
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    /// `address_space_operations`: iomap's, with reads and writeback
+    /// through `T`.
+    pub(crate) const AOPS: bindings::address_space_operations =
+        bindings::address_space_operations {
+            read_folio: Some(read_folio::<T>),
+            readahead: Some(readahead::<T>),
+            writepages: Some(writepages::<T>),
+            dirty_folio: Some(ffi::iomap_dirty_folio),
+            invalidate_folio: Some(ffi::iomap_invalidate_folio),
+            release_folio: Some(ffi::iomap_release_folio),
+            is_partially_uptodate: Some(ffi::iomap_is_partially_uptodate),
+            error_remove_folio: Some(bindings::generic_error_remove_folio),
+            // SAFETY: The other operations are optional: NULL is valid.
+            ..unsafe { core::mem::zeroed() }
+        };
+
+    /// `vm_operations_struct` of a mapped file: faults from the page
+    /// cache; a write fault reserves space and dirties the folio.
+    const VM_OPS: bindings::vm_operations_struct = bindings::vm_operations_struct {
+        fault: Some(bindings::filemap_fault),
+        map_pages: Some(bindings::filemap_map_pages),
+        page_mkwrite: Some(page_mkwrite::<T>),
+        // SAFETY: The other operations are optional: NULL is valid.
+        ..unsafe { core::mem::zeroed() }
+    };
+}
+
+/// `read_folio`.
+///
+/// # Safety
+///
+/// Called by the VFS with a locked folio, not uptodate, of a regular file
+/// of a mounted superblock of `T`.
+unsafe extern "C" fn read_folio<T: VfsTables + IomapOperations>(
+    _file: *mut bindings::file,
+    folio: *mut bindings::folio,
+) -> c_int {
+    // SAFETY: As the caller promises.
+    unsafe { iomap::read_folio::<T>(folio) }
+}
+
+/// `readahead`.
+///
+/// # Safety
+///
+/// Called by the VFS with a readahead request of a regular file of a
+/// mounted superblock of `T`.
+unsafe extern "C" fn readahead<T: VfsTables + IomapOperations>(
+    rac: *mut bindings::readahead_control,
+) {
+    // SAFETY: As the caller promises.
+    unsafe { iomap::readahead::<T>(rac) }
+}
+
+/// `writepages`.
+///
+/// # Safety
+///
+/// Called by the VFS with the page cache of a regular file of a mounted
+/// superblock of `T` and a writeback request.
+unsafe extern "C" fn writepages<T: VfsTables + IomapOperations>(
+    mapping: *mut bindings::address_space,
+    wbc: *mut bindings::writeback_control,
+) -> c_int {
+    // SAFETY: As the caller promises.
+    unsafe { iomap::writepages::<T>(mapping, wbc) }
+}
+
+/// `llseek`: `SEEK_DATA` and `SEEK_HOLE` on iomap.
+///
+/// # Safety
+///
+/// Called by the VFS with an open regular file of a mounted superblock of
+/// `T`.
+unsafe extern "C" fn llseek<T: VfsTables + IomapOperations>(
+    file: *mut bindings::file,
+    offset: bindings::loff_t,
+    whence: c_int,
+) -> bindings::loff_t {
+    // SAFETY: As the caller promises.
+    unsafe { iomap::llseek::<T>(file, offset, whence) }
+}
+
+/// `write_iter`: under `i_rwsem`, checked (`generic_write_checks()`,
+/// `file_modified()`), what lies between EOF and a write past it zeroed,
+/// then copied in by iomap; synced afterwards if the file asks for it.
+///
+/// # Safety
+///
+/// Called by the VFS with a write to an open regular file of a mounted
+/// superblock of `T`.
+unsafe extern "C" fn write_iter<T: VfsTables + IomapOperations>(
+    iocb: *mut bindings::kiocb,
+    from: *mut bindings::iov_iter,
+) -> isize {
+    // SAFETY: As the caller promises, the file is open: its inode is valid.
+    let (file, inode) = unsafe { ((*iocb).ki_filp, (*(*iocb).ki_filp).f_inode) };
+    // SAFETY: Taken here, released below.
+    unsafe { ffi::emfs_inode_lock(inode) };
+    let ret = (|| -> core::result::Result<isize, isize> {
+        // SAFETY: `i_rwsem` is held, as these require.
+        unsafe {
+            let ret = bindings::generic_write_checks(iocb, from);
+            if ret <= 0 {
+                return Ok(ret);
+            }
+            to_result(bindings::file_modified(file)).map_err(|e| e.to_errno() as isize)?;
+            let size = ffi::emfs_i_size_read(inode) as u64;
+            let pos = (*iocb).ki_pos as u64;
+            if pos > size {
+                // The bytes between EOF and the write must read as zeroes:
+                // the block at EOF may hold more on disk or in the page cache.
+                ffi::emfs_filemap_invalidate_lock((*inode).i_mapping);
+                let zeroed = iomap::zero_range::<T>(inode, size, pos - size);
+                ffi::emfs_filemap_invalidate_unlock((*inode).i_mapping);
+                zeroed.map_err(|e| e.to_errno() as isize)?;
+            }
+            Ok(iomap::buffered_write::<T>(iocb, from))
+        }
+    })()
+    .unwrap_or_else(|e| e);
+    // SAFETY: Taken above.
+    unsafe { ffi::emfs_inode_unlock(inode) };
+    if ret > 0 {
+        // SAFETY: `iocb` is the caller's, and `ret` bytes were written.
+        return unsafe { ffi::emfs_generic_write_sync(iocb, ret) };
+    }
+    ret
+}
+
+/// `mmap_prepare`: faults go through [`FileTables::VM_OPS`].
+///
+/// # Safety
+///
+/// Called by the VFS with the description of a new mapping of an open
+/// regular file of a mounted superblock of `T`.
+unsafe extern "C" fn mmap_prepare<T: VfsTables + IomapOperations + FileOperations>(
+    desc: *mut bindings::vm_area_desc,
+) -> c_int {
+    // SAFETY: As the caller promises, `desc` is valid and its file open.
+    unsafe {
+        ffi::emfs_file_accessed((*desc).file);
+        (*desc).vm_ops = &FileTables::<T>::VM_OPS;
+    }
+    0
+}
+
+/// `page_mkwrite`: under the superblock's page fault freeze protection and
+/// the invalidate lock (shared), as XFS does, so that truncation and hole
+/// punching, which take it exclusively, never see a folio dirtied past
+/// them.
+///
+/// # Safety
+///
+/// Called by the VFS for a write fault on a shared mapping of a regular
+/// file of a mounted superblock of `T`.
+unsafe extern "C" fn page_mkwrite<T: VfsTables + IomapOperations>(
+    vmf: *mut bindings::vm_fault,
+) -> bindings::vm_fault_t {
+    // SAFETY: As the caller promises, the mapping's file is open; the locks
+    // are released below, in reverse order.
+    unsafe {
+        let file = (*(*vmf).__bindgen_anon_1.vma).vm_file;
+        let inode = (*file).f_inode;
+        let sb = (*inode).i_sb;
+        ffi::emfs_sb_start_pagefault(sb);
+        bindings::file_update_time(file);
+        ffi::emfs_filemap_invalidate_lock_shared((*inode).i_mapping);
+        let ret = iomap::page_mkwrite::<T>(vmf);
+        ffi::emfs_filemap_invalidate_unlock_shared((*inode).i_mapping);
+        ffi::emfs_sb_end_pagefault(sb);
+        ret
+    }
+}
+
+/// `fsync`: the range is written back and its write back completed
+/// (`file_write_and_wait_range()`), then `T::fsync`.
+///
+/// # Safety
+///
+/// Called by the VFS with an open regular file of a mounted superblock of
+/// `T`.
+unsafe extern "C" fn fsync<T: VfsTables + FileOperations>(
+    file: *mut bindings::file,
+    start: bindings::loff_t,
+    end: bindings::loff_t,
+    _datasync: c_int,
+) -> c_int {
+    // SAFETY: As the caller promises.
+    let ret = unsafe { bindings::file_write_and_wait_range(file, start, end) };
+    if ret != 0 {
+        return ret;
+    }
+    // SAFETY: As the caller promises, the file is open.
+    match unsafe { sb_inode::<T>((*file).f_inode) } {
+        Ok((data, inode)) => errno(T::fsync(data, inode)),
+        Err(e) => e.to_errno(),
+    }
+}
+
+fn errno(r: Result) -> c_int {
+    match r {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// `fallocate`: preallocation (mode 0, `FALLOC_FL_KEEP_SIZE`) and
+/// `FALLOC_FL_PUNCH_HOLE`; other modes are refused with `EOPNOTSUPP`.
+/// Under `i_rwsem` and the invalidate lock.
+///
+/// # Safety
+///
+/// Called by the VFS with an open regular file of a mounted superblock of
+/// `T`, opened for writing.
+unsafe extern "C" fn fallocate<T: VfsTables + IomapOperations + FileOperations>(
+    file: *mut bindings::file,
+    mode: c_int,
+    offset: bindings::loff_t,
+    len: bindings::loff_t,
+) -> c_long {
+    let mode = mode as u32;
+    if mode & !(ffi::FALLOC_FL_KEEP_SIZE | ffi::FALLOC_FL_PUNCH_HOLE) != 0 {
+        return EOPNOTSUPP.to_errno() as c_long;
+    }
+    // SAFETY: As the caller promises, the file is open.
+    let inode = unsafe { (*file).f_inode };
+    // SAFETY: As the caller promises.
+    let (data, fi) = match unsafe { sb_inode::<T>(inode) } {
+        Ok(d) => d,
+        Err(e) => return e.to_errno() as c_long,
+    };
+    let (offset, end) = (offset as u64, (offset + len) as u64);
+    // SAFETY: `inode` is valid; both locks are released below.
+    let mapping = unsafe {
+        ffi::emfs_inode_lock(inode);
+        ffi::emfs_filemap_invalidate_lock((*inode).i_mapping);
+        (*inode).i_mapping
+    };
+    // SAFETY: Both locks are held, as these require.
+    let ret = (|| unsafe {
+        let size = ffi::emfs_i_size_read(inode) as u64;
+        if mode & ffi::FALLOC_FL_PUNCH_HOLE != 0 {
+            // Nothing past EOF to punch.
+            if offset < size {
+                punch_hole::<T>(inode, offset, end.min(size))?;
+            }
+        } else {
+            to_result(bindings::inode_newsize_ok(inode, end as i64))?;
+            to_result(bindings::filemap_write_and_wait_range(
+                mapping,
+                offset as i64,
+                end as i64 - 1,
+            ))?;
+            let block = BLOCK_SIZE as u64;
+            T::allocate(
+                data,
+                fi,
+                offset / block * block,
+                end.next_multiple_of(block),
+            )?;
+            if mode & ffi::FALLOC_FL_KEEP_SIZE == 0 && end > size {
+                iomap::zero_range::<T>(inode, size, end - size)?;
+                ffi::emfs_i_size_write(inode, end as i64);
+            }
+        }
+        to_result(bindings::file_modified(file))
+    })();
+    // SAFETY: Taken above.
+    unsafe {
+        ffi::emfs_filemap_invalidate_unlock(mapping);
+        ffi::emfs_inode_unlock(inode);
+    }
+    errno(ret) as c_long
+}
+
+/// Punches `[start, end)`, inside the file: the partial blocks at either
+/// end are zeroed in the page cache, the whole blocks between dropped from
+/// it (waiting for their writeback) and from the disk (`T::punch_hole`).
+///
+/// # Safety
+///
+/// `inode` is a regular file of a mounted superblock of `T`, referenced,
+/// with `i_rwsem` and the invalidate lock held exclusively.
+unsafe fn punch_hole<T: VfsTables + IomapOperations + FileOperations>(
+    inode: *mut bindings::inode,
+    start: u64,
+    end: u64,
+) -> Result {
+    let block = BLOCK_SIZE as u64;
+    let bstart = start.next_multiple_of(block);
+    let bend = end / block * block;
+    // SAFETY: As the caller promises.
+    let (data, fi) = unsafe { sb_inode::<T>(inode)? };
+    // SAFETY: As the caller promises: the locks are held.
+    unsafe {
+        to_result(bindings::filemap_write_and_wait_range(
+            (*inode).i_mapping,
+            start as i64,
+            end as i64 - 1,
+        ))?;
+        iomap::zero_range::<T>(inode, start, end.min(bstart) - start)?;
+        if bend >= bstart {
+            iomap::zero_range::<T>(inode, bend, end - bend)?;
+        }
+        if bend <= bstart {
+            return Ok(());
+        }
+        bindings::truncate_pagecache_range(inode, bstart as i64, bend as i64 - 1);
+    }
+    T::punch_hole(data, fi, bstart, bend)
+}
+
+/// Changes the size of a regular file (`setattr` with `ATTR_SIZE`), under
+/// the invalidate lock: growing zeroes what lies past the old EOF in its
+/// block, shrinking drops the page cache past the new EOF (waiting for its
+/// writeback), then `T::truncate` the blocks past it.
+///
+/// # Safety
+///
+/// `inode` is a regular file of a mounted superblock of `T`, with
+/// `i_rwsem` held exclusively.
+pub(crate) unsafe fn setsize<T: VfsTables + IomapOperations + InodeOperations>(
+    inode: *mut bindings::inode,
+    size: u64,
+) -> c_int {
+    // SAFETY: As the caller promises.
+    let (data, fi) = match unsafe { sb_inode::<T>(inode) } {
+        Ok(d) => d,
+        Err(e) => return e.to_errno(),
+    };
+    // SAFETY: As the caller promises, `inode` is valid; the lock is released
+    // below.
+    let old = unsafe {
+        ffi::emfs_filemap_invalidate_lock((*inode).i_mapping);
+        ffi::emfs_i_size_read(inode) as u64
+    };
+    // SAFETY: The invalidate lock and `i_rwsem` are held.
+    let ret = unsafe {
+        if size > old {
+            let block = BLOCK_SIZE as u64;
+            let tail = old.next_multiple_of(block).min(size) - old;
+            iomap::zero_range::<T>(inode, old, tail)
+                .inspect(|()| bindings::truncate_setsize(inode, size as i64))
+        } else {
+            bindings::truncate_setsize(inode, size as i64);
+            T::truncate(data, fi, size)
+        }
+    };
+    // SAFETY: Taken above.
+    unsafe { ffi::emfs_filemap_invalidate_unlock((*inode).i_mapping) };
+    errno(ret)
+}
