@@ -512,8 +512,13 @@ impl FileOperations for Emfs {
         if end <= start {
             return Ok(());
         }
-        let map = &inode.file()?.map;
-        until_memory(|| map.punch(&sb.disk, start, end))
+        let file = inode.file()?;
+        // Its page cache is gone, dirty or not.
+        until_memory(|| {
+            file.delalloc
+                .release(&sb.disk, start / BLOCKSIZE, end / BLOCKSIZE)
+        })?;
+        until_memory(|| file.map.punch(&sb.disk, start, end))
     }
 
     fn allocate(sb: &EmfsSb, inode: &EmfsInode, start: u64, end: u64) -> Result {
@@ -531,8 +536,14 @@ impl FileOperations for Emfs {
 #[vtable]
 impl InodeOperations for Emfs {
     fn truncate(sb: &EmfsSb, inode: &EmfsInode, size: u64) -> Result {
-        let map = &inode.file()?.map;
-        until_memory(|| map.punch(&sb.disk, size.next_multiple_of(BLOCKSIZE), u64::MAX))
+        let file = inode.file()?;
+        let end = size.next_multiple_of(BLOCKSIZE);
+        // The page cache past `size` is gone, dirty or not.
+        until_memory(|| {
+            file.delalloc
+                .release(&sb.disk, end / BLOCKSIZE, u64::MAX / BLOCKSIZE)
+        })?;
+        until_memory(|| file.map.punch(&sb.disk, end, u64::MAX))
     }
 }
 

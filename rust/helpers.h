@@ -3,9 +3,8 @@
  * helpers.h - C functions the emfs Rust code calls.
  *
  * Each one wraps a kernel macro or static inline function (or a tracepoint)
- * that bindgen cannot turn into a callable symbol, or is defined in Rust
- * and called from C. The Rust declarations are generated from this file
- * (rust/bindings_helper.h, rust/glue/ffi.rs).
+ * that bindgen cannot turn into a callable symbol. The Rust declarations
+ * are generated from this file (rust/bindings_helper.h, rust/glue/ffi.rs).
  */
 #ifndef _EMFS_HELPERS_H
 #define _EMFS_HELPERS_H

@@ -628,19 +628,6 @@ impl Disk {
         }
         Ok(())
     }
-
-    /// Reads one block; a block never written reads as zeroes. `EINVAL`
-    /// outside the disk.
-    pub(crate) fn read_block(&self, block: u64, dst: &mut Block) -> Result {
-        if block >= self.nr_blocks() {
-            return Err(EINVAL);
-        }
-        match self.data.lock().get(block as usize) {
-            Some(stored) => dst.copy_from_slice(&stored[..]),
-            None => dst.fill(0),
-        }
-        Ok(())
-    }
 }
 
 #[kernel::macros::kunit_tests(emfs_disk)]
@@ -804,16 +791,19 @@ mod tests {
         data[0].fill(0xa5);
         d.store_blocks(&[(2, 1)], data)?;
         let mut buf = KBox::<Block>::init(pin_init::init_zeroed(), GFP_KERNEL)?;
-        d.read_block(2, &mut buf)?;
+        d.read_at(2 * BLOCK_SIZE as u64, &mut buf[..])?;
         assert!(buf.iter().all(|&b| b == 0xa5));
         // Never written: zeroes.
-        d.read_block(1, &mut buf)?;
+        d.read_at(BLOCK_SIZE as u64, &mut buf[..])?;
         assert!(buf.iter().all(|&b| b == 0));
         // Freed: forgotten.
         d.free(2, 1)?;
-        d.read_block(2, &mut buf)?;
+        d.read_at(2 * BLOCK_SIZE as u64, &mut buf[..])?;
         assert!(buf.iter().all(|&b| b == 0));
-        assert_eq!(d.read_block(4, &mut buf).err(), Some(EINVAL));
+        assert_eq!(
+            d.read_at(4 * BLOCK_SIZE as u64, &mut buf[..]).err(),
+            Some(EINVAL)
+        );
         let mut data = KVec::new();
         data.push(buf, GFP_KERNEL)?;
         assert_eq!(d.store_blocks(&[(4, 1)], data).err(), Some(EINVAL));
@@ -907,9 +897,9 @@ mod tests {
         }
         d.store_blocks(&pieces, data)?;
         let mut buf = KBox::<Block>::init(pin_init::init_zeroed(), GFP_KERNEL)?;
-        d.read_block(0, &mut buf)?;
+        d.read_at(0, &mut buf[..])?;
         assert!(buf.iter().all(|&b| b == 7));
-        d.read_block(2, &mut buf)?;
+        d.read_at(2 * BLOCK_SIZE as u64, &mut buf[..])?;
         assert!(buf.iter().all(|&b| b == 9));
         // Too few blocks for the data.
         assert_eq!(d.store_blocks(&[(3, 1)], KVec::new()).err(), Some(EINVAL));

@@ -94,15 +94,6 @@ fn free_blocks(disk: &Disk, freed: &[(u64, u64)]) {
     }
 }
 
-/// The disk block holding file offset `pos` of the extent `info`; `None`
-/// for holes and preallocated extents, which read as zeroes.
-fn data_block(info: &ExtentMapInfo, pos: u64) -> Option<u64> {
-    if info.disk_bytenr >= EXTENT_MAP_LAST_BYTE || info.flags.contains(EmFlags::PREALLOC) {
-        return None;
-    }
-    Some((info.block_start() + (pos & !(BLOCK - 1)) - info.start) / BLOCK)
-}
-
 /// The mapping of one file.
 #[pin_data]
 pub(crate) struct FileMap {
@@ -586,13 +577,12 @@ mod tests {
     /// does: the mapping for a read, then the disk block, or zeroes.
     fn read_block(map: &FileMap, disk: &Disk, pos: u64, size: u64, dst: &mut Block) -> Result {
         let info = map.map_for_read(pos, size)?;
-        match data_block(&info, pos) {
-            Some(block) => disk.read_block(block, dst),
-            None => {
-                dst.fill(0);
-                Ok(())
-            }
+        if info.disk_bytenr >= EXTENT_MAP_LAST_BYTE || info.flags.contains(EmFlags::PREALLOC) {
+            dst.fill(0);
+            return Ok(());
         }
+        let block = pos & !(BLOCK - 1);
+        disk.read_at(info.block_start() + block - info.start, &mut dst[..])
     }
 
     struct Fixture {

@@ -5,8 +5,8 @@
 //! A filesystem implements [`FileSystem`]: how to parse its mount options
 //! into [`FileSystem::Options`], how to build the per-superblock
 //! [`FileSystem::Data`] from them, and what `statfs` and `show_options`
-//! report. [`filesystem!`] instantiates the `extern "C"` trampolines for it,
-//! and [`Registration`] registers the filesystem type while it lives.
+//! report. [`filesystem!`] builds its tables, and [`Registration`]
+//! registers the filesystem type while it lives.
 //!
 //! Regular files keep their data in the page cache, with generic helpers
 //! for everything the VFS does well alone (`read_iter`, `mmap` faults,

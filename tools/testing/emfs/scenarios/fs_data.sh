@@ -52,6 +52,17 @@ check "statfs: 2304 blocks used" test "$used" -eq 2304
 dd if=/dev/urandom of=seq bs=1M count=8 conv=notrunc,fsync status=none
 check "statfs after overwrite: still 2304 used" test "$(($(stat -f -c '%b - %f' .)))" -eq 2304
 
+# Space is reserved when page cache is dirtied; dropping the dirty page
+# cache (truncate, punch) gives it back before anything is written.
+free=$(stat -f -c %a .)
+dd if=/dev/zero of=dirty bs=1M count=1 status=none
+check "dirty page cache holds its space" test "$(stat -f -c %a .)" -eq $((free - 256))
+check "truncate of dirty page cache gives the space back" \
+	sh -c "truncate -s 4k dirty && test \$(stat -f -c %a .) -eq $((free - 1))"
+check "punch of dirty page cache gives the space back" \
+	sh -c "xfs_io -c 'pwrite -q 0 64k' -c 'fpunch 0 64k' dirty && test \$(stat -f -c %a .) -eq $free"
+rm dirty
+
 # A full disk: ENOSPC at write time, nothing lost, usable after rm.
 if dd if=/dev/zero of=big bs=1M count=100 status=none 2>/tmp/dd.err; then
 	note "not ok: writing 100M to a 64M disk succeeded"
@@ -60,9 +71,15 @@ fi
 check "ENOSPC" grep -q "No space left on device" /tmp/dd.err
 check "statfs: no block free" test "$(stat -f -c %a .)" -eq 0
 check "sync after ENOSPC" sync
+# A write fault needs space too: SIGBUS on a full disk, not a dirty folio
+# without a block to go to.
+truncate -s 64k sparse
+check "mmap write on a full disk: SIGBUS" \
+	sh -c '! xfs_io -c "mmap -w 0 64k" -c "mwrite 0 4k" sparse 2>/dev/null'
+check "consistency check on a full disk" emfs_check
 check "frag intact on a full disk" test "$(sha256sum <frag)" = "$(sha256sum </tmp/frag.src)"
 check "fsync on a full disk" xfs_io -c fsync big
-check "rm" rm big seq
+check "rm" rm big seq sparse
 check "space back" test "$(($(stat -f -c '%b - %f' .)))" -eq 256
 check "write after rm" dd if=/dev/zero of=again bs=1M count=16 conv=fsync status=none
 echo 1 >/proc/sys/vm/drop_caches
