@@ -150,6 +150,14 @@ impl EmfsInode {
     }
 }
 
+impl RegularFile {
+    /// What a mapping relies on: the records, and the reservations of
+    /// the delayed allocations (iomap's `validity_cookie`).
+    fn cookie(&self) -> u64 {
+        (self.map.seq() << 32) | (self.delalloc.seq() & 0xffff_ffff)
+    }
+}
+
 impl Drop for EmfsSb {
     fn drop(&mut self) {
         LIVE_MOUNTS.add(-1, Relaxed);
@@ -334,10 +342,26 @@ impl IomapOperations for Emfs {
         size: u64,
     ) -> Result<IomapBegin> {
         let file = inode.file()?;
-        // Before the lookup: a change after it raises the number.
-        let cookie = file.map.seq();
-        let src = on_disk(file, pos, size)?;
+        // Before the lookups: a change after them raises it.
+        let cookie = file.cookie();
         let first = pos / BLOCKSIZE;
+        if flags.is_fault() {
+            // A write fault dirties the whole folio, which is uptodate:
+            // every block of it reserved, or none.
+            let end = pos.saturating_add(len).div_ceil(BLOCKSIZE);
+            file.delalloc.reserve_all(&sb.disk, first, end)?;
+            return Ok(IomapBegin {
+                map: Iomap {
+                    offset: first * BLOCKSIZE,
+                    length: (end - first) * BLOCKSIZE,
+                    type_: IomapType::Delalloc,
+                },
+                src: None,
+                new: false,
+                cookie,
+            });
+        }
+        let src = on_disk(file, pos, size)?;
         let src_end = src.end().div_ceil(BLOCKSIZE);
         if flags.is_read() {
             return Ok(if flags.is_report() {
@@ -375,12 +399,14 @@ impl IomapOperations for Emfs {
     }
 
     fn valid(_sb: &EmfsSb, inode: &EmfsInode, cookie: u64) -> bool {
-        inode.file().is_ok_and(|f| f.map.seq() == cookie)
+        inode.file().is_ok_and(|f| f.cookie() == cookie)
     }
 
     fn punch_delalloc(sb: &EmfsSb, inode: &EmfsInode, start: u64, end: u64) {
         if let Ok(f) = inode.file() {
-            let (first, last) = (start / BLOCKSIZE, end.div_ceil(BLOCKSIZE));
+            // A range starting inside a block starts at EOF, after a
+            // dirty folio: that block is dirty.
+            let (first, last) = (start.div_ceil(BLOCKSIZE), end.div_ceil(BLOCKSIZE));
             let _ = until_memory(|| f.delalloc.release(&sb.disk, first, last));
         }
     }
@@ -399,7 +425,12 @@ impl IomapOperations for Emfs {
                 missing,
                 pos
             );
-            sb.disk.reserve(missing)?;
+            if let Err(e) = sb.disk.reserve(missing) {
+                // The range is not written back: what it took goes back.
+                let _ = until_memory(|| file.delalloc.landed(first, end));
+                let _ = sb.disk.unreserve(took);
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -415,13 +446,17 @@ impl IomapOperations for Emfs {
         let n = folios.blocks();
         let written = inode.file().and_then(|file| {
             let generation = sb.generation.fetch_add(1, Relaxed);
-            until_memory(|| {
+            let written = until_memory(|| {
                 let mut data = KVec::with_capacity(n, GFP_KERNEL)?;
                 for i in 0..n {
                     data.push(folios.copy_block(i)?, GFP_KERNEL)?;
                 }
                 file.map.write_back(&sb.disk, pos, data, generation)
-            })
+            });
+            // In the cache as pinned maps now, or given up on.
+            let (first, end) = (pos / BLOCKSIZE, pos / BLOCKSIZE + n as u64);
+            let _ = until_memory(|| file.delalloc.landed(first, end));
+            written
         });
         written.unwrap_or_else(|e| {
             // Not for want of memory or space: a bug. The reservation goes
@@ -649,7 +684,14 @@ impl crate::glue::vfs::Walk<Emfs> for Check {
         };
         self.files += 1;
         self.mount_files += 1;
-        let delalloc = f.delalloc.blocks();
+        let (delalloc, in_flight) = f.delalloc.blocks();
+        if in_flight != 0 {
+            self.problem(format_args!(
+                "ino {}: {} blocks taken by writeback that never landed",
+                f.map.cache().ino(),
+                in_flight
+            ));
+        }
         self.delalloc += delalloc;
         self.mount_delalloc += delalloc;
         // Each block of delayed allocation is dirty page cache.

@@ -410,6 +410,11 @@ void emfs_sb_end_pagefault(struct super_block *sb)
 	sb_end_pagefault(sb);
 }
 
+void emfs_mapping_set_large_folios(struct address_space *mapping)
+{
+	mapping_set_large_folios(mapping);
+}
+
 void emfs_file_accessed(struct file *file)
 {
 	file_accessed(file);

@@ -132,14 +132,58 @@ impl Ranges {
     }
 }
 
+impl Ranges {
+    fn new() -> Self {
+        Self {
+            tree: RBTree::new(),
+            blocks: 0,
+        }
+    }
+
+    /// The runs of `[start, end)` not in the set, and their blocks.
+    fn gaps(&self, start: u64, end: u64) -> (usize, u64) {
+        let (mut runs, mut blocks, mut pos) = (0, 0, start);
+        while pos < end {
+            let (run_end, inside) = self.run_at(pos, end);
+            if !inside {
+                runs += 1;
+                blocks += run_end - pos;
+            }
+            pos = run_end;
+        }
+        (runs, blocks)
+    }
+
+    /// The blocks from `start` on, up to `end` at most, that are all in
+    /// the set or all not: the end of that run, and whether they are.
+    fn run_at(&self, start: u64, end: u64) -> (u64, bool) {
+        match self.containing(start) {
+            Some((_, e)) => (e.min(end), true),
+            None => (self.after(start).map_or(end, |(s, _)| s.min(end)), false),
+        }
+    }
+}
+
+/// What a file's [`Delalloc`] holds.
+struct State {
+    /// Blocks of dirty page cache, each holding a reservation.
+    reserved: Ranges,
+    /// Blocks writeback took the reservation of ([`Delalloc::take`]) and
+    /// has not yet put in the extent map cache ([`Delalloc::landed`]):
+    /// still data for reports, no longer reserved for writes.
+    in_flight: Ranges,
+    /// Raised each time blocks leave `reserved`.
+    seq: u64,
+}
+
 /// The delayed allocations of one file, in blocks.
 #[pin_data]
 pub(crate) struct Delalloc {
     #[pin]
-    ranges: SpinLock<Ranges>,
+    state: SpinLock<State>,
 }
 
-/// A tree node for one change of the set, allocated before its lock, in a
+/// A tree node for one change of a set, allocated before its lock, in a
 /// no-fs scope: callers may hold the invalidate lock or write back.
 fn spare() -> Result<RBTreeNodeReservation<u64, u64>> {
     nofs(|| RBTreeNodeReservation::new(GFP_KERNEL))
@@ -149,8 +193,22 @@ impl Delalloc {
     /// No delayed allocation.
     pub(crate) fn new() -> impl PinInit<Self> {
         pin_init!(Self {
-            ranges <- new_spinlock!(Ranges { tree: RBTree::new(), blocks: 0 }, "Delalloc::ranges"),
+            state <- new_spinlock!(
+                State {
+                    reserved: Ranges::new(),
+                    in_flight: Ranges::new(),
+                    seq: 0,
+                },
+                "Delalloc::state"
+            ),
         })
+    }
+
+    /// A number raised each time reserved blocks are taken or given back:
+    /// a mapping answered after reading it may rely on blocks it found
+    /// reserved only while it is unchanged (iomap's `validity_cookie`).
+    pub(crate) fn seq(&self) -> u64 {
+        self.state.lock().seq
     }
 
     /// The blocks from `start` on, up to `end` at most, that are all
@@ -163,47 +221,113 @@ impl Delalloc {
             return Err(EINVAL);
         }
         let spare = spare()?;
-        let mut r = self.ranges.lock();
-        if let Some((_, e)) = r.containing(start) {
-            return Ok((e.min(end), false));
+        let mut st = self.state.lock();
+        let (run_end, reserved) = st.reserved.run_at(start, end);
+        if reserved {
+            return Ok((run_end, false));
         }
-        let run_end = r.after(start).map_or(end, |(s, _)| s.min(end));
         let got = disk.reserve_up_to(run_end - start);
         if got == 0 {
             return Err(ENOSPC);
         }
-        r.add(start, start + got, spare);
+        st.reserved.add(start, start + got, spare);
         Ok((start + got, true))
     }
 
+    /// Reserves every block of `[start, end)` that is not, or none:
+    /// `ENOSPC` if the disk cannot hold them all, `ENOMEM`. For a page
+    /// fault, which dirties a whole folio at once.
+    pub(crate) fn reserve_all(&self, disk: &Disk, start: u64, end: u64) -> Result {
+        let mut spares = KVec::new();
+        loop {
+            // One node per run not reserved, made before the lock; if the
+            // runs changed meanwhile, again.
+            let mut st = self.state.lock();
+            let gaps = st.reserved.gaps(start, end);
+            if gaps.0 <= spares.len() {
+                if gaps.1 == 0 {
+                    return Ok(());
+                }
+                disk.reserve(gaps.1)?;
+                let mut pos = start;
+                while pos < end {
+                    let (run_end, reserved) = st.reserved.run_at(pos, end);
+                    if !reserved {
+                        let Some(spare) = spares.pop() else {
+                            break;
+                        };
+                        st.reserved.add(pos, run_end, spare);
+                    }
+                    pos = run_end;
+                }
+                return Ok(());
+            }
+            let need = gaps.0;
+            drop(st);
+            while spares.len() < need {
+                spares.push(spare()?, GFP_KERNEL)?;
+            }
+        }
+    }
+
     /// The blocks from `start` on, up to `end` at most, that are all
-    /// reserved or all not: returns the end of that run, and whether they
-    /// are reserved. For reports (FIEMAP, `SEEK_DATA`).
+    /// delayed allocations (reserved, or taken by a writeback that has not
+    /// landed) or all not: returns the end of that run, and whether they
+    /// are. For reports (FIEMAP, `SEEK_DATA`).
     pub(crate) fn run_at(&self, start: u64, end: u64) -> (u64, bool) {
-        let r = self.ranges.lock();
-        match r.containing(start) {
-            Some((_, e)) => (e.min(end), true),
-            None => (r.after(start).map_or(end, |(s, _)| s.min(end)), false),
+        let st = self.state.lock();
+        let (e1, r1) = st.reserved.run_at(start, end);
+        let (e2, r2) = st.in_flight.run_at(start, end);
+        match (r1, r2) {
+            (true, true) => (e1.max(e2), true),
+            (true, false) => (e1, true),
+            (false, true) => (e2, true),
+            (false, false) => (e1.min(e2), false),
         }
     }
 
     /// Takes the blocks of `[start, end)` out of the set: writeback is
     /// about to allocate them from their reservation, which stays counted
-    /// in the disk's. Returns how many were reserved; `ENOMEM`, changing
-    /// nothing.
+    /// in the disk's. They stay delayed allocations for reports until
+    /// [`Delalloc::landed`]. Returns how many were reserved; `ENOMEM`,
+    /// changing nothing.
     pub(crate) fn take(&self, start: u64, end: u64) -> Result<u64> {
         if start >= end {
             return Ok(0);
         }
+        let (s1, s2, s3) = (spare()?, spare()?, spare()?);
+        let mut st = self.state.lock();
+        let n = st.reserved.remove(start, end, s1);
+        st.in_flight.remove(start, end, s2);
+        st.in_flight.add(start, end, s3);
+        st.seq += 1;
+        Ok(n)
+    }
+
+    /// Writeback put `[start, end)`, which it took, in the extent map
+    /// cache (or gave up on it). `ENOMEM`, changing nothing.
+    pub(crate) fn landed(&self, start: u64, end: u64) -> Result {
+        if start >= end {
+            return Ok(());
+        }
         let spare = spare()?;
-        Ok(self.ranges.lock().remove(start, end, spare))
+        self.state.lock().in_flight.remove(start, end, spare);
+        Ok(())
     }
 
     /// Gives back the reservation of every block of `[start, end)` in the
     /// set: its page cache went away, or was never dirtied. `ENOMEM`,
     /// changing nothing.
     pub(crate) fn release(&self, disk: &Disk, start: u64, end: u64) -> Result {
-        let n = self.take(start, end)?;
+        if start >= end {
+            return Ok(());
+        }
+        let spare = spare()?;
+        let n = {
+            let mut st = self.state.lock();
+            st.seq += 1;
+            st.reserved.remove(start, end, spare)
+        };
         if n > 0 {
             disk.unreserve(n)?;
         }
@@ -213,29 +337,36 @@ impl Delalloc {
     /// Gives back every reservation: the file is being evicted, its page
     /// cache gone. Allocates nothing (eviction runs from reclaim).
     pub(crate) fn release_all(&self, disk: &Disk) {
-        let (tree, n) = {
-            let mut r = self.ranges.lock();
-            let n = core::mem::replace(&mut r.blocks, 0);
-            (core::mem::take(&mut r.tree), n)
+        let (reserved, in_flight, n) = {
+            let mut st = self.state.lock();
+            let n = core::mem::replace(&mut st.reserved.blocks, 0);
+            st.in_flight.blocks = 0;
+            st.seq += 1;
+            (
+                core::mem::take(&mut st.reserved.tree),
+                core::mem::take(&mut st.in_flight.tree),
+                n,
+            )
         };
         // The nodes are freed outside the lock.
-        drop(tree);
+        drop((reserved, in_flight));
         if n > 0 {
             let _ = disk.unreserve(n);
         }
     }
 
-    /// How many blocks are reserved.
-    pub(crate) fn blocks(&self) -> u64 {
-        self.ranges.lock().blocks
+    /// How many blocks are reserved, and how many are in flight.
+    pub(crate) fn blocks(&self) -> (u64, u64) {
+        let st = self.state.lock();
+        (st.reserved.blocks, st.in_flight.blocks)
     }
 
     /// Appends the reserved ranges, in order, to `out`, as far as its
     /// capacity goes (it is not grown under the lock). Returns whether they
     /// all fit.
     pub(crate) fn ranges(&self, out: &mut KVec<(u64, u64)>) -> bool {
-        let r = self.ranges.lock();
-        for (&s, &e) in r.tree.iter() {
+        let st = self.state.lock();
+        for (&s, &e) in st.reserved.tree.iter() {
             if out.push_within_capacity((s, e)).is_err() {
                 return false;
             }
@@ -245,7 +376,7 @@ impl Delalloc {
 
     /// How many ranges are reserved.
     pub(crate) fn nr_ranges(&self) -> usize {
-        self.ranges.lock().tree.iter().count()
+        self.state.lock().reserved.tree.iter().count()
     }
 }
 
@@ -273,12 +404,12 @@ mod tests {
         kunit_ensure!(d.reserve(&disk, 30, 40)? == (40, true));
         kunit_ensure!(d.reserve(&disk, 20, 50)? == (30, true));
         kunit_ensure!(contents(&d)?[..] == [(10, 40)]);
-        kunit_ensure!(d.blocks() == 30 && disk.nr_reserved() == 30);
+        kunit_ensure!(d.blocks().0 == 30 && disk.nr_reserved() == 30);
         kunit_ensure!(d.run_at(0, 100) == (10, false));
         kunit_ensure!(d.run_at(15, 100) == (40, true));
         kunit_ensure!(d.run_at(40, 100) == (100, false));
         d.release(&disk, 0, 100)?;
-        kunit_ensure!(d.blocks() == 0 && disk.nr_reserved() == 0);
+        kunit_ensure!(d.blocks().0 == 0 && disk.nr_reserved() == 0);
         Ok(())
     }
 
@@ -292,9 +423,49 @@ mod tests {
         kunit_ensure!(refusal(d.reserve(&disk, 103, 110))? == Some(ENOSPC));
         // What is reserved still answers.
         kunit_ensure!(d.reserve(&disk, 101, 110)? == (103, false));
-        kunit_ensure!(disk.nr_available() == 0 && d.blocks() == 8);
+        kunit_ensure!(disk.nr_available() == 0 && d.blocks().0 == 8);
         d.release(&disk, 0, u64::MAX >> 12)?;
-        kunit_ensure!(disk.nr_available() == 8 && d.blocks() == 0);
+        kunit_ensure!(disk.nr_available() == 8 && d.blocks().0 == 0);
+        Ok(())
+    }
+
+    #[test]
+    fn reserve_all_is_all_or_nothing() -> Result {
+        let disk = KBox::pin_init(Disk::new(10), GFP_KERNEL)?;
+        let d = KBox::pin_init(Delalloc::new(), GFP_KERNEL)?;
+        d.reserve(&disk, 2, 4)?;
+        d.reserve(&disk, 6, 7)?;
+        // Three runs to fill, five blocks: all of them.
+        d.reserve_all(&disk, 0, 8)?;
+        kunit_ensure!(contents(&d)?[..] == [(0, 8)]);
+        kunit_ensure!(disk.nr_available() == 2);
+        // Four more do not fit: nothing changes.
+        kunit_ensure!(refusal(d.reserve_all(&disk, 8, 12))? == Some(ENOSPC));
+        kunit_ensure!(contents(&d)?[..] == [(0, 8)] && disk.nr_available() == 2);
+        d.release_all(&disk);
+        kunit_ensure!(disk.nr_available() == 10 && d.blocks() == (0, 0));
+        Ok(())
+    }
+
+    #[test]
+    fn taken_blocks_report_until_they_land() -> Result {
+        let disk = KBox::pin_init(Disk::new(10), GFP_KERNEL)?;
+        let d = KBox::pin_init(Delalloc::new(), GFP_KERNEL)?;
+        d.reserve(&disk, 0, 4)?;
+        let seq = d.seq();
+        kunit_ensure!(d.take(0, 2)? == 2);
+        // A mapping that relied on the reservation is stale.
+        kunit_ensure!(d.seq() != seq);
+        // Not reserved for a write any more, but still data for a report.
+        kunit_ensure!(d.reserve(&disk, 0, 4)? == (2, true));
+        kunit_ensure!(d.run_at(0, 10) == (4, true));
+        d.release(&disk, 0, 2)?;
+        kunit_ensure!(d.run_at(0, 10) == (2, true));
+        d.landed(0, 2)?;
+        kunit_ensure!(d.run_at(0, 10) == (2, false) && d.blocks() == (2, 0));
+        disk.unreserve(2)?;
+        d.release_all(&disk);
+        kunit_ensure!(disk.nr_reserved() == 0);
         Ok(())
     }
 
@@ -313,11 +484,11 @@ mod tests {
         kunit_ensure!(contents(&d)?[..] == [(0, 4), (6, 8), (45, 50)]);
         // Taking leaves the reservation to the disk's count; releasing
         // gives it back.
-        kunit_ensure!(disk.nr_reserved() == 30 && d.blocks() == 11);
+        kunit_ensure!(disk.nr_reserved() == 30 && d.blocks().0 == 11);
         disk.unreserve(19)?;
         d.release(&disk, 3, 46)?;
         kunit_ensure!(contents(&d)?[..] == [(0, 3), (46, 50)]);
-        kunit_ensure!(disk.nr_reserved() == 7 && d.blocks() == 7);
+        kunit_ensure!(disk.nr_reserved() == 7 && d.blocks().0 == 7);
         // Nothing there: nothing taken.
         kunit_ensure!(d.take(10, 40)? == 0);
         d.release(&disk, 0, 100)?;

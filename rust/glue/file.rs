@@ -175,10 +175,9 @@ unsafe extern "C" fn write_iter<T: VfsTables + IomapOperations>(
             let size = ffi::emfs_i_size_read(inode) as u64;
             let pos = (*iocb).ki_pos as u64;
             if pos > size {
-                // The bytes between EOF and the write must read as zeroes:
-                // the block at EOF may hold more on disk or in the page cache.
+                // The bytes between EOF and the write must read as zeroes.
                 ffi::emfs_filemap_invalidate_lock((*inode).i_mapping);
-                let zeroed = iomap::zero_range::<T>(inode, size, pos - size);
+                let zeroed = grow::<T>(inode, size, pos);
                 ffi::emfs_filemap_invalidate_unlock((*inode).i_mapping);
                 zeroed.map_err(|e| e.to_errno() as isize)?;
             }
@@ -327,7 +326,7 @@ unsafe extern "C" fn fallocate<T: VfsTables + IomapOperations + FileOperations>(
                 end.next_multiple_of(block),
             )?;
             if mode & ffi::FALLOC_FL_KEEP_SIZE == 0 && end > size {
-                iomap::zero_range::<T>(inode, size, end - size)?;
+                grow::<T>(inode, size, end)?;
                 ffi::emfs_i_size_write(inode, end as i64);
             }
         }
@@ -339,6 +338,34 @@ unsafe extern "C" fn fallocate<T: VfsTables + IomapOperations + FileOperations>(
         ffi::emfs_inode_unlock(inode);
     }
     errno(ret) as c_long
+}
+
+/// Makes what lies between EOF at `old` and `new` read as zeroes, before
+/// the file grows to `new`: the block at EOF may hold more, on disk or in
+/// the page cache. The folio at EOF is written back first: a large folio
+/// may have blocks past EOF marked dirty (by a write fault, which dirties
+/// a whole folio but reserves only up to EOF, or left by a truncation
+/// that could not split it), which must not come inside the file dirty
+/// and without a reservation; writeback clears them.
+///
+/// # Safety
+///
+/// `inode` is a regular file of a mounted superblock of `T`, referenced,
+/// with `i_rwsem` and the invalidate lock held exclusively.
+unsafe fn grow<T: VfsTables + IomapOperations>(
+    inode: *mut bindings::inode,
+    old: u64,
+    new: u64,
+) -> Result {
+    // SAFETY: As the caller promises.
+    unsafe {
+        to_result(bindings::filemap_write_and_wait_range(
+            (*inode).i_mapping,
+            old as i64,
+            i64::MAX,
+        ))?;
+        iomap::zero_range::<T>(inode, old, new - old)
+    }
 }
 
 /// Punches `[start, end)`, inside the file: the partial blocks at either
@@ -405,10 +432,7 @@ pub(crate) unsafe fn setsize<T: VfsTables + IomapOperations + InodeOperations>(
     // SAFETY: The invalidate lock and `i_rwsem` are held.
     let ret = unsafe {
         if size > old {
-            let block = BLOCK_SIZE as u64;
-            let tail = old.next_multiple_of(block).min(size) - old;
-            iomap::zero_range::<T>(inode, old, tail)
-                .inspect(|()| bindings::truncate_setsize(inode, size as i64))
+            grow::<T>(inode, old, size).inspect(|()| bindings::truncate_setsize(inode, size as i64))
         } else {
             bindings::truncate_setsize(inode, size as i64);
             T::truncate(data, fi, size)

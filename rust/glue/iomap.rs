@@ -184,6 +184,12 @@ impl IomapFlags {
         self.0 & ffi::IOMAP_REPORT != 0
     }
 
+    /// A write fault (`iomap_page_mkwrite()`): the whole uptodate folio is
+    /// dirtied, whatever the mapping says.
+    pub(crate) fn is_fault(self) -> bool {
+        self.0 & ffi::IOMAP_FAULT != 0
+    }
+
     /// Zeroing a range (`iomap_zero_range()`): holes and unwritten extents
     /// with no dirty page cache are left alone; anything else is zeroed in
     /// the page cache, which dirties it.
@@ -409,6 +415,10 @@ unsafe extern "C" fn iomap_begin<T: IomapOperations>(
     let contains = |m: Iomap| m.offset <= pos && pos < m.end();
     if !contains(map) || src.is_some_and(|s| !contains(s)) {
         pr_err!("iomap_begin: no mapping at {} ({:?})\n", pos, answer);
+        // iomap calls no `iomap_end` for it: what it reserved goes back.
+        if answer.new && T::HAS_PUNCH_DELALLOC {
+            T::punch_delalloc(data, file, map.offset, map.end());
+        }
         return EIO.to_errno();
     }
     // SAFETY: As the caller promises, both are valid for writes and
@@ -457,7 +467,7 @@ unsafe extern "C" fn iomap_end<T: IomapOperations>(
     let (pos, length) = (pos as u64, length as u64);
     // The first block the write did not touch (`iomap_last_written_block()`).
     let start = if written == 0 {
-        pos
+        pos / block * block
     } else {
         (pos + written as u64).next_multiple_of(block)
     };
@@ -925,8 +935,14 @@ pub(crate) unsafe fn writepages<T: IomapOperations + VfsTables>(
     // Not a hole: each folio's writeback is ended by the completion.
     wpc.iomap.type_ = ffi::IOMAP_MAPPED as u16;
     // SAFETY: `wpc` is set up as `iomap_writepages()` requires; it calls
-    // `writeback_submit` (which frees the batch) since `wb_ctx` is set.
-    nofs(|| unsafe { ffi::iomap_writepages(&mut wpc) })
+    // `writeback_submit`, which frees the batch, unless it refuses to write
+    // anything back (from direct reclaim).
+    let ret = nofs(|| unsafe { ffi::iomap_writepages(&mut wpc) });
+    if !wpc.wb_ctx.is_null() {
+        // SAFETY: Still the batch made above, which nothing else holds.
+        drop(unsafe { KBox::from_raw(wpc.wb_ctx.cast::<Batch<T>>()) });
+    }
+    ret
 }
 
 /// `iomap_writeback_ops->writeback_range`.

@@ -1225,6 +1225,9 @@ unsafe fn mknod<T: VfsTables>(
             (*inode).i_op = tables.iops;
             (*inode).__bindgen_anon_3.i_fop = tables.fops;
             (*(*inode).i_mapping).a_ops = tables.aops;
+            // iomap handles folios of any size, as large as readahead
+            // and writes make them.
+            ffi::emfs_mapping_set_large_folios((*inode).i_mapping);
         } else {
             (*inode).i_op = &DirOps::<T>::OPS;
             (*inode).__bindgen_anon_3.i_fop = &raw const bindings::simple_dir_operations;

@@ -63,6 +63,30 @@ check "punch of dirty page cache gives the space back" \
 	sh -c "xfs_io -c 'pwrite -q 0 64k' -c 'fpunch 0 64k' dirty && test \$(stat -f -c %a .) -eq $free"
 rm dirty
 
+# Large folios: the page cache of a 1 MiB write is made of folios larger
+# than a page (the filemap tracepoint gives their order).
+t=/sys/kernel/tracing
+echo 0 >$t/tracing_on
+echo >$t/trace
+echo 1 >$t/events/filemap/mm_filemap_add_to_page_cache/enable
+echo 1 >$t/tracing_on
+xfs_io -f -c "pwrite -q -b 1m 0 1m" -c fsync large
+echo 0 >$t/tracing_on
+echo 0 >$t/events/filemap/mm_filemap_add_to_page_cache/enable
+check "large folios in the page cache" grep -q "order=[1-9]" $t/trace
+note "page cache folios added: $(grep -o "order=[0-9]*" $t/trace | sort | uniq -c | tr -s ' \n' ' ')"
+echo >$t/trace
+# A write fault dirties a whole folio but reserves only up to EOF; growing
+# the file must not bring blocks dirty without a reservation inside it.
+check "mmap write at EOF of a large folio, then truncate up" \
+	xfs_io -c "truncate 10k" -c "mmap -w 0 10k" -c "mwrite 8k 1k" -c munmap \
+	-c "truncate 1m" -c fsync large
+check "nothing written back without a reservation" \
+	sh -c '! dmesg | grep -q "hold no reservation"'
+check "consistency check after the file grew" emfs_check
+check "the grown range reads as zeroes" cmp -i 10240 -n 1038336 large /dev/zero
+rm large
+
 # A full disk: ENOSPC at write time, nothing lost, usable after rm.
 if dd if=/dev/zero of=big bs=1M count=100 status=none 2>/tmp/dd.err; then
 	note "not ok: writing 100M to a 64M disk succeeded"
