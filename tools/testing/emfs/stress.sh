@@ -30,8 +30,11 @@ end=$(($(date +%s) + secs))
 alive() { [ "$(date +%s)" -lt "$end" ]; }
 
 # fsx NAME: rounds of $round_ops operations, a new seed each round. The
-# run ends with the round under way: short rounds keep a short run short.
-round_ops=${EMFS_STRESS_FSX_OPS:-500}
+# run ends with the round under way: short rounds keep a short run short,
+# and long ones keep a long run on the data path (starting fsx and
+# setting up its file cost about 0.8 s of a 500-operation round here).
+if [ "$secs" -ge 120 ]; then round_ops=2000; else round_ops=500; fi
+round_ops=${EMFS_STRESS_FSX_OPS:-$round_ops}
 fsx_loop() {
 	local n=$1 round=0
 	while alive; do
