@@ -18,7 +18,9 @@
 //! The set is an `RBTree` of ranges (first block to end block), apart and
 //! not touching, under a spinlock taken last of every lock (a leaf): after
 //! the folio lock in a page fault, and never held while allocating. Each
-//! change needs at most one new tree node, allocated before the lock.
+//! change needs at most one new tree node per set: a few spare nodes are
+//! kept under the lock, given back by removals and, when short, topped up
+//! before it ([`Delalloc::locked`]), so that a change seldom allocates.
 
 use crate::{
     fs::disk::Disk,
@@ -31,8 +33,37 @@ use kernel::{
         RBTree,
         RBTreeNodeReservation, //
     },
-    sync::SpinLock,
+    sync::{
+        SpinLock,
+        SpinLockGuard, //
+    },
 };
+
+/// A tree node, for one range of a set.
+type Node = RBTreeNodeReservation<u64, u64>;
+
+/// How many spare nodes a file keeps: the most one change needs.
+const SPARES: usize = 3;
+
+/// Spare nodes, kept from removals for the changes that need one.
+struct Spares([Option<Node>; SPARES]);
+
+impl Spares {
+    fn len(&self) -> usize {
+        self.0.iter().filter(|n| n.is_some()).count()
+    }
+
+    fn take(&mut self) -> Option<Node> {
+        self.0.iter_mut().find_map(Option::take)
+    }
+
+    /// Keeps `node` if there is room; it is freed otherwise.
+    fn put(&mut self, node: Node) {
+        if let Some(slot) = self.0.iter_mut().find(|n| n.is_none()) {
+            *slot = Some(node);
+        }
+    }
+}
 
 /// The reserved ranges and their number of blocks.
 struct Ranges {
@@ -72,10 +103,11 @@ impl Ranges {
         self.at_or_before(block).filter(|&(_, e)| e > block)
     }
 
-    /// Removes the blocks of `[start, end)`, using `spare` for the one
-    /// range that may need splitting in two. Returns how many were there.
-    fn remove(&mut self, start: u64, end: u64, spare: RBTreeNodeReservation<u64, u64>) -> u64 {
-        let mut spare = Some(spare);
+    /// Removes the blocks of `[start, end)`, taking a node from `spares`
+    /// for the one range that may need splitting in two (the caller makes
+    /// sure there is one) and giving back those it frees. Returns how many
+    /// blocks were there.
+    fn remove(&mut self, start: u64, end: u64, spares: &mut Spares) -> u64 {
         let mut removed = 0;
         // A range starting before `start` keeps its head.
         if let Some((s, e)) = self
@@ -87,7 +119,7 @@ impl Ranges {
             }
             removed += e.min(end) - start;
             if e > end {
-                if let Some(node) = spare.take() {
+                if let Some(node) = spares.take() {
                     self.tree.insert(node.into_node(end, e));
                 }
                 self.blocks -= removed;
@@ -105,17 +137,21 @@ impl Ranges {
                 self.tree.insert(node.into_reservation().into_node(end, e));
                 break;
             }
+            spares.put(node.into_reservation());
         }
         self.blocks -= removed;
         removed
     }
 
     /// Adds `[start, end)`, none of which is in the set, merged with the
-    /// ranges it touches, using `spare` if it needs a node of its own.
-    fn add(&mut self, start: u64, end: u64, spare: RBTreeNodeReservation<u64, u64>) {
+    /// ranges it touches, taking a node from `spares` if it needs one of
+    /// its own (the caller makes sure there is one).
+    fn add(&mut self, start: u64, end: u64, spares: &mut Spares) {
         let mut new_end = end;
         if let Some((s, e)) = self.after(start).filter(|&(s, _)| s == end) {
-            self.tree.remove(&s);
+            if let Some(node) = self.tree.remove_node(&s) {
+                spares.put(node.into_reservation());
+            }
             new_end = e;
         }
         match self.at_or_before(start).filter(|&(_, e)| e == start) {
@@ -125,7 +161,9 @@ impl Ranges {
                 }
             }
             None => {
-                self.tree.insert(spare.into_node(start, new_end));
+                if let Some(node) = spares.take() {
+                    self.tree.insert(node.into_node(start, new_end));
+                }
             }
         }
         self.blocks += end - start;
@@ -174,6 +212,8 @@ struct State {
     in_flight: Ranges,
     /// Raised each time blocks leave `reserved`.
     seq: u64,
+    /// Nodes for the changes of both sets.
+    spares: Spares,
 }
 
 /// The delayed allocations of one file, in blocks.
@@ -183,9 +223,9 @@ pub(crate) struct Delalloc {
     state: SpinLock<State>,
 }
 
-/// A tree node for one change of a set, allocated before its lock, in a
+/// A tree node for a change of a set, allocated before its lock, in a
 /// no-fs scope: callers may hold the invalidate lock or write back.
-fn spare() -> Result<RBTreeNodeReservation<u64, u64>> {
+fn spare() -> Result<Node> {
     nofs(|| RBTreeNodeReservation::new(GFP_KERNEL))
 }
 
@@ -198,10 +238,32 @@ impl Delalloc {
                     reserved: Ranges::new(),
                     in_flight: Ranges::new(),
                     seq: 0,
+                    spares: Spares([const { None }; SPARES]),
                 },
                 "Delalloc::state"
             ),
         })
+    }
+
+    /// The state, locked, with at least `need` spare nodes (at most
+    /// [`SPARES`]): those missing are allocated before taking the lock,
+    /// and again if others used them meanwhile. `ENOMEM`.
+    fn locked(&self, need: usize) -> Result<SpinLockGuard<'_, State>> {
+        let mut fresh: [Option<Node>; SPARES] = [const { None }; SPARES];
+        loop {
+            let mut st = self.state.lock();
+            for node in fresh.iter_mut().filter_map(Option::take) {
+                st.spares.put(node);
+            }
+            let have = st.spares.len();
+            if have >= need {
+                return Ok(st);
+            }
+            drop(st);
+            for slot in fresh.iter_mut().take(need - have) {
+                *slot = Some(spare()?);
+            }
+        }
     }
 
     /// A number raised each time reserved blocks are taken or given back:
@@ -220,8 +282,8 @@ impl Delalloc {
         if start >= end {
             return Err(EINVAL);
         }
-        let spare = spare()?;
-        let mut st = self.state.lock();
+        let mut guard = self.locked(1)?;
+        let st = &mut *guard;
         let (run_end, reserved) = st.reserved.run_at(start, end);
         if reserved {
             return Ok((run_end, false));
@@ -230,7 +292,7 @@ impl Delalloc {
         if got == 0 {
             return Err(ENOSPC);
         }
-        st.reserved.add(start, start + got, spare);
+        st.reserved.add(start, start + got, &mut st.spares);
         Ok((start + got, true))
     }
 
@@ -242,9 +304,16 @@ impl Delalloc {
         loop {
             // One node per run not reserved, made before the lock; if the
             // runs changed meanwhile, again.
-            let mut st = self.state.lock();
+            let mut guard = self.state.lock();
+            let st = &mut *guard;
             let gaps = st.reserved.gaps(start, end);
-            if gaps.0 <= spares.len() {
+            while let Some(node) = spares.pop() {
+                st.spares.put(node);
+                if st.spares.len() == SPARES {
+                    break;
+                }
+            }
+            if gaps.0 <= st.spares.len() + spares.len() {
                 if gaps.1 == 0 {
                     return Ok(());
                 }
@@ -253,17 +322,20 @@ impl Delalloc {
                 while pos < end {
                     let (run_end, reserved) = st.reserved.run_at(pos, end);
                     if !reserved {
-                        let Some(spare) = spares.pop() else {
-                            break;
-                        };
-                        st.reserved.add(pos, run_end, spare);
+                        if st.spares.len() == 0 {
+                            let Some(node) = spares.pop() else {
+                                break;
+                            };
+                            st.spares.put(node);
+                        }
+                        st.reserved.add(pos, run_end, &mut st.spares);
                     }
                     pos = run_end;
                 }
                 return Ok(());
             }
-            let need = gaps.0;
-            drop(st);
+            let need = gaps.0 - st.spares.len();
+            drop(guard);
             while spares.len() < need {
                 spares.push(spare()?, GFP_KERNEL)?;
             }
@@ -295,11 +367,13 @@ impl Delalloc {
         if start >= end {
             return Ok(0);
         }
-        let (s1, s2, s3) = (spare()?, spare()?, spare()?);
-        let mut st = self.state.lock();
-        let n = st.reserved.remove(start, end, s1);
-        st.in_flight.remove(start, end, s2);
-        st.in_flight.add(start, end, s3);
+        // A split of each set, and the new range: three nodes at most,
+        // though each removal gives back what it frees.
+        let mut guard = self.locked(3)?;
+        let st = &mut *guard;
+        let n = st.reserved.remove(start, end, &mut st.spares);
+        st.in_flight.remove(start, end, &mut st.spares);
+        st.in_flight.add(start, end, &mut st.spares);
         st.seq += 1;
         Ok(n)
     }
@@ -310,8 +384,9 @@ impl Delalloc {
         if start >= end {
             return Ok(());
         }
-        let spare = spare()?;
-        self.state.lock().in_flight.remove(start, end, spare);
+        let mut guard = self.locked(1)?;
+        let st = &mut *guard;
+        st.in_flight.remove(start, end, &mut st.spares);
         Ok(())
     }
 
@@ -322,11 +397,11 @@ impl Delalloc {
         if start >= end {
             return Ok(());
         }
-        let spare = spare()?;
         let n = {
-            let mut st = self.state.lock();
+            let mut guard = self.locked(1)?;
+            let st = &mut *guard;
             st.seq += 1;
-            st.reserved.remove(start, end, spare)
+            st.reserved.remove(start, end, &mut st.spares)
         };
         if n > 0 {
             disk.unreserve(n)?;
@@ -466,6 +541,32 @@ mod tests {
         disk.unreserve(2)?;
         d.release_all(&disk);
         kunit_ensure!(disk.nr_reserved() == 0);
+        Ok(())
+    }
+
+    #[test]
+    fn removals_keep_their_nodes_for_later_changes() -> Result {
+        let disk = KBox::pin_init(Disk::new(100), GFP_KERNEL)?;
+        let d = KBox::pin_init(Delalloc::new(), GFP_KERNEL)?;
+        for i in 0..4 {
+            d.reserve(&disk, i * 10, i * 10 + 5)?;
+        }
+        // Four ranges gone: as many nodes kept as a change can need.
+        d.release(&disk, 0, 100)?;
+        let kept = d.state.lock().spares.len();
+        kunit_ensure!(kept == SPARES);
+        // A take and its landing with the nodes at hand: the four ranges
+        // again, split, taken, landed, given back.
+        for i in 0..4 {
+            d.reserve(&disk, i * 10, i * 10 + 5)?;
+        }
+        kunit_ensure!(d.take(2, 32)? == 3 + 5 + 5 + 2);
+        d.landed(2, 32)?;
+        kunit_ensure!(contents(&d)?[..] == [(0, 2), (32, 35)]);
+        disk.unreserve(15)?;
+        d.release(&disk, 0, 100)?;
+        let kept = d.state.lock().spares.len();
+        kunit_ensure!(kept == SPARES && disk.nr_reserved() == 0 && d.blocks() == (0, 0));
         Ok(())
     }
 
