@@ -307,11 +307,11 @@ impl Delalloc {
             let mut guard = self.state.lock();
             let st = &mut *guard;
             let gaps = st.reserved.gaps(start, end);
-            while let Some(node) = spares.pop() {
-                st.spares.put(node);
-                if st.spares.len() == SPARES {
+            while st.spares.len() < SPARES {
+                let Some(node) = spares.pop() else {
                     break;
-                }
+                };
+                st.spares.put(node);
             }
             if gaps.0 <= st.spares.len() + spares.len() {
                 if gaps.1 == 0 {
