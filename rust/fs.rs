@@ -29,7 +29,10 @@ pub(crate) mod records;
 
 use self::{
     delalloc::Delalloc,
-    disk::Disk,
+    disk::{
+        Disk,
+        BLOCK_SIZE, //
+    },
     file::{
         until_memory,
         FileMap,
@@ -97,8 +100,8 @@ pub(crate) fn live_files() -> i64 {
 
 /// `s_magic`: "emfs".
 pub(crate) const EMFS_MAGIC: u32 = 0x656d_6673;
-const BLOCKSIZE_BITS: u8 = 12;
-const BLOCKSIZE: u64 = 1 << BLOCKSIZE_BITS;
+const BLOCKSIZE_BITS: u8 = BLOCK_SIZE.trailing_zeros() as u8;
+const BLOCKSIZE: u64 = BLOCK_SIZE as u64;
 /// The smallest disk.
 pub(crate) const MIN_SIZE: u64 = 1 << 20;
 /// The largest disk.
@@ -443,13 +446,13 @@ impl IomapOperations for Emfs {
         pos: u64,
         folios: &WritebackFolios<'_>,
     ) -> KVec<OrderedExtent> {
-        let n = folios.blocks();
+        let n = folios.len() / BLOCK_SIZE;
         let written = inode.file().and_then(|file| {
             let generation = sb.generation.fetch_add(1, Relaxed);
             let written = until_memory(|| {
                 let mut data = KVec::with_capacity(n, GFP_KERNEL)?;
                 for i in 0..n {
-                    data.push(folios.copy_block(i)?, GFP_KERNEL)?;
+                    data.push(folios.copy_block::<BLOCK_SIZE>(i)?, GFP_KERNEL)?;
                 }
                 file.map.write_back(&sb.disk, pos, data, generation)
             });

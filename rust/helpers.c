@@ -444,3 +444,13 @@ void *emfs_kmap_local_folio(struct folio *folio, size_t offset)
 {
 	return kmap_local_folio(folio, offset);
 }
+
+struct folio *emfs_folio_alloc(gfp_t gfp, unsigned int order)
+{
+	return folio_alloc(gfp, order);
+}
+
+void emfs_folio_put(struct folio *folio)
+{
+	folio_put(folio);
+}

@@ -153,5 +153,7 @@ struct folio;
 loff_t emfs_folio_pos(const struct folio *folio);
 size_t emfs_folio_size(const struct folio *folio);
 void *emfs_kmap_local_folio(struct folio *folio, size_t offset);
+struct folio *emfs_folio_alloc(gfp_t gfp, unsigned int order);
+void emfs_folio_put(struct folio *folio);
 
 #endif /* _EMFS_HELPERS_H */

@@ -37,11 +37,11 @@ use crate::glue::{
         IomapOperations, //
     },
     vfs::{
+        block_size, //
         sb_inode,
         FileOperations,
         InodeOperations,
         VfsTables,
-        BLOCK_SIZE, //
     },
 };
 
@@ -318,7 +318,7 @@ unsafe extern "C" fn fallocate<T: VfsTables + IomapOperations + FileOperations>(
                 offset as i64,
                 end as i64 - 1,
             ))?;
-            let block = BLOCK_SIZE as u64;
+            let block = block_size::<T>();
             T::allocate(
                 data,
                 fi,
@@ -381,7 +381,7 @@ unsafe fn punch_hole<T: VfsTables + IomapOperations + FileOperations>(
     start: u64,
     end: u64,
 ) -> Result {
-    let block = BLOCK_SIZE as u64;
+    let block = block_size::<T>();
     let bstart = start.next_multiple_of(block);
     let bend = end / block * block;
     // SAFETY: As the caller promises.

@@ -38,6 +38,7 @@ use kernel::{
     bindings,
     ffi::c_int,
     new_work,
+    page::PAGE_SIZE,
     prelude::*,
     workqueue::{
         Work,
@@ -49,9 +50,9 @@ use crate::glue::{
     alloc::nofs,
     ffi,
     vfs::{
+        block_size, //
         FileSystem,
         VfsTables,
-        BLOCK_SIZE, //
     },
 };
 
@@ -205,7 +206,8 @@ impl IomapFlags {
 ///
 /// Each entry is a range of a folio under writeback, which keeps it in the
 /// page cache and its memory valid until the range's writeback is
-/// finished; the ranges are [`BLOCK_SIZE`]-aligned and follow each other
+/// finished; the ranges are aligned to the filesystem's block size and
+/// follow each other
 /// in the file.
 pub(crate) struct WritebackFolios<'a> {
     entries: &'a [WbRange],
@@ -220,32 +222,41 @@ struct WbRange {
 }
 
 impl WritebackFolios<'_> {
-    /// How many blocks the ranges hold.
-    pub(crate) fn blocks(&self) -> usize {
-        self.entries.iter().map(|e| e.len).sum::<usize>() / BLOCK_SIZE
+    /// How many bytes the ranges hold.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.iter().map(|e| e.len).sum()
     }
 
-    /// A copy of block `i` of the ranges; `EINVAL` past them, `ENOMEM`.
-    pub(crate) fn copy_block(&self, mut i: usize) -> Result<KBox<[u8; BLOCK_SIZE]>> {
+    /// A copy of the `i`th block of `N` bytes of the ranges: `EINVAL` past
+    /// them or if the block is not all in one range, `ENOMEM`. The block
+    /// is mapped a page at a time (`kmap_local_folio()` maps one page), so
+    /// it may be smaller or larger than a page and lie anywhere in a large
+    /// folio.
+    pub(crate) fn copy_block<const N: usize>(&self, i: usize) -> Result<KBox<[u8; N]>> {
+        let mut at = i.checked_mul(N).ok_or(EINVAL)?;
         for e in self.entries {
-            let n = e.len / BLOCK_SIZE;
-            if i >= n {
-                i -= n;
+            if at >= e.len {
+                at -= e.len;
                 continue;
             }
-            let mut block = KBox::<[u8; BLOCK_SIZE]>::new_uninit(GFP_KERNEL)?;
-            // A block is a page: mapped whole.
-            // SAFETY: By the type invariant the folio is valid and holds
-            // the range, of which block `i` is a page; `block` has room
-            // for it.
-            unsafe {
-                let src = ffi::emfs_kmap_local_folio(e.folio, e.off + i * BLOCK_SIZE);
-                core::ptr::copy_nonoverlapping(
-                    src.cast::<u8>(),
-                    block.as_mut_ptr().cast::<u8>(),
-                    BLOCK_SIZE,
-                );
-                bindings::kunmap_local(src);
+            if e.len - at < N {
+                return Err(EINVAL);
+            }
+            let mut block = KBox::<[u8; N]>::new_uninit(GFP_KERNEL)?;
+            let dst = block.as_mut_ptr().cast::<u8>();
+            let mut done = 0;
+            while done < N {
+                let off = e.off + at + done;
+                let n = (N - done).min(PAGE_SIZE - off % PAGE_SIZE);
+                // SAFETY: By the type invariant the folio is valid and holds
+                // the range, of which `[off, off + n)` is part and in one
+                // page; `block` has room for `n` bytes at `done`.
+                unsafe {
+                    let src = ffi::emfs_kmap_local_folio(e.folio, off);
+                    core::ptr::copy_nonoverlapping(src.cast::<u8>(), dst.add(done), n);
+                    bindings::kunmap_local(src);
+                }
+                done += n;
             }
             // SAFETY: Every byte was written just above.
             return Ok(unsafe { block.assume_init() });
@@ -463,7 +474,7 @@ unsafe extern "C" fn iomap_end<T: IomapOperations>(
     {
         return 0;
     }
-    let block = BLOCK_SIZE as u64;
+    let block = block_size::<T>();
     let (pos, length) = (pos as u64, length as u64);
     // The first block the write did not touch (`iomap_last_written_block()`).
     let start = if written == 0 {
@@ -1055,6 +1066,89 @@ pub(crate) unsafe fn llseek<T: IomapOperations>(
 #[kernel::macros::kunit_tests(emfs_iomap)]
 mod tests {
     use super::*;
+    use crate::glue::kunit::kunit_ensure;
+
+    /// A folio of `1 << ORDER` pages, put on drop.
+    ///
+    /// # Invariants
+    ///
+    /// `folio` was allocated by `folio_alloc()` and is referenced by this
+    /// value only.
+    struct TestFolio<const ORDER: u32> {
+        folio: *mut bindings::folio,
+    }
+
+    impl<const ORDER: u32> TestFolio<ORDER> {
+        /// A new folio whose byte `j` is `j % 251`. `ENOMEM`.
+        fn new() -> Result<Self> {
+            // SAFETY: No requirement.
+            let folio = unsafe { ffi::emfs_folio_alloc(bindings::GFP_KERNEL, ORDER) };
+            if folio.is_null() {
+                return Err(ENOMEM);
+            }
+            for p in 0..1usize << ORDER {
+                // SAFETY: The folio is ours, and page `p` of it is mapped
+                // for its `PAGE_SIZE` bytes.
+                unsafe {
+                    let page = ffi::emfs_kmap_local_folio(folio, p * PAGE_SIZE).cast::<u8>();
+                    for j in 0..PAGE_SIZE {
+                        *page.add(j) = ((p * PAGE_SIZE + j) % 251) as u8;
+                    }
+                    bindings::kunmap_local(page.cast());
+                }
+            }
+            // INVARIANT: Allocated just above.
+            Ok(Self { folio })
+        }
+    }
+
+    impl<const ORDER: u32> Drop for TestFolio<ORDER> {
+        fn drop(&mut self) {
+            // SAFETY: By the type invariant the reference is ours to put.
+            unsafe { ffi::emfs_folio_put(self.folio) };
+        }
+    }
+
+    /// Blocks are copied a page at a time, so a block larger than a page
+    /// is copied whole from a large folio, and a block that is not all in
+    /// one range is refused.
+    #[test]
+    fn blocks_are_copied_across_pages_of_a_large_folio() -> Result {
+        const P: usize = PAGE_SIZE;
+        let folio = TestFolio::<2>::new()?;
+        // Pages 0 and 1 of the folio, then pages 2 and 3 as a second range.
+        let ranges = [
+            WbRange {
+                folio: folio.folio,
+                off: 0,
+                len: 2 * P,
+            },
+            WbRange {
+                folio: folio.folio,
+                off: 2 * P,
+                len: 2 * P,
+            },
+        ];
+        // INVARIANT: The folio is held until the end of the test and holds
+        // both ranges.
+        let folios = WritebackFolios { entries: &ranges };
+        kunit_ensure!(folios.len() == 4 * P);
+        let expect = |start: usize, b: &[u8]| {
+            b.iter()
+                .enumerate()
+                .all(|(j, &v)| v == ((start + j) % 251) as u8)
+        };
+        // A block of two pages: the second range's, byte for byte.
+        let big = folios.copy_block::<{ 2 * P }>(1)?;
+        kunit_ensure!(expect(2 * P, &big[..]));
+        // Blocks smaller than a page, in the second page of a range.
+        let small = folios.copy_block::<512>(11)?;
+        kunit_ensure!(expect(11 * 512, &small[..]));
+        // Past the ranges, and across the boundary of the two ranges.
+        kunit_ensure!(folios.copy_block::<{ 2 * P }>(2).err() == Some(EINVAL));
+        kunit_ensure!(folios.copy_block::<{ 3 * P }>(0).err() == Some(EINVAL));
+        Ok(())
+    }
 
     #[test]
     fn from_and_until_cut_a_mapping() -> Result {

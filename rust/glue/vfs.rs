@@ -58,8 +58,10 @@ use crate::glue::{
     workqueue::OwnedQueue, //
 };
 
-/// The size of a block: a page.
-pub(crate) const BLOCK_SIZE: usize = kernel::page::PAGE_SIZE;
+/// The block size of filesystem `T` in bytes: `1 << T::BLOCKSIZE_BITS`.
+pub(crate) const fn block_size<T: FileSystem>() -> u64 {
+    1 << T::BLOCKSIZE_BITS
+}
 
 /// What `statfs` reports, in blocks of the filesystem's block size.
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
@@ -94,7 +96,10 @@ pub(crate) trait FileSystem: Sized + 'static {
     const INODE_CACHE: &'static CStr;
     /// `s_magic` and `f_type`.
     const MAGIC: u32;
-    /// log2 of the block size.
+    /// log2 of the block size: from 9 (512 bytes) to `PAGE_SHIFT`, checked
+    /// at compile time. Blocks larger than a page would need every
+    /// mapping's minimum folio order raised to hold one
+    /// (`mapping_set_folio_min_order()`), which this layer does not do.
     const BLOCKSIZE_BITS: u8;
     /// Mount options being gathered.
     type Options: Default + Send;
@@ -587,6 +592,13 @@ pub(crate) struct KernMount {
 }
 
 impl KernMount {
+    /// The block size of the mounted superblock (`s_blocksize`).
+    pub(crate) fn block_size(&self) -> u64 {
+        // SAFETY: By the type invariant `mnt` is mounted, so its superblock
+        // is live; `s_blocksize` is set by `fill_super` and not changed.
+        unsafe { (*(*self.mnt).mnt_sb).s_blocksize as u64 }
+    }
+
     /// The mount's statistics (`statfs(2)` of its root).
     pub(crate) fn statfs(&self) -> Result<ffi::kstatfs> {
         let mut st = ffi::kstatfs::default();
@@ -996,7 +1008,11 @@ unsafe fn data<'a, T: FileSystem>(sb: *mut bindings::super_block) -> &'a T::Data
 ///
 /// `sb` is a new superblock locked by `get_tree_nodev()`.
 unsafe fn fill_super<T: VfsTables>(sb: *mut bindings::super_block, opts: &T::Options) -> c_int {
-    const { assert!(1usize << T::BLOCKSIZE_BITS == BLOCK_SIZE) };
+    const {
+        assert!(
+            T::BLOCKSIZE_BITS >= 9 && T::BLOCKSIZE_BITS as u32 <= kernel::page::PAGE_SHIFT as u32
+        )
+    };
     let data = match T::fill_super(opts).and_then(|d| Ok(KBox::new(d, GFP_KERNEL)?)) {
         Ok(data) => data,
         Err(e) => return e.to_errno(),
@@ -1380,7 +1396,7 @@ mod tests {
 
     /// A filesystem type with only what every type must have: no mount
     /// parameters, no `statfs`, `show_options` or `reconfigure`, and no
-    /// regular files.
+    /// regular files; its blocks are smaller than a page.
     struct Bare;
 
     const BARE_MAGIC: u32 = 0x6261_7265;
@@ -1390,7 +1406,7 @@ mod tests {
         const NAME: &'static CStr = c"emfs_bare";
         const INODE_CACHE: &'static CStr = c"emfs_bare_inode_cache";
         const MAGIC: u32 = BARE_MAGIC;
-        const BLOCKSIZE_BITS: u8 = kernel::page::PAGE_SHIFT as u8;
+        const BLOCKSIZE_BITS: u8 = 10;
         type Options = ();
         type Data = ();
         type InodeData = ();
@@ -1432,15 +1448,17 @@ mod tests {
         Ok(())
     }
 
-    /// A type without the optional operations registers, mounts and
-    /// reports what libfs's `simple_statfs()` does; its registration, a
-    /// second type of the module, leaves the first alone.
+    /// A type without the optional operations registers, mounts with the
+    /// block size it names and reports what libfs's `simple_statfs()`
+    /// does; its registration, a second type of the module, leaves the
+    /// first alone.
     #[test]
     fn a_type_without_optional_operations_mounts() -> Result {
         let reg = Registration::<Bare>::new()?;
-        let st = kern_mount::<Bare>().and_then(|mnt| mnt.statfs());
+        let st = kern_mount::<Bare>().and_then(|mnt| Ok((mnt.block_size(), mnt.statfs()?)));
         drop(reg);
-        let st = st?;
+        let (bsize, st) = st?;
+        kunit_ensure!(bsize == 1024 && bsize == block_size::<Bare>());
         kunit_ensure!(st.f_type == BARE_MAGIC as isize);
         kunit_ensure!(st.f_bsize == kernel::page::PAGE_SIZE as isize);
         kunit_ensure!(st.f_blocks == 0 && st.f_files == 0);
