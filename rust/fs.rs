@@ -129,6 +129,28 @@ pub(crate) struct EmfsSb {
     /// The mount's extent maps, shrinker and statistics; unregistered when
     /// the superblock goes.
     owner: EmOwnerRegistration,
+    /// The root directory's place among the disk's inodes.
+    _root: InodeSlot,
+}
+
+/// An inode's place among the disk's inodes ([`Disk::take_inode`]), given
+/// back when the inode goes.
+struct InodeSlot {
+    disk: Arc<Disk>,
+}
+
+impl InodeSlot {
+    /// Takes a place on `disk`: `ENOSPC` if there is none.
+    fn new(disk: &Arc<Disk>) -> Result<Self> {
+        disk.take_inode()?;
+        Ok(Self { disk: disk.clone() })
+    }
+}
+
+impl Drop for InodeSlot {
+    fn drop(&mut self) {
+        self.disk.put_inode();
+    }
 }
 
 /// A regular file: its mapping, its delayed allocations, and where its
@@ -145,6 +167,7 @@ struct RegularFile {
 /// the inode is evicted; its blocks are freed then.
 pub(crate) struct EmfsInode {
     file: Option<RegularFile>,
+    _slot: InodeSlot,
 }
 
 impl EmfsInode {
@@ -256,6 +279,7 @@ impl FileSystem for Emfs {
         pr_info!("mounted: owner {}, {} bytes\n", owner.owner().id(), size);
         LIVE_MOUNTS.add(1, Relaxed);
         Ok(EmfsSb {
+            _root: InodeSlot::new(&disk)?,
             disk,
             generation: Atomic::new(1),
             owner,
@@ -263,8 +287,12 @@ impl FileSystem for Emfs {
     }
 
     fn new_inode(sb: &EmfsSb, ino: u64, regular: bool) -> Result<EmfsInode> {
+        let slot = InodeSlot::new(&sb.disk)?;
         if !regular {
-            return Ok(EmfsInode { file: None });
+            return Ok(EmfsInode {
+                file: None,
+                _slot: slot,
+            });
         }
         let owner = sb.owner.owner().clone();
         let em = owner.add_inode(ino)?;
@@ -283,6 +311,7 @@ impl FileSystem for Emfs {
                 map,
                 delalloc,
             }),
+            _slot: slot,
         })
     }
 
@@ -293,10 +322,18 @@ impl FileSystem for Emfs {
             blocks,
             bfree: free,
             bavail: free,
-            files: 0,
-            ffree: 0,
+            files: blocks,
+            ffree: blocks.saturating_sub(sb.disk.nr_inodes()),
             namelen: NAME_LEN,
         }
+    }
+
+    fn charge_xattr(sb: &EmfsSb, bytes: usize) -> Result {
+        sb.disk.charge_xattr(bytes as u64)
+    }
+
+    fn uncharge_xattr(sb: &EmfsSb, bytes: usize) {
+        sb.disk.uncharge_xattr(bytes as u64)
     }
 
     fn show_options(sb: &EmfsSb, m: &SeqFile) {
@@ -672,10 +709,11 @@ impl crate::glue::vfs::Walk<Emfs> for Check {
         self.free += disk.free;
         self.reserved += disk.reserved;
         let delalloc = self.mount_delalloc;
-        if disk.reserved != delalloc {
+        let xattrs = sb.disk.xattr_blocks();
+        if disk.reserved != delalloc + xattrs {
             self.problem(format_args!(
-                "owner {}: {} blocks reserved, {} of delayed allocation",
-                id, disk.reserved, delalloc
+                "owner {}: {} blocks reserved, {} of delayed allocation, {} of extended attributes",
+                id, disk.reserved, delalloc, xattrs
             ));
         }
     }

@@ -349,6 +349,11 @@ void emfs_inode_set_mtime_to_ts(struct inode *inode, struct timespec64 ts)
 	inode_set_mtime_to_ts(inode, ts);
 }
 
+void emfs_inode_set_cached_link(struct inode *inode, char *link, int linklen)
+{
+	inode_set_cached_link(inode, link, linklen);
+}
+
 loff_t emfs_i_size_read(const struct inode *inode)
 {
 	return i_size_read(inode);

@@ -125,6 +125,7 @@ unsigned int emfs_inode_state_read(struct inode *inode);
 void emfs___iget(struct inode *inode);
 bool emfs_inode_unhashed(struct inode *inode);
 void emfs_inode_set_mtime_to_ts(struct inode *inode, struct timespec64 ts);
+void emfs_inode_set_cached_link(struct inode *inode, char *link, int linklen);
 loff_t emfs_i_size_read(const struct inode *inode);
 void emfs_inode_lock_shared(struct inode *inode);
 void emfs_inode_unlock_shared(struct inode *inode);

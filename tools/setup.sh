@@ -10,7 +10,8 @@
 #   Debian packages: the Rust toolchain the kernel accepts (rustc-web and its
 #     library source), libclang for bindgen, the kernel build dependencies,
 #     QEMU, and the test clients (xfsprogs, e2fsprogs, fio, trace-cmd).
-#   Into $EMFS_CACHE/cargo: bindgen-cli and the fsx file system exerciser.
+#   Into $EMFS_CACHE/cargo: bindgen-cli, the fsx file system exerciser and
+#     the pjdfstest POSIX test suite.
 #   Into $EMFS_CACHE/venv: the Python packages the host tools use.
 
 set -euo pipefail
@@ -25,6 +26,7 @@ DEB_PKGS=(
 )
 BINDGEN_VERSION=0.72.1
 FSX_VERSION=0.3
+PJDFSTEST_VERSION=0.2.2
 
 step "Debian packages"
 missing=()
@@ -55,6 +57,15 @@ if [ -x "$EMFS_CACHE/cargo/bin/fsx" ]; then
 else
 	run_step "cargo install fsx" cargo install --locked -q \
 		--root "$EMFS_CACHE/cargo" fsx --version "~$FSX_VERSION"
+fi
+
+step "pjdfstest $PJDFSTEST_VERSION (cargo, into $EMFS_CACHE/cargo)"
+if [ -x "$EMFS_CACHE/cargo/bin/pjdfstest" ] &&
+   "$EMFS_CACHE/cargo/bin/pjdfstest" --version | grep -q " $PJDFSTEST_VERSION"; then
+	say "present: $("$EMFS_CACHE/cargo/bin/pjdfstest" --version)"
+else
+	run_step "cargo install pjdfstest" cargo install --locked -q \
+		--root "$EMFS_CACHE/cargo" pjdfstest --version "$PJDFSTEST_VERSION"
 fi
 
 step "Python packages (venv in $EMFS_CACHE/venv)"

@@ -187,6 +187,11 @@ pub(crate) struct Disk {
     /// Changed only under `free`, and only up ([`Disk::grow`]).
     nr_blocks: Atomic<u64>,
     unallocated: Atomic<u64>,
+    /// Inodes on the disk: at most one per block ([`Disk::take_inode`]).
+    inodes: Atomic<u64>,
+    /// Bytes of extended attributes, which hold reserved blocks
+    /// ([`Disk::charge_xattr`]).
+    xattr_bytes: Atomic<u64>,
     #[pin]
     free: Mutex<FreeSpace>,
     #[pin]
@@ -215,6 +220,8 @@ impl Disk {
         try_pin_init!(Self {
             nr_blocks: Atomic::new(nr_blocks),
             unallocated: Atomic::new(unallocated.pack()),
+            inodes: Atomic::new(0),
+            xattr_bytes: Atomic::new(0),
             free <- {
                 first?;
                 new_mutex!(FreeSpace {
@@ -224,6 +231,76 @@ impl Disk {
             },
             data <- XArray::new(xarray::AllocKind::Alloc),
         }? Error)
+    }
+
+    /// Counts one more inode on the disk: `ENOSPC` if it has as many as
+    /// blocks (statfs's `f_files`). Lock free.
+    pub(crate) fn take_inode(&self) -> Result {
+        let mut cur = self.inodes.load(Relaxed);
+        loop {
+            if cur >= self.nr_blocks() {
+                return Err(ENOSPC);
+            }
+            match self.inodes.cmpxchg(cur, cur + 1, Relaxed) {
+                Ok(_) => return Ok(()),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Counts an inode [`Disk::take_inode`] counted gone.
+    pub(crate) fn put_inode(&self) {
+        self.inodes.fetch_sub(1, Relaxed);
+    }
+
+    /// Number of inodes on the disk.
+    pub(crate) fn nr_inodes(&self) -> u64 {
+        self.inodes.load(Relaxed)
+    }
+
+    /// Charges `bytes` of extended attributes: the blocks they fill are
+    /// reserved, as dirty page cache's are, so that they count as used.
+    /// `ENOSPC` if the disk has not the blocks. Lock free.
+    pub(crate) fn charge_xattr(&self, bytes: u64) -> Result {
+        let block = BLOCK_SIZE as u64;
+        let mut cur = self.xattr_bytes.load(Relaxed);
+        loop {
+            let need = (cur + bytes).div_ceil(block) - cur.div_ceil(block);
+            if need != 0 {
+                self.reserve(need)?;
+            }
+            match self.xattr_bytes.cmpxchg(cur, cur + bytes, Relaxed) {
+                Ok(_) => return Ok(()),
+                Err(now) => {
+                    if need != 0 {
+                        let _ = self.unreserve(need);
+                    }
+                    cur = now;
+                }
+            }
+        }
+    }
+
+    /// Gives back `bytes` that [`Disk::charge_xattr`] charged.
+    pub(crate) fn uncharge_xattr(&self, bytes: u64) {
+        let block = BLOCK_SIZE as u64;
+        let mut cur = self.xattr_bytes.load(Relaxed);
+        loop {
+            let new = cur.saturating_sub(bytes);
+            match self.xattr_bytes.cmpxchg(cur, new, Relaxed) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        let freed = cur.div_ceil(block) - cur.saturating_sub(bytes).div_ceil(block);
+        if freed != 0 {
+            let _ = self.unreserve(freed);
+        }
+    }
+
+    /// Blocks extended attributes hold.
+    pub(crate) fn xattr_blocks(&self) -> u64 {
+        self.xattr_bytes.load(Relaxed).div_ceil(BLOCK_SIZE as u64)
     }
 
     /// Tells lockdep that reclaim takes `Disk::free` (it does: evicting an

@@ -24,3 +24,4 @@ pub(crate) mod sort;
 pub(crate) mod trace;
 pub(crate) mod vfs;
 pub(crate) mod workqueue;
+pub(crate) mod xattr;

@@ -54,8 +54,13 @@ use kernel::{
 };
 
 use crate::glue::{
+    alloc::nofs,
     ffi,
-    workqueue::OwnedQueue, //
+    workqueue::OwnedQueue,
+    xattr::{
+        self,
+        XattrStore, //
+    },
 };
 
 /// The block size of filesystem `T` in bytes: `1 << T::BLOCKSIZE_BITS`.
@@ -149,6 +154,22 @@ pub(crate) trait FileSystem: Sized + 'static {
     fn reconfigure(_data: &Self::Data, _opts: &Self::Options) -> Result {
         kernel::build_error!(kernel::error::VTABLE_DEFAULT_ERROR)
     }
+
+    /// Charges `bytes` of extended attributes (as `simple_xattr_space()`
+    /// counts them) to the superblock's space: `ENOSPC` if it has not that
+    /// much. Optional: a type that implements it has extended attributes
+    /// in the `user.`, `trusted.` and `security.` namespaces, kept in
+    /// memory by libfs's `simple_xattr`, and must implement
+    /// [`FileSystem::uncharge_xattr`] too; without it, none.
+    fn charge_xattr(_data: &Self::Data, _bytes: usize) -> Result {
+        kernel::build_error!(kernel::error::VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Gives back `bytes` that [`FileSystem::charge_xattr`] charged, when
+    /// attributes are replaced, removed, or go with their inode.
+    fn uncharge_xattr(_data: &Self::Data, _bytes: usize) {
+        kernel::build_error!(kernel::error::VTABLE_DEFAULT_ERROR)
+    }
 }
 
 /// What the `file_operations` of an open regular file ask of filesystem
@@ -211,12 +232,21 @@ pub(crate) struct RegularFiles {
     pub(crate) endio_queue: &'static CStr,
 }
 
+/// What a superblock's `s_fs_info` holds: `T`'s data, and the number of
+/// the next inode.
+struct SbInfo<T: FileSystem> {
+    data: T::Data,
+    /// Inode numbers are given out once per mount, from 2 (the root's is
+    /// 1) up: unique, and 64 bits wide (`get_next_ino()` wraps at 32).
+    next_ino: Atomic<u64>,
+}
+
 /// A superblock of filesystem `T`, mounted.
 ///
 /// # Invariants
 ///
 /// `T`'s `fill_super` succeeded on it, so `s_fs_info` holds a live
-/// `KBox<T::Data>`, and its `kill_sb` has not dropped it yet.
+/// `KBox<SbInfo<T>>`, and its `kill_sb` has not dropped it yet.
 #[repr(transparent)]
 pub(crate) struct SuperBlock<T: FileSystem>(Opaque<bindings::super_block>, PhantomData<T>);
 
@@ -231,11 +261,15 @@ impl<T: FileSystem> SuperBlock<T> {
         unsafe { &*sb.cast::<Self>() }
     }
 
+    fn info(&self) -> &SbInfo<T> {
+        // SAFETY: By the type invariant `s_fs_info` holds a live
+        // `KBox<SbInfo<T>>`, dropped only by `put_super_data`.
+        unsafe { &*(*self.0.get()).s_fs_info.cast::<SbInfo<T>>() }
+    }
+
     /// What `T` keeps for this superblock.
     pub(crate) fn data(&self) -> &T::Data {
-        // SAFETY: By the type invariant `s_fs_info` holds a live
-        // `KBox<T::Data>`, dropped only by `put_super_data`.
-        unsafe { &*(*self.0.get()).s_fs_info.cast::<T::Data>() }
+        &self.info().data
     }
 }
 
@@ -248,9 +282,17 @@ impl<T: FileSystem> SuperBlock<T> {
 /// by the inode's creator before it publishes the inode (readers look only
 /// at hashed inodes that are not `I_NEW`, see [`INode`]), and by
 /// `evict_inode`, after the VFS is done with the inode.
+///
+/// `link` is written only while the inode is `I_NEW` (a new symlink's
+/// target, which `i_link` points to from then on) and when the inode is
+/// freed, an RCU grace period after anyone could follow the link.
 struct INodeWithData<T: FileSystem> {
     inode: Opaque<bindings::inode>,
     data: UnsafeCell<Option<T::InodeData>>,
+    link: UnsafeCell<Option<KVec<u8>>>,
+    /// The inode's extended attributes, from `alloc_inode` to
+    /// `free_inode` (emptied at eviction).
+    xattrs: XattrStore,
 }
 
 impl<T: FileSystem> INodeWithData<T> {
@@ -348,6 +390,9 @@ unsafe extern "C" fn alloc_inode<T: VfsTables>(
     // (so nothing is dropped here).
     unsafe {
         (&raw mut (*p).data).write(UnsafeCell::new(None));
+        (&raw mut (*p).link).write(UnsafeCell::new(None));
+        // Pinned: the object does not move until it is freed.
+        pin_init::raw_init(&raw mut (*p).xattrs, XattrStore::new());
         (*p).inode.get()
     }
 }
@@ -375,6 +420,16 @@ unsafe extern "C" fn evict_inode<T: VfsTables>(inode: *mut bindings::inode) {
         bindings::truncate_inode_pages_final(&raw mut (*inode).i_data);
         bindings::clear_inode(inode);
     }
+    if T::HAS_CHARGE_XATTR {
+        // SAFETY: As the caller promises; the superblock is mounted until
+        // its inodes are evicted.
+        let (sb, store) = unsafe { ((*inode).i_sb, xattrs_of::<T>(inode)) };
+        let freed = store.clear();
+        if freed != 0 {
+            // SAFETY: `sb` is mounted, as above.
+            T::uncharge_xattr(unsafe { data::<T>(sb) }, freed);
+        }
+    }
     // SAFETY: As the caller promises, an inode of `T`, that nobody else
     // uses: by the type invariant, ours to write.
     let data = unsafe { (*(*INodeWithData::<T>::from_inode(inode)).data.get()).take() };
@@ -389,13 +444,16 @@ unsafe extern "C" fn evict_inode<T: VfsTables>(inode: *mut bindings::inode) {
 ///
 /// Called by the VFS, once, for an inode of `T` that is gone.
 unsafe extern "C" fn free_inode<T: VfsTables>(inode: *mut bindings::inode) {
-    // SAFETY: As the caller promises; the type stays registered, and its
-    // cache live, until `Registration::drop` has waited for these calls.
+    // SAFETY: As the caller promises, an inode of `T`, gone: its link
+    // target is ours to drop (nobody follows it an RCU grace period after
+    // the inode went), and its allocation ours to free. The type stays
+    // registered, and its cache live, until `Registration::drop` has
+    // waited for these calls.
     unsafe {
-        bindings::kmem_cache_free(
-            T::fs_type().inode_cache(),
-            INodeWithData::<T>::from_inode(inode).cast(),
-        )
+        let p = INodeWithData::<T>::from_inode(inode);
+        drop((*(*p).link.get()).take());
+        core::ptr::drop_in_place(&raw mut (*p).xattrs);
+        bindings::kmem_cache_free(T::fs_type().inode_cache(), p.cast())
     };
 }
 
@@ -1013,14 +1071,21 @@ unsafe fn fill_super<T: VfsTables>(sb: *mut bindings::super_block, opts: &T::Opt
             T::BLOCKSIZE_BITS >= 9 && T::BLOCKSIZE_BITS as u32 <= kernel::page::PAGE_SHIFT as u32
         )
     };
-    let data = match T::fill_super(opts).and_then(|d| Ok(KBox::new(d, GFP_KERNEL)?)) {
-        Ok(data) => data,
+    let info = T::fill_super(opts).and_then(|data| {
+        let info = SbInfo::<T> {
+            data,
+            next_ino: Atomic::new(2),
+        };
+        Ok(KBox::new(info, GFP_KERNEL)?)
+    });
+    let info = match info {
+        Ok(info) => info,
         Err(e) => return e.to_errno(),
     };
     // SAFETY: `sb` is valid and not yet visible to anyone else; from here
     // on `kill_sb` (also run when this function fails) frees the data.
     unsafe {
-        (*sb).s_fs_info = KBox::into_raw(data).cast();
+        (*sb).s_fs_info = KBox::into_raw(info).cast();
         (*sb).s_magic = T::MAGIC as usize;
         (*sb).s_blocksize_bits = T::BLOCKSIZE_BITS;
         (*sb).s_blocksize = 1 << T::BLOCKSIZE_BITS;
@@ -1031,6 +1096,10 @@ unsafe fn fill_super<T: VfsTables>(sb: *mut bindings::super_block, opts: &T::Opt
     // cache dirty forever.
     let ret = unsafe {
         (*sb).s_op = &SuperOps::<T>::OPS;
+        if T::HAS_CHARGE_XATTR {
+            let handlers: &'static [*const bindings::xattr_handler; 4] = &Xattrs::<T>::HANDLERS;
+            (*sb).s_xattr = handlers.as_ptr();
+        }
         (*sb).s_maxbytes = ffi::EMFS_MAX_LFS_FILESIZE;
         bindings::super_setup_bdi(sb)
     };
@@ -1095,9 +1164,9 @@ unsafe fn put_super_data<T: FileSystem>(sb: *mut bindings::super_block) {
     // SAFETY: `sb` is valid.
     let data = unsafe { (*sb).s_fs_info };
     if !data.is_null() {
-        // SAFETY: `fill_super` stored a `KBox<T::Data>` here; nothing uses it
-        // after `kill_anon_super()`.
-        drop(unsafe { KBox::from_raw(data.cast::<T::Data>()) });
+        // SAFETY: `fill_super` stored a `KBox<SbInfo<T>>` here; nothing uses
+        // it after `kill_anon_super()`.
+        drop(unsafe { KBox::from_raw(data.cast::<SbInfo<T>>()) });
         // SAFETY: `sb` is valid.
         unsafe { (*sb).s_fs_info = core::ptr::null_mut() };
     }
@@ -1127,7 +1196,8 @@ impl<T: VfsTables> SuperOps<T> {
 }
 
 /// The `inode_operations` of `T`'s directories: `libfs`'s, but for
-/// making files and directories, whose inodes need `T`'s data.
+/// making inodes, which need `T`'s data, and for renaming, which may make
+/// a whiteout.
 struct DirOps<T>(PhantomData<T>);
 
 impl<T: VfsTables> DirOps<T> {
@@ -1140,9 +1210,46 @@ impl<T: VfsTables> DirOps<T> {
         lookup: Some(bindings::simple_lookup),
         link: Some(bindings::simple_link),
         unlink: Some(bindings::simple_unlink),
+        symlink: Some(symlink::<T>),
         mkdir: Some(mkdir::<T>),
         rmdir: Some(bindings::simple_rmdir),
-        rename: Some(bindings::simple_rename),
+        mknod: Some(mknod::<T>),
+        rename: Some(rename::<T>),
+        tmpfile: if T::REGULAR.is_some() {
+            Some(tmpfile::<T>)
+        } else {
+            None
+        },
+        listxattr: Xattrs::<T>::LIST,
+        getattr: Some(bindings::simple_getattr),
+        setattr: Some(bindings::simple_setattr),
+        // SAFETY: The other operations are optional: NULL is valid.
+        ..unsafe { core::mem::zeroed() }
+    };
+}
+
+/// The `inode_operations` of `T`'s symlinks: the target is in memory,
+/// pointed to by `i_link`.
+struct SymlinkOps<T>(PhantomData<T>);
+
+impl<T: VfsTables> SymlinkOps<T> {
+    const OPS: bindings::inode_operations = bindings::inode_operations {
+        get_link: Some(bindings::simple_get_link),
+        listxattr: Xattrs::<T>::LIST,
+        getattr: Some(bindings::simple_getattr),
+        setattr: Some(bindings::simple_setattr),
+        // SAFETY: The other operations are optional: NULL is valid.
+        ..unsafe { core::mem::zeroed() }
+    };
+}
+
+/// The `inode_operations` of `T`'s FIFOs, sockets and device nodes, whose
+/// file operations are the VFS's (`init_special_inode()`).
+struct SpecialOps<T>(PhantomData<T>);
+
+impl<T: VfsTables> SpecialOps<T> {
+    const OPS: bindings::inode_operations = bindings::inode_operations {
+        listxattr: Xattrs::<T>::LIST,
         getattr: Some(bindings::simple_getattr),
         setattr: Some(bindings::simple_setattr),
         // SAFETY: The other operations are optional: NULL is valid.
@@ -1157,6 +1264,7 @@ pub(crate) struct FileInodeOps<T>(PhantomData<T>);
 
 impl<T: VfsTables + InodeOperations + crate::glue::iomap::IomapOperations> FileInodeOps<T> {
     pub(crate) const OPS: bindings::inode_operations = bindings::inode_operations {
+        listxattr: Xattrs::<T>::LIST,
         getattr: Some(bindings::simple_getattr),
         setattr: Some(file_setattr::<T>),
         fiemap: Some(crate::glue::iomap::fiemap::<T>),
@@ -1167,7 +1275,9 @@ impl<T: VfsTables + InodeOperations + crate::glue::iomap::IomapOperations> FileI
 
 /// `setattr` of a regular file: checked by `setattr_prepare()`, the size
 /// changed by the data path (truncating or extending, with its blocks),
-/// then the rest copied by `setattr_copy()`.
+/// then the rest copied by `setattr_copy()`. A size change is a change of
+/// the file: mtime and ctime are updated even when the caller did not ask
+/// (`truncate(2)` does not), as POSIX requires.
 ///
 /// # Safety
 ///
@@ -1192,13 +1302,16 @@ unsafe extern "C" fn file_setattr<
             if ret != 0 {
                 return ret;
             }
+            ffi::emfs_inode_set_mtime_to_ts(inode, bindings::inode_set_ctime_current(inode));
         }
         bindings::setattr_copy(idmap, inode, attr);
     }
     0
 }
 
-/// Makes the inode of a new file or directory `dentry` in `dir`: `I_NEW`
+/// Makes a new inode of `mode` in `dir` (a device node of `dev` if it is
+/// one, a symlink to `link` if it is one), and returns it referenced and
+/// unlocked, for the caller to give a dentry. `I_NEW`
 /// (`insert_inode_locked()`) until `T`'s data is in place, thrown away
 /// (`discard_new_inode()`) if that fails. Hashed, unlike ramfs's inodes:
 /// `__mark_inode_dirty()` puts only hashed inodes on the writeback lists,
@@ -1207,77 +1320,133 @@ unsafe extern "C" fn file_setattr<
 ///
 /// # Safety
 ///
-/// Called by the VFS from `create` or `mkdir` of a directory of a mounted
-/// superblock of `T`, with `dir` locked and `dentry` negative.
-unsafe fn mknod<T: VfsTables>(
+/// `dir` is a directory of a mounted superblock of `T`, locked by the
+/// caller, as for the directory operations below.
+unsafe fn new_child<T: VfsTables>(
     idmap: *mut bindings::mnt_idmap,
     dir: *mut bindings::inode,
-    dentry: *mut bindings::dentry,
-    mode: bindings::umode_t,
-) -> c_int {
-    let is_dir = u32::from(mode) & bindings::S_IFMT == bindings::S_IFDIR;
-    // A type without regular files has no `create` in its tables.
-    let regular = match (is_dir, T::REGULAR) {
-        (true, _) => None,
-        (false, Some(tables)) => Some(tables),
-        (false, None) => return EPERM.to_errno(),
+    mode: u32,
+    dev: bindings::dev_t,
+    link: Option<KVec<u8>>,
+) -> Result<*mut bindings::inode> {
+    let fmt = mode & bindings::S_IFMT;
+    // A type without regular files has no `create` or `tmpfile` in its
+    // tables.
+    let regular = match (fmt, T::REGULAR) {
+        (bindings::S_IFREG, Some(tables)) => Some(tables),
+        (bindings::S_IFREG, None) => return Err(EPERM),
+        _ => None,
     };
     // SAFETY: As the caller promises.
     let sb = unsafe { (*dir).i_sb };
+    // SAFETY: `sb` is mounted: a superblock of `T` whose `fill_super`
+    // succeeded.
+    let info = unsafe { SuperBlock::<T>::from_raw(sb) }.info();
     // SAFETY: `sb` is mounted.
     let inode = unsafe { bindings::new_inode(sb) };
     if inode.is_null() {
-        return ENOMEM.to_errno();
+        return Err(ENOMEM);
     }
     // `i_fop` is in an anonymous union of `struct inode`, which bindgen
     // numbers. The walk skips unhashed inodes; nothing else finds them.
     // SAFETY: `inode` is new and, unhashed, ours until it is hashed below;
     // the tables are constants.
     unsafe {
-        (*inode).i_ino = bindings::get_next_ino().into();
-        bindings::inode_init_owner(idmap, inode, dir, mode);
+        (*inode).i_ino = info.next_ino.fetch_add(1, Relaxed);
+        bindings::inode_init_owner(idmap, inode, dir, mode as bindings::umode_t);
         bindings::simple_inode_init_ts(inode);
-        if let Some(tables) = regular {
-            (*inode).i_op = tables.iops;
-            (*inode).__bindgen_anon_3.i_fop = tables.fops;
-            (*(*inode).i_mapping).a_ops = tables.aops;
-            // iomap handles folios of any size, as large as readahead
-            // and writes make them.
-            ffi::emfs_mapping_set_large_folios((*inode).i_mapping);
-        } else {
-            (*inode).i_op = &DirOps::<T>::OPS;
-            (*inode).__bindgen_anon_3.i_fop = &raw const bindings::simple_dir_operations;
-            // Directories start with i_nlink == 2, for ".".
-            bindings::inc_nlink(inode);
+        match fmt {
+            bindings::S_IFREG => {
+                if let Some(tables) = &regular {
+                    (*inode).i_op = tables.iops;
+                    (*inode).__bindgen_anon_3.i_fop = tables.fops;
+                    (*(*inode).i_mapping).a_ops = tables.aops;
+                    // iomap handles folios of any size, as large as
+                    // readahead and writes make them.
+                    ffi::emfs_mapping_set_large_folios((*inode).i_mapping);
+                }
+            }
+            bindings::S_IFDIR => {
+                (*inode).i_op = &DirOps::<T>::OPS;
+                (*inode).__bindgen_anon_3.i_fop = &raw const bindings::simple_dir_operations;
+                // Directories start with i_nlink == 2, for ".".
+                bindings::inc_nlink(inode);
+            }
+            bindings::S_IFLNK => (*inode).i_op = &SymlinkOps::<T>::OPS,
+            _ => {
+                (*inode).i_op = &SpecialOps::<T>::OPS;
+                bindings::init_special_inode(inode, (*inode).i_mode, dev);
+            }
         }
         if bindings::insert_inode_locked(inode) < 0 {
-            // The number is in use: get_next_ino() wrapped.
+            // Numbers are not reused: a bug, not a user error.
             bindings::make_bad_inode(inode);
             bindings::iput(inode);
-            return EBUSY.to_errno();
+            return Err(EBUSY);
         }
     }
     // SAFETY: `inode` is `I_NEW`, of the mounted `sb`.
-    let ret = unsafe { new_inode_data::<T>(inode, !is_dir) };
-    // SAFETY: `inode` is `I_NEW` and ours; `dir` and `dentry` as the caller
-    // promises. `unlock_new_inode()` publishes the data with the flag.
-    unsafe {
-        if ret != 0 {
-            bindings::discard_new_inode(inode);
-            return ret;
-        }
-        bindings::unlock_new_inode(inode);
-        bindings::d_make_persistent(dentry, inode);
-        ffi::emfs_inode_set_mtime_to_ts(dir, bindings::inode_set_ctime_current(dir));
+    let ret = unsafe { new_inode_data::<T>(inode, regular.is_some()) };
+    if ret != 0 {
+        // SAFETY: `inode` is `I_NEW` and ours.
+        unsafe { bindings::discard_new_inode(inode) };
+        return Err(Error::from_errno(ret));
     }
-    0
+    if let Some(link) = link {
+        // SAFETY: `inode` is `I_NEW`: by the type invariant of
+        // `INodeWithData`, its link is ours to write; the target, NUL
+        // terminated, stays at the same address until the inode is freed.
+        unsafe {
+            let p = INodeWithData::<T>::from_inode(inode);
+            let target = (*(*p).link.get()).insert(link);
+            (*inode).i_size = (target.len() - 1) as i64;
+            ffi::emfs_inode_set_cached_link(
+                inode,
+                target.as_mut_ptr().cast(),
+                (target.len() - 1) as c_int,
+            );
+        }
+    }
+    // SAFETY: `inode` is `I_NEW` and ours; `unlock_new_inode()` publishes
+    // the data with the flag.
+    unsafe { bindings::unlock_new_inode(inode) };
+    Ok(inode)
+}
+
+/// Makes a new inode of `mode` (and `dev`, `link`, as [`new_child`]
+/// takes them) for the negative `dentry` in `dir`, and updates `dir`'s
+/// times.
+///
+/// # Safety
+///
+/// Called by the VFS from a directory operation of a directory of a
+/// mounted superblock of `T`, with `dir` locked and `dentry` negative.
+unsafe fn make_node<T: VfsTables>(
+    idmap: *mut bindings::mnt_idmap,
+    dir: *mut bindings::inode,
+    dentry: *mut bindings::dentry,
+    mode: u32,
+    dev: bindings::dev_t,
+    link: Option<KVec<u8>>,
+) -> c_int {
+    // SAFETY: As the caller promises.
+    match unsafe { new_child::<T>(idmap, dir, mode, dev, link) } {
+        // SAFETY: `dir` and `dentry` as the caller promises; `inode` is
+        // ours, referenced, and its reference goes to the dentry.
+        Ok(inode) => unsafe {
+            bindings::d_make_persistent(dentry, inode);
+            ffi::emfs_inode_set_mtime_to_ts(dir, bindings::inode_set_ctime_current(dir));
+            0
+        },
+        Err(e) => e.to_errno(),
+    }
 }
 
 /// `create`.
 ///
 /// # Safety
 ///
-/// As for [`mknod`].
+/// As for [`make_node`].
 unsafe extern "C" fn create<T: VfsTables>(
     idmap: *mut bindings::mnt_idmap,
     dir: *mut bindings::inode,
@@ -1286,14 +1455,57 @@ unsafe extern "C" fn create<T: VfsTables>(
 ) -> c_int {
     let mode = (u32::from(mode) & !bindings::S_IFMT) | bindings::S_IFREG;
     // SAFETY: As the caller promises.
-    unsafe { mknod::<T>(idmap, dir, dentry, mode as bindings::umode_t) }
+    unsafe { make_node::<T>(idmap, dir, dentry, mode, 0, None) }
+}
+
+/// `mknod`: regular files, FIFOs, sockets and device nodes (the VFS has
+/// checked the type and the caller's right to make devices).
+///
+/// # Safety
+///
+/// As for [`make_node`].
+unsafe extern "C" fn mknod<T: VfsTables>(
+    idmap: *mut bindings::mnt_idmap,
+    dir: *mut bindings::inode,
+    dentry: *mut bindings::dentry,
+    mode: bindings::umode_t,
+    dev: bindings::dev_t,
+) -> c_int {
+    // SAFETY: As the caller promises.
+    unsafe { make_node::<T>(idmap, dir, dentry, mode.into(), dev, None) }
+}
+
+/// `symlink`: the target is kept in memory, with the inode
+/// (`inode_set_cached_link()`), up to `PATH_MAX` bytes with its NUL.
+///
+/// # Safety
+///
+/// As for [`make_node`]; `target` is a NUL-terminated string.
+unsafe extern "C" fn symlink<T: VfsTables>(
+    idmap: *mut bindings::mnt_idmap,
+    dir: *mut bindings::inode,
+    dentry: *mut bindings::dentry,
+    target: *const kernel::ffi::c_char,
+) -> c_int {
+    // SAFETY: As the caller promises.
+    let target = unsafe { CStr::from_char_ptr(target) }.to_bytes_with_nul();
+    if target.len() > bindings::PATH_MAX as usize {
+        return ENAMETOOLONG.to_errno();
+    }
+    let mut link = KVec::new();
+    if link.extend_from_slice(target, GFP_KERNEL).is_err() {
+        return ENOMEM.to_errno();
+    }
+    let mode = bindings::S_IFLNK | 0o777;
+    // SAFETY: As the caller promises.
+    unsafe { make_node::<T>(idmap, dir, dentry, mode, 0, Some(link)) }
 }
 
 /// `mkdir`: `NULL` (the dentry was used) or an `ERR_PTR`.
 ///
 /// # Safety
 ///
-/// As for [`mknod`].
+/// As for [`make_node`].
 unsafe extern "C" fn mkdir<T: VfsTables>(
     idmap: *mut bindings::mnt_idmap,
     dir: *mut bindings::inode,
@@ -1302,7 +1514,7 @@ unsafe extern "C" fn mkdir<T: VfsTables>(
 ) -> *mut bindings::dentry {
     let mode = (u32::from(mode) & !bindings::S_IFMT) | bindings::S_IFDIR;
     // SAFETY: As the caller promises.
-    let ret = unsafe { mknod::<T>(idmap, dir, dentry, mode as bindings::umode_t) };
+    let ret = unsafe { make_node::<T>(idmap, dir, dentry, mode, 0, None) };
     if ret != 0 {
         // SAFETY: `ERR_PTR()` of a negative errno.
         return unsafe { bindings::ERR_PTR(ret as isize) }.cast();
@@ -1311,6 +1523,294 @@ unsafe extern "C" fn mkdir<T: VfsTables>(
     // "..".
     unsafe { bindings::inc_nlink(dir) };
     core::ptr::null_mut()
+}
+
+/// `tmpfile`: a regular file with no name (`O_TMPFILE`), opened on `file`;
+/// `linkat()` may give it one later.
+///
+/// # Safety
+///
+/// Called by the VFS with `dir` a directory of a mounted superblock of
+/// `T`, and `file` being opened on a new dentry in it.
+unsafe extern "C" fn tmpfile<T: VfsTables>(
+    idmap: *mut bindings::mnt_idmap,
+    dir: *mut bindings::inode,
+    file: *mut bindings::file,
+    mode: bindings::umode_t,
+) -> c_int {
+    let mode = (u32::from(mode) & !bindings::S_IFMT) | bindings::S_IFREG;
+    // SAFETY: As the caller promises.
+    match unsafe { new_child::<T>(idmap, dir, mode, 0, None) } {
+        // SAFETY: `file` as the caller promises; `d_tmpfile()` takes the
+        // inode's reference and drops its link count to 0.
+        Ok(inode) => unsafe {
+            bindings::d_tmpfile(file, inode);
+            bindings::finish_open(file, (*file).__bindgen_anon_1.f_path.dentry, None)
+        },
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// `rename`, with `RENAME_NOREPLACE` (checked by the VFS),
+/// `RENAME_EXCHANGE` and `RENAME_WHITEOUT` (a whiteout device node is
+/// left where the source was, as overlayfs asks). `simple_rename()` does
+/// the rest.
+///
+/// # Safety
+///
+/// Called by the VFS with both directories of a mounted superblock of
+/// `T` locked, the source positive.
+unsafe extern "C" fn rename<T: VfsTables>(
+    idmap: *mut bindings::mnt_idmap,
+    old_dir: *mut bindings::inode,
+    old_dentry: *mut bindings::dentry,
+    new_dir: *mut bindings::inode,
+    new_dentry: *mut bindings::dentry,
+    flags: u32,
+) -> c_int {
+    let known = bindings::RENAME_NOREPLACE | bindings::RENAME_EXCHANGE | bindings::RENAME_WHITEOUT;
+    if flags & !known != 0 {
+        return EINVAL.to_errno();
+    }
+    if flags & bindings::RENAME_WHITEOUT != 0 {
+        // SAFETY: As the caller promises; the whiteout is a new dentry of
+        // the source's name, which `make_node` makes positive.
+        let ret = unsafe {
+            if bindings::simple_empty(new_dentry) == 0 {
+                return ENOTEMPTY.to_errno();
+            }
+            let whiteout = bindings::d_alloc(
+                (*old_dentry).d_parent,
+                &raw const (*old_dentry).__bindgen_anon_1.d_name,
+            );
+            if whiteout.is_null() {
+                return ENOMEM.to_errno();
+            }
+            let mode = bindings::S_IFCHR | bindings::WHITEOUT_MODE;
+            let ret = make_node::<T>(idmap, old_dir, whiteout, mode, bindings::WHITEOUT_DEV, None);
+            bindings::dput(whiteout);
+            ret
+        };
+        if ret != 0 {
+            return ret;
+        }
+    }
+    // SAFETY: As the caller promises.
+    unsafe {
+        bindings::simple_rename(
+            idmap,
+            old_dir,
+            old_dentry,
+            new_dir,
+            new_dentry,
+            flags & !bindings::RENAME_WHITEOUT,
+        )
+    }
+}
+
+/// The extended attributes of `T`'s inodes, if it has them
+/// ([`FileSystem::charge_xattr`]): libfs's `simple_xattr`, one handler per
+/// namespace, as tmpfs has them.
+struct Xattrs<T>(PhantomData<T>);
+
+impl<T: VfsTables> Xattrs<T> {
+    // `CStrExt::as_char_ptr` is not a `const fn`; the cast is its body.
+    #[allow(clippy::disallowed_methods)]
+    const fn handler(prefix: &'static CStr) -> bindings::xattr_handler {
+        bindings::xattr_handler {
+            name: core::ptr::null(),
+            prefix: prefix.as_ptr().cast(),
+            flags: 0,
+            list: None,
+            get: Some(xattr_get::<T>),
+            set: Some(xattr_set::<T>),
+        }
+    }
+
+    const SECURITY: bindings::xattr_handler = Self::handler(c"security.");
+    const TRUSTED: bindings::xattr_handler = Self::handler(c"trusted.");
+    const USER: bindings::xattr_handler = Self::handler(c"user.");
+
+    /// `s_xattr`: the handlers, ending with `NULL`.
+    const HANDLERS: [*const bindings::xattr_handler; 4] = [
+        &Self::SECURITY,
+        &Self::TRUSTED,
+        &Self::USER,
+        core::ptr::null(),
+    ];
+
+    /// The inode operations' `listxattr`.
+    const LIST: Option<
+        unsafe extern "C" fn(*mut bindings::dentry, *mut kernel::ffi::c_char, usize) -> isize,
+    > = if T::HAS_CHARGE_XATTR {
+        Some(listxattr::<T>)
+    } else {
+        None
+    };
+}
+
+/// The extended attributes of `inode`.
+///
+/// # Safety
+///
+/// `inode` is an inode of a superblock of `T`, not freed during `'a`.
+unsafe fn xattrs_of<'a, T: FileSystem>(inode: *mut bindings::inode) -> &'a XattrStore {
+    // SAFETY: As the caller promises: `alloc_inode` initialised the store,
+    // which lives until `free_inode`.
+    unsafe { &(*INodeWithData::<T>::from_inode(inode)).xattrs }
+}
+
+/// The full name of attribute `name` of `handler`'s namespace.
+///
+/// # Safety
+///
+/// `handler` is one of [`Xattrs::HANDLERS`], `name` a NUL-terminated
+/// string as the VFS gives it to the handler; valid during `'a`.
+unsafe fn full_name<'a>(
+    handler: *const bindings::xattr_handler,
+    name: *const kernel::ffi::c_char,
+) -> &'a [u8] {
+    // SAFETY: As the caller promises; the full name is `name` with the
+    // prefix before it, in the same string.
+    unsafe { CStr::from_char_ptr(bindings::xattr_full_name(handler, name)) }.to_bytes()
+}
+
+/// `xattr_handler->get`: the value of attribute `name` (the part after the
+/// handler's prefix), copied to `buffer` if `size` is not 0; its size.
+///
+/// # Safety
+///
+/// Called by the VFS with `handler` one of [`Xattrs::HANDLERS`], `inode`
+/// of a mounted superblock of `T`, and `buffer` valid for `size` bytes.
+unsafe extern "C" fn xattr_get<T: VfsTables>(
+    handler: *const bindings::xattr_handler,
+    _dentry: *mut bindings::dentry,
+    inode: *mut bindings::inode,
+    name: *const kernel::ffi::c_char,
+    buffer: *mut c_void,
+    size: usize,
+) -> c_int {
+    // SAFETY: As the caller promises; `buffer` is the VFS's, ours during
+    // the call.
+    let (store, name, buf) = unsafe {
+        (
+            xattrs_of::<T>(inode),
+            full_name(handler, name),
+            raw_bytes_mut(buffer, size),
+        )
+    };
+    match store.get(name, buf) {
+        Ok(n) => n as c_int,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// `size` bytes at `p`, or none if `size` is 0 (`p` may be `NULL` then).
+///
+/// # Safety
+///
+/// If `size` is not 0, `p` is valid for `size` bytes of writes, and
+/// nothing else reads or writes them during `'a`.
+unsafe fn raw_bytes_mut<'a>(p: *mut c_void, size: usize) -> &'a mut [u8] {
+    if size == 0 {
+        return &mut [];
+    }
+    // SAFETY: As the caller promises.
+    unsafe { core::slice::from_raw_parts_mut(p.cast(), size) }
+}
+
+/// `xattr_handler->set`: sets attribute `name` to the `size` bytes at
+/// `value`, or removes it if `value` is `NULL`, as `flags`
+/// (`XATTR_CREATE`, `XATTR_REPLACE`) allow. The new value's space is
+/// charged to `T` first, the old one's given back after.
+///
+/// # Safety
+///
+/// Called by the VFS with the inode locked, `handler` one of
+/// [`Xattrs::HANDLERS`], `inode` of a mounted superblock of `T`, `value`
+/// `NULL` or valid for `size` bytes.
+unsafe extern "C" fn xattr_set<T: VfsTables>(
+    handler: *const bindings::xattr_handler,
+    _idmap: *mut bindings::mnt_idmap,
+    _dentry: *mut bindings::dentry,
+    inode: *mut bindings::inode,
+    name: *const kernel::ffi::c_char,
+    value: *const c_void,
+    size: usize,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: As the caller promises.
+    let (data, store, name) = unsafe {
+        (
+            data::<T>((*inode).i_sb),
+            xattrs_of::<T>(inode),
+            full_name(handler, name),
+        )
+    };
+    let value = if value.is_null() {
+        None
+    } else if size == 0 {
+        Some(&[][..])
+    } else {
+        // SAFETY: As the caller promises.
+        Some(unsafe { core::slice::from_raw_parts(value.cast::<u8>(), size) })
+    };
+    let space = value.map_or(0, |v| xattr::space(name.len(), v.len()));
+    if space != 0 {
+        if let Err(e) = T::charge_xattr(data, space) {
+            return e.to_errno();
+        }
+    }
+    // The allocations are under the inode's lock: no filesystem reclaim.
+    match nofs(|| store.set(name, value, flags)) {
+        Err(e) => {
+            if space != 0 {
+                T::uncharge_xattr(data, space);
+            }
+            e.to_errno()
+        }
+        Ok(old) => {
+            if old != 0 {
+                T::uncharge_xattr(data, old);
+            }
+            // SAFETY: `inode` is valid and locked.
+            unsafe { bindings::inode_set_ctime_current(inode) };
+            0
+        }
+    }
+}
+
+/// `listxattr`: the names of the attributes, NUL-terminated, one after
+/// the other in `buffer` if `size` is not 0; their total size. `trusted.`
+/// names are listed only to `CAP_SYS_ADMIN`, as libfs lists them.
+///
+/// # Safety
+///
+/// Called by the VFS with a positive `dentry` of a mounted superblock of
+/// `T`, and `buffer` valid for `size` bytes.
+unsafe extern "C" fn listxattr<T: VfsTables>(
+    dentry: *mut bindings::dentry,
+    buffer: *mut kernel::ffi::c_char,
+    size: usize,
+) -> isize {
+    // SAFETY: As the caller promises.
+    let (store, buf) = unsafe {
+        (
+            xattrs_of::<T>((*dentry).d_inode),
+            raw_bytes_mut(buffer.cast(), size),
+        )
+    };
+    // SAFETY: Asks about the current task; always allowed.
+    let trusted = unsafe {
+        bindings::ns_capable_noaudit(
+            &raw mut bindings::init_user_ns,
+            bindings::CAP_SYS_ADMIN as c_int,
+        )
+    };
+    match store.list(buf, trusted) {
+        Ok(n) => n as isize,
+        Err(e) => e.to_errno() as isize,
+    }
 }
 
 /// `statfs`.

@@ -46,9 +46,9 @@ FLAVOUR_CMDLINE = {
 # scenarios (mount options, tools, benchmarks, the sample, debugfs files)
 # run on the dev kernel only.
 FLAVOUR_SCENARIOS = {
-    "kasan": (["bad_input", "fault_inject", "fs_data", "fs_fsx", "stress"],
-              "the data path, bad input, fault injection and stress: where "
-              "memory errors hide"),
+    "kasan": (["bad_input", "fault_inject", "fs_data", "fs_fsx", "posix", "stress"],
+              "the data path, bad input, the namespace operations, fault "
+              "injection and stress: where memory errors hide"),
 }
 # The guests' memory (tools/vm/run's default, 2 GiB, where not given). On
 # the dev kernel every scenario runs in 512 MiB, the size the tools

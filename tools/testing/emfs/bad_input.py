@@ -16,6 +16,7 @@ import ctypes
 import errno
 import fcntl
 import os
+import stat
 import struct
 import sys
 
@@ -26,6 +27,11 @@ libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_
 libc.ftruncate.argtypes = [ctypes.c_int, ctypes.c_int64]
 libc.lseek.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int]
 libc.lseek.restype = ctypes.c_int64
+libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                           ctypes.c_uint]
+libc.linkat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+AT_FDCWD, AT_SYMLINK_FOLLOW = -100, 0x400
+RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
 libc.pwrite.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int64]
 libc.pwrite.restype = ctypes.c_ssize_t
 
@@ -287,8 +293,6 @@ def main():
                lambda: libc.lseek(fd, off, whence))
     expect("an ioctl emfs does not have: ENOTTY", errno.ENOTTY,
            lambda: fcntl.ioctl(fd, FS_IOC_GETFLAGS, bytes(8)))
-    expect("setxattr: EOPNOTSUPP", errno.EOPNOTSUPP,
-           lambda: os.setxattr(path, "user.x", b"1"))
     expect("O_DIRECT: EINVAL", errno.EINVAL,
            lambda: os.close(os.open(path, os.O_RDWR | os.O_DIRECT)))
     os.close(fd)
@@ -326,10 +330,103 @@ def main():
     expect("unlink of a directory: EISDIR", errno.EISDIR, lambda: os.unlink(d))
     expect("hard link to a directory: EPERM", errno.EPERM,
            lambda: os.link(d, os.path.join(mnt, "dl")))
-    expect("symlink (emfs has none): EPERM", errno.EPERM,
-           lambda: os.symlink("f", os.path.join(mnt, "s")))
-    expect("mknod of a FIFO (emfs has none): EPERM", errno.EPERM,
-           lambda: os.mkfifo(os.path.join(mnt, "p")))
+
+    # Symlinks, special files, hard links and rename flags.
+    s = os.path.join(mnt, "s")
+    longest = "t" * 4095
+    expect("symlink of PATH_MAX - 1 bytes", 0, lambda: os.symlink(longest, s))
+    result("readlink gives the target back", os.readlink(s) == longest)
+    expect("symlink of PATH_MAX bytes: ENAMETOOLONG", errno.ENAMETOOLONG,
+           lambda: os.symlink("t" * 4096, s + "2"))
+    expect("symlink over an existing name: EEXIST", errno.EEXIST,
+           lambda: os.symlink("x", s))
+    os.unlink(s)
+    p = os.path.join(mnt, "p")
+    expect("mkfifo", 0, lambda: os.mkfifo(p))
+    result("a FIFO is a FIFO", stat.S_ISFIFO(os.lstat(p).st_mode))
+    expect("mknod of a character device", 0,
+           lambda: os.mknod(p + "c", stat.S_IFCHR | 0o600, os.makedev(1, 3)))
+    result("the device node has its numbers", os.lstat(p + "c").st_rdev == os.makedev(1, 3))
+    expect("link to a FIFO", 0, lambda: os.link(p, p + "l"))
+    result("a hard link counts", os.lstat(p).st_nlink == 2)
+    for what, flags, src, dst, want in [
+        ("RENAME_EXCHANGE | RENAME_NOREPLACE: EINVAL", RENAME_EXCHANGE | RENAME_NOREPLACE,
+         p, p + "c", errno.EINVAL),
+        ("RENAME_EXCHANGE | RENAME_WHITEOUT: EINVAL", RENAME_EXCHANGE | RENAME_WHITEOUT,
+         p, p + "c", errno.EINVAL),
+        ("an unknown rename flag: EINVAL", 1 << 7, p, p + "x", errno.EINVAL),
+        ("RENAME_NOREPLACE over a name: EEXIST", RENAME_NOREPLACE, p, p + "c", errno.EEXIST),
+        ("RENAME_EXCHANGE with a missing target: ENOENT", RENAME_EXCHANGE,
+         p, p + "x", errno.ENOENT),
+        ("RENAME_EXCHANGE", RENAME_EXCHANGE, p, p + "c", 0),
+    ]:
+        expect(f"renameat2 {what}", want, lambda: libc.renameat2(
+            AT_FDCWD, src.encode(), AT_FDCWD, dst.encode(), flags))
+    result("RENAME_EXCHANGE swapped the two", stat.S_ISCHR(os.lstat(p).st_mode) and
+           stat.S_ISFIFO(os.lstat(p + "c").st_mode))
+    expect("renameat2 RENAME_WHITEOUT", 0, lambda: libc.renameat2(
+        AT_FDCWD, p.encode(), AT_FDCWD, (p + "w").encode(), RENAME_WHITEOUT))
+    st = os.lstat(p)
+    result("RENAME_WHITEOUT left a whiteout", stat.S_ISCHR(st.st_mode) and st.st_rdev == 0)
+    for n in ("", "c", "l", "w"):
+        os.unlink(p + n)
+    tfd = os.open(mnt, os.O_TMPFILE | os.O_RDWR, 0o600)
+    os.write(tfd, b"tmp")
+    result("an O_TMPFILE file has no link", os.fstat(tfd).st_nlink == 0)
+    expect("linkat of an O_TMPFILE file", 0, lambda: libc.linkat(
+        AT_FDCWD, f"/proc/self/fd/{tfd}".encode(), AT_FDCWD, p.encode(), AT_SYMLINK_FOLLOW))
+    os.close(tfd)
+    with open(p, "rb") as f:
+        result("the linked O_TMPFILE file has its data", f.read() == b"tmp")
+    os.unlink(p)
+
+    # Extended attributes, and the space and inodes they take, on a disk
+    # of 1 MiB (256 blocks).
+    result("mount -o size=1M for the attribute cases",
+           libc.mount(b"none", target, b"emfs", 0, b"size=1M") == 0)
+    t = target.decode()
+    x = os.path.join(t, "x")
+    before = os.statvfs(t)
+    open(x, "w").close()
+    after = os.statvfs(t)
+    result("statfs: one inode per block", before.f_files == 256)
+    result("statfs: a new file takes an inode",
+           after.f_ffree == before.f_ffree - 1, f"{before.f_ffree} -> {after.f_ffree}")
+    expect("setxattr user.a", 0, lambda: os.setxattr(x, "user.a", b"1" * 3000))
+    expect("setxattr trusted.b", 0, lambda: os.setxattr(x, "trusted.b", b""))
+    expect("setxattr security.c", 0, lambda: os.setxattr(x, "security.c", b"v"))
+    result("getxattr gives the value back", os.getxattr(x, "user.a") == b"1" * 3000)
+    result("listxattr lists them", sorted(os.listxattr(x)) == ["security.c", "trusted.b", "user.a"])
+    result("an attribute takes a block", os.statvfs(t).f_bfree == after.f_bfree - 1)
+    expect("XATTR_CREATE of one that exists: EEXIST", errno.EEXIST,
+           lambda: os.setxattr(x, "user.a", b"2", os.XATTR_CREATE))
+    expect("XATTR_REPLACE of one that does not: ENODATA", errno.ENODATA,
+           lambda: os.setxattr(x, "user.z", b"2", os.XATTR_REPLACE))
+    expect("getxattr of a missing one: ENODATA", errno.ENODATA,
+           lambda: os.getxattr(x, "user.z"))
+    expect("an unknown namespace: EOPNOTSUPP", errno.EOPNOTSUPP,
+           lambda: os.setxattr(x, "bogus.a", b"1"))
+    expect("a name of 256 bytes: ERANGE", errno.ERANGE,
+           lambda: os.setxattr(x, "user." + "n" * 251, b"1"))
+    expect("a value over 64 KiB: E2BIG", errno.E2BIG,
+           lambda: os.setxattr(x, "user.big", b"v" * 65537))
+    xfd = os.open(x, os.O_RDWR)
+    expect("fallocate of the rest of the disk", 0, lambda: libc.fallocate(
+        xfd, 0, 0, os.statvfs(t).f_bavail * 4096))
+    os.close(xfd)
+    expect("setxattr on a full disk: ENOSPC", errno.ENOSPC,
+           lambda: os.setxattr(x, "user.d", b"d" * 4096))
+    expect("removexattr", 0, lambda: os.removexattr(x, "user.a"))
+    expect("removexattr of a missing one: ENODATA", errno.ENODATA,
+           lambda: os.removexattr(x, "user.a"))
+    os.removexattr(x, "trusted.b")
+    os.removexattr(x, "security.c")
+    result("the attributes' block is free again once all are removed",
+           os.statvfs(t).f_bfree == 1)
+    os.unlink(x)
+    result("all blocks and inodes back", os.statvfs(t).f_bfree == 256 and
+           os.statvfs(t).f_ffree == 255, str(os.statvfs(t)))
+    libc.umount2(target, 0)
     os.unlink(os.path.join(full, "x"))
     os.rmdir(full)
     os.rmdir(d)

@@ -29,7 +29,7 @@ check "failslab present" test -d /sys/kernel/debug/failslab
 check "root is read-only" sh -c '! touch /emfs-ro-probe'
 check "scratch is writable" sh -c 'echo x > "$EMFS_SCRATCH/probe" && rm "$EMFS_SCRATCH/probe"'
 check "module exists" test -f "$EMFS_KO"
-for tool in bash python3 xfs_io filefrag fio fsx trace-cmd; do
+for tool in bash python3 xfs_io filefrag fio fsx pjdfstest trace-cmd; do
 	check "tool $tool runs" command -v "$tool"
 done
 check "xfs_io runs" xfs_io -c "pwrite 0 4096" -f "$EMFS_SCRATCH/f"

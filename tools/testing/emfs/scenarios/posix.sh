@@ -1,0 +1,67 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# POSIX conformance: pjdfstest, as root, on tmpfs and on emfs in the same
+# guest, with the same configuration (tools/testing/emfs/pjdfstest/). Both
+# counts are printed.
+#
+# What it must show: every pjdfstest test that tmpfs passes, emfs passes
+# (each test is a case of this scenario); tmpfs passing most of the suite
+# is checked too, so that a broken set-up cannot pass by failing both.
+
+set -u
+. "${0%/*}/../lib.sh"
+
+conf=$testing_dir/pjdfstest/pjdfstest.toml
+insmod "$EMFS_KO" || exit 1
+work=/tmp/posix
+mkdir -p "$work/tmpfs" "$work/emfs" "$work/other"
+check "mount tmpfs" mount -t tmpfs -o size=256M tmpfs "$work/tmpfs"
+# The EXDEV tests' other filesystem.
+check "mount another tmpfs" mount -t tmpfs -o size=16M tmpfs "$work/other"
+check "mount emfs" emfs_mount "$work/emfs" size=256M
+
+# run FS: pjdfstest on $work/FS, its per-test results in $work/FS.out.
+run() {
+	local start=$SECONDS
+	(cd /tmp && pjdfstest -c "$conf" -p "$work/$1" -s "$work/other") >"$work/$1.out" 2>&1
+	note "pjdfstest on $1: $(grep '^Summary' "$work/$1.out") ($((SECONDS - start)) s)"
+}
+run tmpfs
+run emfs
+
+# Per-test results: "name ok", "name FAILED" or "name skipped".
+results() { awk 'NF == 2 && $2 ~ /^(ok|FAILED|skipped)$/ { print $1, $2 }' "$work/$1.out" | sort; }
+results tmpfs >"$work/tmpfs.res"
+results emfs >"$work/emfs.res"
+passed() { awk '$2 == "ok"' "$work/$1.res" | wc -l; }
+tmpfs_ok=$(passed tmpfs)
+emfs_ok=$(passed emfs)
+note "passed: tmpfs $tmpfs_ok, emfs $emfs_ok of $(wc -l <"$work/tmpfs.res") tests"
+check "tmpfs passes 350 tests or more ($tmpfs_ok)" [ "$tmpfs_ok" -ge 350 ]
+
+# Each test tmpfs passes is a case: passed on emfs too, or its message.
+while read -r name res; do
+	[ "$res" = ok ] || continue
+	if grep -qx "$name ok" "$work/emfs.res"; then
+		note "ok: $name"
+	else
+		note "not ok: $name"
+		awk -v n="$name" '$1 == n { p = 1; next } p && /^\t/ { print; next } { p = 0 }' \
+			"$work/emfs.out" | head -5
+		fail=1
+	fi
+done <"$work/tmpfs.res"
+
+# Not cases: what tmpfs fails or skips too, for the record.
+while read -r name res; do
+	[ "$res" = ok ] && continue
+	note "tmpfs $res, emfs $(awk -v n="$name" '$1 == n { print $2 }' "$work/emfs.res"): $name"
+	awk -v n="$name" '$1 == n { p = 1; next } p && /^\t/ { print; next } { p = 0 }' \
+		"$work/tmpfs.out" | head -2
+done <"$work/tmpfs.res"
+
+umount "$work/tmpfs" "$work/other"
+check "umount emfs" umount "$work/emfs"
+check "rmmod" rmmod emfs
+exit "${fail:-0}"
