@@ -610,6 +610,13 @@ impl FileOperations for Emfs {
 
 #[vtable]
 impl InodeOperations for Emfs {
+    fn allocated(_sb: &EmfsSb, inode: &EmfsInode) -> u64 {
+        inode.file().map_or(0, |file| {
+            let (delalloc, in_flight) = file.delalloc.blocks();
+            file.map.allocated() + (delalloc + in_flight) * BLOCKSIZE
+        })
+    }
+
     fn truncate(sb: &EmfsSb, inode: &EmfsInode, size: u64) -> Result {
         let file = inode.file()?;
         let end = size.next_multiple_of(BLOCKSIZE);

@@ -151,6 +151,11 @@ impl FileMap {
     /// The extent map covering `offset` in a file of `size` bytes
     /// (`btrfs_get_extent()`): a regular or preallocated extent, or a hole.
     /// `ENOMEM` if a map must be built and cannot be.
+    /// The bytes of disk the file holds, written or preallocated.
+    pub(crate) fn allocated(&self) -> u64 {
+        self.with_records(|r| r.bytes())
+    }
+
     pub(crate) fn get_extent(&self, offset: u64, size: u64) -> Result<ExtentMap> {
         if let Some(em) = self.em.lookup(offset, 1) {
             if em.start() <= offset {
@@ -484,6 +489,13 @@ impl FileMap {
                 }
                 prev_end = r.end();
                 pieces.push((r.block, blocks), GFP_KERNEL)?;
+            }
+            if records.bytes() != c.blocks * BLOCK {
+                problem(format_args!(
+                    "records count {} bytes, hold {}",
+                    records.bytes(),
+                    c.blocks * BLOCK
+                ));
             }
             // Room for the pinned maps' pieces first: nothing may sleep under
             // the tree's lock.

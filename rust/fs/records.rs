@@ -86,9 +86,10 @@ impl FileExtent {
 /// # Invariants
 ///
 /// Records are block aligned, non-empty and do not overlap; the tree is
-/// keyed by their start.
+/// keyed by their start; `bytes` is the sum of their lengths.
 pub(crate) struct FileRecords {
     extents: RBTree<u64, FileExtent>,
+    bytes: u64,
 }
 
 impl FileRecords {
@@ -96,7 +97,14 @@ impl FileRecords {
     pub(crate) fn new() -> Self {
         Self {
             extents: RBTree::new(),
+            bytes: 0,
         }
+    }
+
+    /// The bytes the records cover: the file's blocks on disk, written or
+    /// preallocated (`st_blocks`). Kept as records change.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// The records, in file order.
@@ -167,6 +175,8 @@ impl FileRecords {
         for e in touched.iter() {
             let _ = self.extents.remove(&e.start);
             let gone = e.slice(start, end);
+            // INVARIANT: What the record kept is inserted back below.
+            self.bytes -= gone.len;
             freed
                 .push_within_capacity((gone.block, gone.len / BLOCK))
                 .map_err(|_| ENOMEM)?;
@@ -195,12 +205,15 @@ impl FileRecords {
         }
         let node = RBTreeNodeReservation::new(GFP_KERNEL)?;
         let _ = self.extents.insert(node.into_node(ext.start, ext));
+        self.bytes += ext.len;
         Ok(())
     }
 
     /// Moves every record of `other` into `self`, reusing their nodes;
     /// never fails. The caller has made room (see [`FileRecords::punch`]).
     pub(crate) fn take_from(&mut self, other: &mut FileRecords) {
+        self.bytes += other.bytes;
+        other.bytes = 0;
         while let Some(cursor) = other.extents.cursor_front_mut() {
             let (_, node) = cursor.remove_current();
             // INVARIANT: the caller punched the range, so no overlap.
@@ -269,6 +282,7 @@ mod tests {
         r.punch(2 * K4, 5 * K4, &mut freed)?;
         assert_eq!(&layout(&r)?[..], &[(0, 2 * K4, 100), (5 * K4, 3 * K4, 105)]);
         assert_eq!(&freed[..], &[(102, 3)]);
+        assert_eq!(r.bytes(), 5 * K4);
         Ok(())
     }
 
@@ -282,6 +296,7 @@ mod tests {
         r.punch(K4, 7 * K4, &mut freed)?;
         assert_eq!(&layout(&r)?[..], &[(0, K4, 10), (7 * K4, K4, 31)]);
         assert_eq!(&freed[..], &[(11, 1), (20, 2), (30, 1)]);
+        assert_eq!(r.bytes(), 2 * K4);
         // Nothing there: nothing freed.
         freed.clear();
         r.punch(2 * K4, 6 * K4, &mut freed)?;

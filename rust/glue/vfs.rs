@@ -202,6 +202,10 @@ pub(crate) trait InodeOperations: FileSystem {
     /// `size` is gone (waited for) and `i_size` is set; drop the blocks
     /// past it.
     fn truncate(data: &Self::Data, inode: &Self::InodeData, size: u64) -> Result;
+
+    /// The bytes of storage the file holds: written, preallocated, or
+    /// reserved for its dirty page cache (`st_blocks`, in 512-byte units).
+    fn allocated(data: &Self::Data, inode: &Self::InodeData) -> u64;
 }
 
 /// A filesystem whose VFS entry points `filesystem!` instantiated, and
@@ -290,6 +294,9 @@ struct INodeWithData<T: FileSystem> {
     inode: Opaque<bindings::inode>,
     data: UnsafeCell<Option<T::InodeData>>,
     link: UnsafeCell<Option<KVec<u8>>>,
+    /// The creation time (statx's `btime`), written while the inode is
+    /// `I_NEW` or, for the root, before it is published.
+    btime: UnsafeCell<bindings::timespec64>,
     /// The inode's extended attributes, from `alloc_inode` to
     /// `free_inode` (emptied at eviction).
     xattrs: XattrStore,
@@ -391,6 +398,7 @@ unsafe extern "C" fn alloc_inode<T: VfsTables>(
     unsafe {
         (&raw mut (*p).data).write(UnsafeCell::new(None));
         (&raw mut (*p).link).write(UnsafeCell::new(None));
+        (&raw mut (*p).btime).write(UnsafeCell::new(bindings::timespec64::default()));
         // Pinned: the object does not move until it is freed.
         pin_init::raw_init(&raw mut (*p).xattrs, XattrStore::new());
         (*p).inode.get()
@@ -1120,7 +1128,8 @@ unsafe fn fill_super<T: VfsTables>(sb: *mut bindings::super_block, opts: &T::Opt
         bindings::set_nlink(inode, 2);
         (*inode).i_op = &DirOps::<T>::OPS;
         (*inode).__bindgen_anon_3.i_fop = &raw const bindings::simple_dir_operations;
-        bindings::simple_inode_init_ts(inode);
+        *(*INodeWithData::<T>::from_inode(inode)).btime.get() =
+            bindings::simple_inode_init_ts(inode);
     }
     // SAFETY: `inode` is a valid inode; `d_make_root` consumes it, and
     // drops it itself on failure.
@@ -1221,7 +1230,7 @@ impl<T: VfsTables> DirOps<T> {
             None
         },
         listxattr: Xattrs::<T>::LIST,
-        getattr: Some(bindings::simple_getattr),
+        getattr: Some(getattr::<T>),
         setattr: Some(bindings::simple_setattr),
         // SAFETY: The other operations are optional: NULL is valid.
         ..unsafe { core::mem::zeroed() }
@@ -1236,7 +1245,7 @@ impl<T: VfsTables> SymlinkOps<T> {
     const OPS: bindings::inode_operations = bindings::inode_operations {
         get_link: Some(bindings::simple_get_link),
         listxattr: Xattrs::<T>::LIST,
-        getattr: Some(bindings::simple_getattr),
+        getattr: Some(getattr::<T>),
         setattr: Some(bindings::simple_setattr),
         // SAFETY: The other operations are optional: NULL is valid.
         ..unsafe { core::mem::zeroed() }
@@ -1250,7 +1259,7 @@ struct SpecialOps<T>(PhantomData<T>);
 impl<T: VfsTables> SpecialOps<T> {
     const OPS: bindings::inode_operations = bindings::inode_operations {
         listxattr: Xattrs::<T>::LIST,
-        getattr: Some(bindings::simple_getattr),
+        getattr: Some(getattr::<T>),
         setattr: Some(bindings::simple_setattr),
         // SAFETY: The other operations are optional: NULL is valid.
         ..unsafe { core::mem::zeroed() }
@@ -1265,12 +1274,66 @@ pub(crate) struct FileInodeOps<T>(PhantomData<T>);
 impl<T: VfsTables + InodeOperations + crate::glue::iomap::IomapOperations> FileInodeOps<T> {
     pub(crate) const OPS: bindings::inode_operations = bindings::inode_operations {
         listxattr: Xattrs::<T>::LIST,
-        getattr: Some(bindings::simple_getattr),
+        getattr: Some(file_getattr::<T>),
         setattr: Some(file_setattr::<T>),
         fiemap: Some(crate::glue::iomap::fiemap::<T>),
         // SAFETY: The other operations are optional: NULL is valid.
         ..unsafe { core::mem::zeroed() }
     };
+}
+
+/// `getattr`: libfs's, and the creation time.
+///
+/// # Safety
+///
+/// Called by the VFS for a positive `path` of a mounted superblock of
+/// `T`, with `stat` valid for writes.
+unsafe extern "C" fn getattr<T: VfsTables>(
+    idmap: *mut bindings::mnt_idmap,
+    path: *const bindings::path,
+    stat: *mut bindings::kstat,
+    request_mask: u32,
+    flags: u32,
+) -> c_int {
+    // SAFETY: As the caller promises; the inode is referenced by the path,
+    // its creation time written before it was published.
+    unsafe {
+        let ret = bindings::simple_getattr(idmap, path, stat, request_mask, flags);
+        if ret != 0 {
+            return ret;
+        }
+        let inode = (*(*path).dentry).d_inode;
+        (*stat).btime = *(*INodeWithData::<T>::from_inode(inode)).btime.get();
+        (*stat).result_mask |= bindings::STATX_BTIME;
+    }
+    0
+}
+
+/// `getattr` of a regular file: [`getattr`], and `st_blocks` from what
+/// `T` says the file holds.
+///
+/// # Safety
+///
+/// As for [`getattr`], `path` a regular file.
+unsafe extern "C" fn file_getattr<T: VfsTables + InodeOperations>(
+    idmap: *mut bindings::mnt_idmap,
+    path: *const bindings::path,
+    stat: *mut bindings::kstat,
+    request_mask: u32,
+    flags: u32,
+) -> c_int {
+    // SAFETY: As the caller promises.
+    unsafe {
+        let ret = getattr::<T>(idmap, path, stat, request_mask, flags);
+        if ret != 0 {
+            return ret;
+        }
+        let inode = (*(*path).dentry).d_inode;
+        if let Ok((data, fi)) = sb_inode::<T>(inode) {
+            (*stat).blocks = T::allocated(data, fi) >> 9;
+        }
+    }
+    0
 }
 
 /// `setattr` of a regular file: checked by `setattr_prepare()`, the size
@@ -1354,7 +1417,8 @@ unsafe fn new_child<T: VfsTables>(
     unsafe {
         (*inode).i_ino = info.next_ino.fetch_add(1, Relaxed);
         bindings::inode_init_owner(idmap, inode, dir, mode as bindings::umode_t);
-        bindings::simple_inode_init_ts(inode);
+        *(*INodeWithData::<T>::from_inode(inode)).btime.get() =
+            bindings::simple_inode_init_ts(inode);
         match fmt {
             bindings::S_IFREG => {
                 if let Some(tables) = &regular {

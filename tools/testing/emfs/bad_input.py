@@ -18,6 +18,7 @@ import fcntl
 import os
 import stat
 import struct
+import subprocess
 import sys
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -392,6 +393,24 @@ def main():
     result("statfs: one inode per block", before.f_files == 256)
     result("statfs: a new file takes an inode",
            after.f_ffree == before.f_ffree - 1, f"{before.f_ffree} -> {after.f_ffree}")
+    # st_blocks counts what a file holds: dirty page cache (reserved),
+    # written blocks, preallocated ones; not holes.
+    with open(os.path.join(t, "sparse"), "wb") as f:
+        f.seek(64 << 10)
+        f.write(b"s" * 8192)
+        result("st_blocks of a sparse file's dirty page cache",
+               os.fstat(f.fileno()).st_blocks == 16, str(os.fstat(f.fileno()).st_blocks))
+        f.flush()
+        os.fsync(f.fileno())
+        result("st_blocks of its written blocks", os.fstat(f.fileno()).st_blocks == 16)
+        expect("fallocate 16 KiB past EOF, keeping the size", 0, lambda: libc.fallocate(
+            f.fileno(), FALLOC_FL_KEEP_SIZE, 1 << 20, 16384))
+        result("st_blocks counts preallocated blocks", os.fstat(f.fileno()).st_blocks == 48)
+    os.unlink(os.path.join(t, "sparse"))
+    btime = int(subprocess.run(["stat", "-c", "%W", x], capture_output=True,
+                               text=True).stdout or 0)
+    result("a file has a creation time (statx btime)",
+           abs(btime - os.stat(x).st_ctime) < 60, f"btime {btime}")
     expect("setxattr user.a", 0, lambda: os.setxattr(x, "user.a", b"1" * 3000))
     expect("setxattr trusted.b", 0, lambda: os.setxattr(x, "trusted.b", b""))
     expect("setxattr security.c", 0, lambda: os.setxattr(x, "security.c", b"v"))
