@@ -30,6 +30,7 @@ pub(crate) mod records;
 use self::{
     delalloc::Delalloc,
     disk::{
+        Block,
         Disk,
         BLOCK_SIZE, //
     },
@@ -605,6 +606,47 @@ impl FileOperations for Emfs {
             .file()?
             .map
             .preallocate(&sb.disk, start, end - start, generation)
+    }
+
+    fn direct_read(sb: &EmfsSb, inode: &EmfsInode, pos: u64, size: u64, dst: &mut [u8]) -> Result {
+        let file = inode.file()?;
+        let mut done = 0;
+        while done < dst.len() {
+            let at = pos + done as u64;
+            // The extent map cache first, as btrfs's direct I/O does.
+            let map = on_disk(file, at, size)?;
+            let n = ((map.end() - at) as usize).min(dst.len() - done);
+            let out = &mut dst[done..done + n];
+            match map.type_ {
+                IomapType::Mapped { addr } => sb.disk.read_at(addr + (at - map.offset), out)?,
+                _ => out.fill(0),
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn direct_write(sb: &EmfsSb, inode: &EmfsInode, pos: u64, src: &[u8]) -> Result {
+        let file = inode.file()?;
+        let n = src.len() / BLOCK_SIZE;
+        let mut data = KVec::with_capacity(n, GFP_KERNEL)?;
+        for block in src.chunks_exact(BLOCK_SIZE) {
+            let mut b = KBox::<Block>::init(pin_init::init_zeroed(), GFP_KERNEL)?;
+            b.copy_from_slice(block);
+            data.push(b, GFP_KERNEL)?;
+        }
+        // Copy on write, as a write back does: new blocks, pinned maps,
+        // then the ordered extents completed, here and now.
+        sb.disk.reserve(n as u64)?;
+        let generation = sb.generation.fetch_add(1, Relaxed);
+        let ordered = file
+            .map
+            .write_back(&sb.disk, pos, data, generation)
+            .inspect_err(|_| {
+                let _ = sb.disk.unreserve(n as u64);
+            })?;
+        file.map.finish_writes(&sb.disk, &ordered);
+        Ok(())
     }
 }
 

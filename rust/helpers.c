@@ -24,6 +24,7 @@
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
 #include <linux/spinlock.h>
+#include <linux/uio.h>
 
 #include "helpers.h"
 
@@ -428,6 +429,11 @@ void emfs_file_accessed(struct file *file)
 ssize_t emfs_generic_write_sync(struct kiocb *iocb, ssize_t count)
 {
 	return generic_write_sync(iocb, count);
+}
+
+size_t emfs_iov_iter_count(const struct iov_iter *i)
+{
+	return iov_iter_count(i);
 }
 
 void emfs_inode_unlock_shared(struct inode *inode)

@@ -148,6 +148,8 @@ void emfs_sb_end_pagefault(struct super_block *sb);
 void emfs_mapping_set_large_folios(struct address_space *mapping);
 void emfs_file_accessed(struct file *file);
 ssize_t emfs_generic_write_sync(struct kiocb *iocb, ssize_t count);
+struct iov_iter;
+size_t emfs_iov_iter_count(const struct iov_iter *i);
 
 /* Folios: rust/glue/iomap.rs */
 struct folio;

@@ -37,11 +37,12 @@ use crate::glue::{
         IomapOperations, //
     },
     vfs::{
-        block_size, //
+        block_size,
         sb_inode,
         FileOperations,
+        FileSystem,
         InodeOperations,
-        VfsTables,
+        VfsTables, //
     },
 };
 
@@ -53,8 +54,13 @@ impl<T: VfsTables + IomapOperations + FileOperations> FileTables<T> {
     /// `fallocate`, `fsync`, `SEEK_DATA`/`SEEK_HOLE` and `mmap` through
     /// iomap and `T`.
     pub(crate) const FILE_OPS: bindings::file_operations = bindings::file_operations {
+        open: if T::HAS_DIRECT_READ {
+            Some(open::<T>)
+        } else {
+            Some(bindings::generic_file_open)
+        },
         llseek: Some(llseek::<T>),
-        read_iter: Some(bindings::generic_file_read_iter),
+        read_iter: Some(read_iter::<T>),
         write_iter: Some(write_iter::<T>),
         mmap_prepare: Some(mmap_prepare::<T>),
         fsync: Some(fsync::<T>),
@@ -156,10 +162,15 @@ unsafe extern "C" fn llseek<T: VfsTables + IomapOperations>(
 ///
 /// Called by the VFS with a write to an open regular file of a mounted
 /// superblock of `T`.
-unsafe extern "C" fn write_iter<T: VfsTables + IomapOperations>(
+unsafe extern "C" fn write_iter<T: VfsTables + IomapOperations + FileOperations>(
     iocb: *mut bindings::kiocb,
     from: *mut bindings::iov_iter,
 ) -> isize {
+    // SAFETY: As the caller promises.
+    if T::HAS_DIRECT_READ && unsafe { (*iocb).ki_flags } & bindings::IOCB_DIRECT as c_int != 0 {
+        // SAFETY: As the caller promises.
+        return unsafe { direct_write::<T>(iocb, from) };
+    }
     // SAFETY: As the caller promises, the file is open: its inode is valid.
     let (file, inode) = unsafe { ((*iocb).ki_filp, (*(*iocb).ki_filp).f_inode) };
     // SAFETY: Taken here, released below.
@@ -192,6 +203,248 @@ unsafe extern "C" fn write_iter<T: VfsTables + IomapOperations>(
         return unsafe { ffi::emfs_generic_write_sync(iocb, ret) };
     }
     ret
+}
+
+/// `open`: `generic_file_open()`, and `O_DIRECT` allowed.
+///
+/// # Safety
+///
+/// Called by the VFS with a regular file of a mounted superblock of `T`
+/// being opened.
+unsafe extern "C" fn open<T: VfsTables + FileOperations>(
+    inode: *mut bindings::inode,
+    file: *mut bindings::file,
+) -> c_int {
+    // SAFETY: As the caller promises; `f_mode` is the opener's to set.
+    unsafe {
+        (*file).f_mode |= ffi::EMFS_FMODE_CAN_ODIRECT;
+        bindings::generic_file_open(inode, file)
+    }
+}
+
+/// `read_iter`: from the page cache (`generic_file_read_iter()`), or, with
+/// `O_DIRECT`, from storage through `T` ([`direct_read`]).
+///
+/// # Safety
+///
+/// Called by the VFS with a read of an open regular file of a mounted
+/// superblock of `T`.
+unsafe extern "C" fn read_iter<T: VfsTables + FileOperations>(
+    iocb: *mut bindings::kiocb,
+    to: *mut bindings::iov_iter,
+) -> isize {
+    // SAFETY: As the caller promises.
+    unsafe {
+        if T::HAS_DIRECT_READ && (*iocb).ki_flags & bindings::IOCB_DIRECT as c_int != 0 {
+            direct_read::<T>(iocb, to)
+        } else {
+            bindings::generic_file_read_iter(iocb, to)
+        }
+    }
+}
+
+/// The most bytes one step of a direct read or write copies through
+/// memory of its own: storage is reached through `T`, not by DMA to the
+/// caller's pages.
+const DIRECT_CHUNK: usize = 256 << 10;
+
+/// Checks an `O_DIRECT` request of `count` bytes at `pos`: `EINVAL` unless
+/// the offset and the length are whole blocks and the memory is aligned
+/// to 512 bytes (a disk's logical block size), as block filesystems
+/// require; `EAGAIN` with `IOCB_NOWAIT`, since the request may sleep.
+///
+/// # Safety
+///
+/// `iocb` and `iter` are a request the VFS passed to `T`.
+unsafe fn direct_checks<T: FileSystem>(
+    iocb: *mut bindings::kiocb,
+    iter: *mut bindings::iov_iter,
+    pos: u64,
+    count: u64,
+) -> Result {
+    let block = block_size::<T>();
+    // SAFETY: As the caller promises.
+    let (misaligned, nowait) = unsafe {
+        (
+            bindings::iov_iter_alignment(iter) & 511 != 0,
+            (*iocb).ki_flags & ffi::EMFS_IOCB_NOWAIT != 0,
+        )
+    };
+    if pos % block != 0 || count % block != 0 || misaligned {
+        return Err(EINVAL);
+    }
+    if nowait {
+        return Err(EAGAIN);
+    }
+    Ok(())
+}
+
+/// An `O_DIRECT` read (`IOCB_DIRECT`): under `i_rwsem` shared, the page
+/// cache of the range written back (its data is then on storage), then
+/// read from storage by `T::direct_read` a chunk at a time and copied to
+/// the caller; short at EOF. Bytes read, or an error if none were.
+///
+/// # Safety
+///
+/// Called from [`read_iter`] with its arguments.
+unsafe fn direct_read<T: VfsTables + FileOperations>(
+    iocb: *mut bindings::kiocb,
+    to: *mut bindings::iov_iter,
+) -> isize {
+    // SAFETY: As the caller promises, the file is open.
+    let (file, inode, pos, count) = unsafe {
+        let file = (*iocb).ki_filp;
+        (
+            file,
+            (*file).f_inode,
+            (*iocb).ki_pos as u64,
+            ffi::emfs_iov_iter_count(to) as u64,
+        )
+    };
+    if count == 0 {
+        return 0;
+    }
+    // SAFETY: As the caller promises.
+    if let Err(e) = unsafe { direct_checks::<T>(iocb, to, pos, count) } {
+        return e.to_errno() as isize;
+    }
+    // SAFETY: Taken here, released below.
+    unsafe { ffi::emfs_inode_lock_shared(inode) };
+    // SAFETY: `i_rwsem` is held; the file is open.
+    let ret = (|| unsafe {
+        let size = ffi::emfs_i_size_read(inode) as u64;
+        if pos >= size {
+            return Ok(0);
+        }
+        let end = (pos + count).min(size);
+        to_result(bindings::filemap_write_and_wait_range(
+            (*inode).i_mapping,
+            pos as i64,
+            end as i64 - 1,
+        ))?;
+        let (data, fi) = sb_inode::<T>(inode)?;
+        let block = block_size::<T>();
+        let mut buf = KVVec::from_elem(0u8, DIRECT_CHUNK.min(count as usize), GFP_KERNEL)?;
+        let mut done = 0u64;
+        while pos + done < end {
+            let want = (end - pos - done).min(buf.len() as u64);
+            let n = want.next_multiple_of(block) as usize;
+            if let Err(e) = T::direct_read(data, fi, pos + done, size, &mut buf[..n]) {
+                return if done > 0 { Ok(done) } else { Err(e) };
+            }
+            let copied = bindings::_copy_to_iter(buf.as_ptr().cast(), want as usize, to) as u64;
+            done += copied;
+            if copied < want {
+                return if done > 0 { Ok(done) } else { Err(EFAULT) };
+            }
+        }
+        Ok(done)
+    })();
+    // SAFETY: Taken above; `iocb` is the caller's.
+    unsafe {
+        ffi::emfs_inode_unlock_shared(inode);
+        if let Ok(done) = ret {
+            (*iocb).ki_pos += done as i64;
+            ffi::emfs_file_accessed(file);
+        }
+    }
+    match ret {
+        Ok(done) => done as isize,
+        Err(e) => e.to_errno() as isize,
+    }
+}
+
+/// An `O_DIRECT` write (`IOCB_DIRECT`): under `i_rwsem`, checked as a
+/// buffered write is, the bytes between EOF and the write zeroed, the
+/// page cache of the range written back and dropped
+/// (`kiocb_invalidate_pages()`), then copied from the caller a chunk at a
+/// time and written by `T::direct_write`; the size raised after, the page
+/// cache dropped again (for pages a fault read in meanwhile), and synced
+/// if the file asks. Bytes written,
+/// or an error if none were.
+///
+/// # Safety
+///
+/// Called from [`write_iter`] with its arguments.
+unsafe fn direct_write<T: VfsTables + IomapOperations + FileOperations>(
+    iocb: *mut bindings::kiocb,
+    from: *mut bindings::iov_iter,
+) -> isize {
+    // SAFETY: As the caller promises, the file is open.
+    let (file, inode) = unsafe { ((*iocb).ki_filp, (*(*iocb).ki_filp).f_inode) };
+    // SAFETY: Taken here, released below.
+    unsafe { ffi::emfs_inode_lock(inode) };
+    // SAFETY: `i_rwsem` is held, as these require; the file is open.
+    let ret = (|| unsafe {
+        let count = bindings::generic_write_checks(iocb, from);
+        if count <= 0 {
+            return Ok(count as u64);
+        }
+        let (pos, count) = ((*iocb).ki_pos as u64, count as u64);
+        direct_checks::<T>(iocb, from, pos, count)?;
+        to_result(bindings::file_modified(file))?;
+        let size = ffi::emfs_i_size_read(inode) as u64;
+        if pos > size {
+            // The bytes between EOF and the write must read as zeroes.
+            ffi::emfs_filemap_invalidate_lock((*inode).i_mapping);
+            let zeroed = grow::<T>(inode, size, pos);
+            ffi::emfs_filemap_invalidate_unlock((*inode).i_mapping);
+            zeroed?;
+        }
+        to_result(bindings::kiocb_invalidate_pages(iocb, count as usize))?;
+        let (data, fi) = sb_inode::<T>(inode)?;
+        let mut buf = KVVec::from_elem(0u8, DIRECT_CHUNK.min(count as usize), GFP_KERNEL)?;
+        let mut done = 0u64;
+        let mut err = None;
+        while done < count {
+            let want = (count - done).min(buf.len() as u64) as usize;
+            let copied = bindings::_copy_from_iter(buf.as_mut_ptr().cast(), want, from);
+            // Whole blocks only: a fault part way writes what came before.
+            let n = copied as u64 / block_size::<T>() * block_size::<T>();
+            if n > 0 {
+                if let Err(e) = T::direct_write(data, fi, pos + done, &buf[..n as usize]) {
+                    err = Some(e);
+                    break;
+                }
+                done += n;
+            }
+            if copied < want {
+                err = Some(EFAULT);
+                break;
+            }
+        }
+        if done > 0 {
+            if pos + done > ffi::emfs_i_size_read(inode) as u64 {
+                ffi::emfs_i_size_write(inode, (pos + done) as i64);
+            }
+            // What `kiocb_invalidate_post_direct_write()` (not exported)
+            // does: pages a fault read in meanwhile are stale.
+            let shift = kernel::page::PAGE_SHIFT;
+            if bindings::invalidate_inode_pages2_range(
+                (*inode).i_mapping,
+                (pos >> shift) as kernel::ffi::c_ulong,
+                ((pos + done - 1) >> shift) as kernel::ffi::c_ulong,
+            ) != 0
+            {
+                pr_warn!(
+                    "ino {}: page cache invalidation failed after an O_DIRECT write: \
+                     possible data corruption due to collision with buffered I/O\n",
+                    (*inode).i_ino
+                );
+            }
+            (*iocb).ki_pos += done as i64;
+            return Ok(done);
+        }
+        Err(err.unwrap_or(EFAULT))
+    })();
+    // SAFETY: Taken above.
+    unsafe { ffi::emfs_inode_unlock(inode) };
+    match ret {
+        // SAFETY: `iocb` is the caller's, and `done` bytes were written.
+        Ok(done) if done > 0 => unsafe { ffi::emfs_generic_write_sync(iocb, done as isize) },
+        Ok(_) => 0,
+        Err(e) => e.to_errno() as isize,
+    }
 }
 
 /// `mmap_prepare`: faults go through [`FileTables::VM_OPS`].

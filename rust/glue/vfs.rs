@@ -190,6 +190,35 @@ pub(crate) trait FileOperations: FileSystem {
     /// `fallocate` mode 0 of the block-aligned `[start, end)`, with no
     /// dirty page cache or writeback in it.
     fn allocate(data: &Self::Data, inode: &Self::InodeData, start: u64, end: u64) -> Result;
+
+    /// An `O_DIRECT` read: fills `dst`, whole blocks, with the data at the
+    /// block-aligned `pos` of the file of `size` bytes, from storage. The
+    /// page cache of the range has been written back, under `i_rwsem`
+    /// (shared). Optional: a type that implements it (and
+    /// [`FileOperations::direct_write`]) opens files with `O_DIRECT`;
+    /// without it, `open(O_DIRECT)` fails with `EINVAL`.
+    fn direct_read(
+        _data: &Self::Data,
+        _inode: &Self::InodeData,
+        _pos: u64,
+        _size: u64,
+        _dst: &mut [u8],
+    ) -> Result {
+        kernel::build_error!(kernel::error::VTABLE_DEFAULT_ERROR)
+    }
+
+    /// An `O_DIRECT` write of `src`, whole blocks, at the block-aligned
+    /// `pos`: on storage when it returns. The page cache of the range has
+    /// been written back and dropped, under `i_rwsem`; the caller updates
+    /// the size. An error writes nothing.
+    fn direct_write(
+        _data: &Self::Data,
+        _inode: &Self::InodeData,
+        _pos: u64,
+        _src: &[u8],
+    ) -> Result {
+        kernel::build_error!(kernel::error::VTABLE_DEFAULT_ERROR)
+    }
 }
 
 /// What the `inode_operations` of regular files ask of filesystem `T`

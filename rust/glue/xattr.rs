@@ -165,7 +165,10 @@ impl XattrStore {
 #[kernel::macros::kunit_tests(emfs_xattr)]
 mod tests {
     use super::*;
-    use crate::glue::kunit::kunit_ensure;
+    use crate::glue::{
+        alloc::refusal,
+        kunit::kunit_ensure, //
+    };
 
     /// Set, replace, remove and list follow `setxattr(2)`'s flags, and
     /// each change reports the space it gave back.
@@ -174,21 +177,21 @@ mod tests {
         let store = KBox::pin_init(XattrStore::new(), GFP_KERNEL)?;
         let store = &*store;
         kunit_ensure!(store.set(b"user.a", Some(b"12"), XATTR_CREATE)? == 0);
-        kunit_ensure!(store.set(b"user.a", Some(b"3"), XATTR_CREATE).err() == Some(EEXIST));
-        kunit_ensure!(store.set(b"user.b", Some(b"3"), XATTR_REPLACE).err() == Some(ENODATA));
+        kunit_ensure!(refusal(store.set(b"user.a", Some(b"3"), XATTR_CREATE))? == Some(EEXIST));
+        kunit_ensure!(refusal(store.set(b"user.b", Some(b"3"), XATTR_REPLACE))? == Some(ENODATA));
         kunit_ensure!(store.set(b"user.a", Some(b"345"), XATTR_REPLACE)? == space(6, 2));
         let mut buf = [0u8; 8];
         kunit_ensure!(store.get(b"user.a", &mut buf)? == 3 && &buf[..3] == b"345");
         kunit_ensure!(store.get(b"user.a", &mut [])? == 3);
-        kunit_ensure!(store.get(b"user.a", &mut buf[..2]).err() == Some(ERANGE));
-        kunit_ensure!(store.get(b"user.b", &mut buf).err() == Some(ENODATA));
+        kunit_ensure!(refusal(store.get(b"user.a", &mut buf[..2]))? == Some(ERANGE));
+        kunit_ensure!(refusal(store.get(b"user.b", &mut buf))? == Some(ENODATA));
         store.set(b"trusted.t", Some(b""), 0)?;
         let mut names = [0u8; 32];
         let n = store.list(&mut names, true)?;
         kunit_ensure!(&names[..n] == b"trusted.t\0user.a\0");
         kunit_ensure!(store.list(&mut [], false)? == 7);
-        kunit_ensure!(store.list(&mut names[..5], true).err() == Some(ERANGE));
-        kunit_ensure!(store.set(b"user.b", None, XATTR_REPLACE).err() == Some(ENODATA));
+        kunit_ensure!(refusal(store.list(&mut names[..5], true))? == Some(ERANGE));
+        kunit_ensure!(refusal(store.set(b"user.b", None, XATTR_REPLACE))? == Some(ENODATA));
         kunit_ensure!(store.set(b"user.b", None, 0)? == 0);
         kunit_ensure!(store.set(b"user.a", None, 0)? == space(6, 3));
         kunit_ensure!(store.clear() == space(9, 0));

@@ -5,7 +5,8 @@
 # reported; mount emfs, write a fragmented file, show it with filefrag,
 # read it back, squeeze the extent map cache through the shrinker, show
 # the counters and trace events, and read again to show the misses that
-# reloaded the maps. Then fill the cache of a synthetic owner, make its
+# reloaded the maps; make a symlink, a hard link and an extended
+# attribute, and read the file with O_DIRECT. Then fill the cache of a synthetic owner, make its
 # shrinker scan, and show the counters and trace events that record it.
 # Last, record a run under real memory pressure with tools/emfs-trace
 # (tools/demo/pressure.sh), for 'make run' to draw on the host.
@@ -84,6 +85,19 @@ echo 0 >"$tracing/events/emfs/enable"
 echo "  misses: $misses -> $(stat_of "$stats" misses); em_cache_miss events:"
 grep -m4 em_cache_miss "$tracing/trace" | sed 's/^ */    /'
 echo "    ... $(grep -c em_cache_miss "$tracing/trace") in all"
+
+echo
+echo "== what POSIX programs use: a symlink, a hard link, an extended attribute, O_DIRECT"
+ln -s file "$mnt/link"
+echo "  ln -s file link:   $(stat -c '%N, %F' "$mnt/link")"
+ln "$mnt/file" "$mnt/hard"
+echo "  ln file hard:      $(stat -c '%h links to inode %i' "$mnt/file")"
+python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.comment", b"fragmented")' "$mnt/file"
+echo "  setxattr user.comment: $(python3 -c 'import os, sys; print(os.getxattr(sys.argv[1], "user.comment").decode())' "$mnt/file")"
+echo "  dd iflag=direct (the first 256 KiB, from the disk through the extent maps):" \
+	"$(dd if="$mnt/file" iflag=direct bs=64k count=4 status=none | cmp -s - <(head -c 256K /tmp/src) &&
+		echo "equal to what was written" || echo DIFFERENT)"
+rm "$mnt/link" "$mnt/hard"
 umount "$mnt"
 
 echo

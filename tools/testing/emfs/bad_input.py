@@ -15,6 +15,7 @@ removed again.
 import ctypes
 import errno
 import fcntl
+import mmap
 import os
 import stat
 import struct
@@ -110,6 +111,45 @@ def expect(name, want, fn, log=None):
         ok = log in text
         detail = f"no kernel log line with {log!r}"
     result(name, ok, detail)
+
+
+def direct_io(path, fd):
+    """O_DIRECT: alignment, EOF, NOWAIT, and coherence with the page cache
+    (fd: the same file, buffered)."""
+    buf = mmap.mmap(-1, 1 << 16)
+    d = os.open(path, os.O_RDWR | os.O_DIRECT)
+    os.ftruncate(fd, 0)
+    buf[:8192] = b"d" * 8192
+    expect("O_DIRECT write of two blocks", 0,
+           lambda: os.pwritev(d, [memoryview(buf)[:8192]], 4096))
+    result("the size follows an O_DIRECT write", os.fstat(fd).st_size == 12288)
+    result("a buffered read sees it", os.pread(fd, 12288, 0) == bytes(4096) + b"d" * 8192)
+    os.pwrite(fd, b"b" * 4096, 0)
+    n = os.preadv(d, [memoryview(buf)[:12288]], 0)
+    result("an O_DIRECT read sees dirty page cache", n == 12288 and
+           buf[:12288] == b"b" * 4096 + b"d" * 8192)
+    m = mmap.mmap(fd, 12288)
+    buf[:4096] = b"w" * 4096
+    os.pwritev(d, [memoryview(buf)[:4096]], 4096)
+    result("a mapping sees an O_DIRECT write", m[4096:8192] == b"w" * 4096)
+    m.close()
+    for what, off, length, mem, want in [
+        ("an offset not a multiple of the block size", 512, 4096, 0, errno.EINVAL),
+        ("a length not a multiple of the block size", 0, 1000, 0, errno.EINVAL),
+        ("memory not aligned to 512 bytes", 0, 4096, 8, errno.EINVAL),
+    ]:
+        view = memoryview(buf)[mem:mem + length]
+        expect(f"O_DIRECT read with {what}: EINVAL", want, lambda: os.preadv(d, [view], off))
+        expect(f"O_DIRECT write with {what}: EINVAL", want, lambda: os.pwritev(d, [view], off))
+    result("an O_DIRECT read past EOF reads nothing",
+           os.preadv(d, [memoryview(buf)[:4096]], 1 << 20) == 0)
+    os.ftruncate(fd, 12288 + 100)
+    result("an O_DIRECT read across EOF is short",
+           os.preadv(d, [memoryview(buf)[:16384]], 8192) == 4196)
+    expect("O_DIRECT with RWF_NOWAIT (no FMODE_NOWAIT): EOPNOTSUPP", errno.EOPNOTSUPP,
+           lambda: os.preadv(d, [memoryview(buf)[:4096]], 0, os.RWF_NOWAIT))
+    os.close(d)
+    os.ftruncate(fd, 0)
 
 
 def main():
@@ -294,8 +334,7 @@ def main():
                lambda: libc.lseek(fd, off, whence))
     expect("an ioctl emfs does not have: ENOTTY", errno.ENOTTY,
            lambda: fcntl.ioctl(fd, FS_IOC_GETFLAGS, bytes(8)))
-    expect("O_DIRECT: EINVAL", errno.EINVAL,
-           lambda: os.close(os.open(path, os.O_RDWR | os.O_DIRECT)))
+    direct_io(path, fd)
     os.close(fd)
 
     # Names and directories.
