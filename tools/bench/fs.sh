@@ -3,7 +3,9 @@
 #
 # Guest side of the filesystem benchmark (part of 'make bench', with the
 # module loaded): fio 4k random read, sequential read and sequential write
-# on emfs and on tmpfs, side by side in one run, printed as ratios; then
+# on emfs and on tmpfs, side by side in one run, printed as ratios; emfs's
+# O_DIRECT 4k random reads and writes against the buffered ones of both;
+# then
 # emfs reads with a cold page cache, right after a full shrink of the
 # extent map cache versus with the maps warm. Every figure is the median
 # of $reps runs, the two sides alternating: under emulation one run of a
@@ -13,12 +15,14 @@
 #   emfs_bench_fs_reps  runs of each job (default 5)
 #   emfs_bench_fs_cold  the cold-cache jobs (default "seqread randread")
 #   emfs_bench_fs_settle  seconds to let a cache drop settle (default 1)
+#   emfs_bench_fs_direct_secs  seconds of each O_DIRECT job (default 5)
 
 set -eu
 mb=${emfs_bench_fs_mb:-256}
 reps=${emfs_bench_fs_reps:-5}
 cold_jobs=${emfs_bench_fs_cold:-seqread randread}
 settle=${emfs_bench_fs_settle:-1}
+direct_secs=${emfs_bench_fs_direct_secs:-5}
 out=${EMFS_OUT:-/tmp}
 emfs=/tmp/bench-emfs
 tmp=/tmp/bench-tmpfs
@@ -61,8 +65,14 @@ for ((i = 0; i < reps; i++)); do
 			--name=seqwrite --rw=write --bs=128k --stonewall \
 			--name=seqwrite_fsync --rw=write --bs=128k --end_fsync=1 --stonewall \
 			--name=seqread --rw=read --bs=128k --stonewall \
-			--name=randread --rw=randread --bs=4k --stonewall
+			--name=randread --rw=randread --bs=4k --stonewall \
+			--name=randwrite --rw=randwrite --bs=4k --stonewall
 	done
+	# O_DIRECT on emfs: every request to the disk through the extent
+	# maps, writes copy on write; a fixed time each, as they are slower.
+	fio_run direct "$emfs" --direct=1 --runtime="$direct_secs" --time_based \
+		--name=randread --rw=randread --bs=4k --stonewall \
+		--name=randwrite --rw=randwrite --bs=4k --stonewall
 done
 
 # Cold page cache: every read goes through read_folio and the extent map
@@ -114,6 +124,13 @@ for job, label in (("randread", "4k random read"), ("seqread", "sequential read"
                    ("seqwrite_fsync", "seq. write + fsync")):
     e, t = med[f"emfs.{job}"], med[f"tmpfs.{job}"]
     print(f"{label:<22} {e:>12.1f} {t:>12.1f} {e / t:>8.2f}")
+print()
+print("== emfs O_DIRECT (4k, psync) against buffered I/O from a warm page cache")
+print(f"{'job':<16} {'O_DIRECT':>9} {'emfs buf.':>10} {'tmpfs buf.':>11} {'/emfs':>6} {'/tmpfs':>7}")
+for job, label in (("randread", "O_DIRECT read"), ("randwrite", "O_DIRECT write")):
+    d, e, t = med[f"direct.{job}"], med[f"emfs.{job}"], med[f"tmpfs.{job}"]
+    print(f"{label:<16} {d:>9.1f} {e:>10.1f} {t:>11.1f} {d / e:>6.2f} {d / t:>7.2f}")
+print("   (MiB/s; buffered writes only fill the page cache)")
 print()
 print("== emfs reads with a cold page cache: extent maps warm vs right after a full shrink")
 print(f"{'job':<16} {'warm MiB/s':>11} {'misses':>7} {'shrunk MiB/s':>13} {'misses':>7} {'ratio':>6}")

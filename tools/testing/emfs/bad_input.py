@@ -234,6 +234,26 @@ def main():
         with open(fpath, "rb") as f:
             result("data written before the remount is intact",
                    f.read() == data)
+        # The VFS's flags: read-only (dirty data written back first, then
+        # writes refused), back to read-write, noatime.
+        MS_RDONLY, MS_NOATIME = 1, 1024
+        with open(fpath, "r+b") as f:
+            f.write(b"dirty")
+        expect("mount -o remount,ro", 0, lambda: libc.mount(
+            b"none", target, b"emfs", MS_REMOUNT | MS_RDONLY, b""))
+        expect("a write to a read-only remount: EROFS", errno.EROFS,
+               lambda: os.open(fpath, os.O_WRONLY))
+        expect("creating on a read-only remount: EROFS", errno.EROFS,
+               lambda: os.mkdir(os.path.join(target.decode(), "d")))
+        with open(fpath, "rb") as f:
+            result("what was dirty is read back after remount,ro", f.read(5) == b"dirty")
+        expect("mount -o remount,rw,noatime", 0, lambda: libc.mount(
+            b"none", target, b"emfs", MS_REMOUNT | MS_NOATIME, b""))
+        opts = [ln.split()[3] for ln in open("/proc/mounts")
+                if ln.split()[1] == target.decode()]
+        result("/proc/mounts shows rw and noatime",
+               bool(opts) and "rw" in opts[0].split(",") and "noatime" in opts[0], str(opts))
+        expect("a write after remount,rw", 0, lambda: os.close(os.open(fpath, os.O_WRONLY)))
         libc.umount2(target, 0)
 
     # Offsets and lengths at and past the maximum file size.

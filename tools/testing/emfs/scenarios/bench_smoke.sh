@@ -50,12 +50,14 @@ for bad in "10" "x" "99999999999"; do
 	fi
 done
 
-# The filesystem benchmark, small: three fio jobs on emfs and tmpfs, one
-# cold-cache row, every figure positive.
+# The filesystem benchmark, small: its fio jobs on emfs and tmpfs, the
+# O_DIRECT rows, one cold-cache row, every figure positive.
 emfs_bench_fs_mb=4 emfs_bench_fs_reps=1 emfs_bench_fs_cold=seqread emfs_bench_fs_settle=0 \
+	emfs_bench_fs_direct_secs=1 \
 	"$(dirname "$0")/../../../bench/fs.sh" >/tmp/fs.out 2>&1 || fail=1
 cat /tmp/fs.out
-for job in "4k random read" "sequential read" "sequential write" "seq. write + fsync"; do
+for job in "4k random read" "sequential read" "sequential write" "seq. write + fsync" \
+	"O_DIRECT read" "O_DIRECT write"; do
 	if grep -q "^$job " /tmp/fs.out && grep "^$job " /tmp/fs.out | awk '{ for (i = NF - 2; i <= NF; i++) if ($i + 0 <= 0) exit 1 }'; then
 		echo "ok: fs benchmark row '$job'"
 	else
