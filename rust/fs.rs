@@ -613,14 +613,24 @@ impl FileOperations for Emfs {
         let mut done = 0;
         while done < dst.len() {
             let at = pos + done as u64;
-            // The extent map cache first, as btrfs's direct I/O does.
-            let map = on_disk(file, at, size)?;
-            let n = ((map.end() - at) as usize).min(dst.len() - done);
-            let out = &mut dst[done..done + n];
-            match map.type_ {
-                IomapType::Mapped { addr } => sb.disk.read_at(addr + (at - map.offset), out)?,
-                _ => out.fill(0),
-            }
+            // A write back of a page written through a mapping may move
+            // the data and free the blocks, for another file to reuse,
+            // between the lookup and the copy: then the copy is stale, and
+            // is done again. Records change before blocks are freed.
+            let n = loop {
+                let seq = file.map.seq();
+                // The extent map cache first, as btrfs's direct I/O does.
+                let map = on_disk(file, at, size)?;
+                let n = ((map.end() - at) as usize).min(dst.len() - done);
+                let out = &mut dst[done..done + n];
+                match map.type_ {
+                    IomapType::Mapped { addr } => sb.disk.read_at(addr + (at - map.offset), out)?,
+                    _ => out.fill(0),
+                }
+                if file.map.seq() == seq {
+                    break n;
+                }
+            };
             done += n;
         }
         Ok(())

@@ -355,13 +355,12 @@ unsafe fn direct_read<T: VfsTables + FileOperations>(
 }
 
 /// An `O_DIRECT` write (`IOCB_DIRECT`): under `i_rwsem`, checked as a
-/// buffered write is, the bytes between EOF and the write zeroed, the
-/// page cache of the range written back and dropped
-/// (`kiocb_invalidate_pages()`), then copied from the caller a chunk at a
-/// time and written by `T::direct_write`; the size raised after, the page
-/// cache dropped again (for pages a fault read in meanwhile), and synced
-/// if the file asks. Bytes written,
-/// or an error if none were.
+/// buffered write is, the bytes between EOF and the write zeroed, then
+/// copied from the caller a chunk at a time and, under the invalidate
+/// lock, the chunk's page cache written back and dropped and the chunk
+/// written by `T::direct_write`; the size raised after, and synced if the
+/// file asks. Bytes written, or an error if none were; what the caller's
+/// iterator passed over and was not written is given back to it.
 ///
 /// # Safety
 ///
@@ -377,32 +376,62 @@ unsafe fn direct_write<T: VfsTables + IomapOperations + FileOperations>(
     // SAFETY: `i_rwsem` is held, as these require; the file is open.
     let ret = (|| unsafe {
         let count = bindings::generic_write_checks(iocb, from);
-        if count <= 0 {
-            return Ok(count as u64);
+        if count < 0 {
+            return Err(Error::from_errno(count as c_int));
+        }
+        if count == 0 {
+            return Ok(0);
         }
         let (pos, count) = ((*iocb).ki_pos as u64, count as u64);
         direct_checks::<T>(iocb, from, pos, count)?;
         to_result(bindings::file_modified(file))?;
+        let mapping = (*inode).i_mapping;
         let size = ffi::emfs_i_size_read(inode) as u64;
         if pos > size {
             // The bytes between EOF and the write must read as zeroes.
-            ffi::emfs_filemap_invalidate_lock((*inode).i_mapping);
+            ffi::emfs_filemap_invalidate_lock(mapping);
             let zeroed = grow::<T>(inode, size, pos);
-            ffi::emfs_filemap_invalidate_unlock((*inode).i_mapping);
+            ffi::emfs_filemap_invalidate_unlock(mapping);
             zeroed?;
         }
-        to_result(bindings::kiocb_invalidate_pages(iocb, count as usize))?;
         let (data, fi) = sb_inode::<T>(inode)?;
+        let block = block_size::<T>();
+        let shift = kernel::page::PAGE_SHIFT;
         let mut buf = KVVec::from_elem(0u8, DIRECT_CHUNK.min(count as usize), GFP_KERNEL)?;
         let mut done = 0u64;
         let mut err = None;
         while done < count {
+            // Copied first, outside the lock: a fault on a mapping of
+            // this file takes it.
             let want = (count - done).min(buf.len() as u64) as usize;
             let copied = bindings::_copy_from_iter(buf.as_mut_ptr().cast(), want, from);
             // Whole blocks only: a fault part way writes what came before.
-            let n = copied as u64 / block_size::<T>() * block_size::<T>();
+            let n = copied as u64 / block * block;
+            bindings::iov_iter_revert(from, copied - n as usize);
             if n > 0 {
-                if let Err(e) = T::direct_write(data, fi, pos + done, &buf[..n as usize]) {
+                let (start, end) = (pos + done, pos + done + n);
+                // The write replaces the range's blocks and frees them.
+                // Under the invalidate lock, exclusive, no page of the
+                // range is read in from them meanwhile (reads, readahead
+                // and faults take it shared): its page cache is written
+                // back and dropped inside it, as a hole punch does.
+                ffi::emfs_filemap_invalidate_lock(mapping);
+                let ret = to_result(bindings::filemap_write_and_wait_range(
+                    mapping,
+                    start as i64,
+                    end as i64 - 1,
+                ))
+                .and_then(|()| {
+                    to_result(bindings::invalidate_inode_pages2_range(
+                        mapping,
+                        (start >> shift) as kernel::ffi::c_ulong,
+                        ((end - 1) >> shift) as kernel::ffi::c_ulong,
+                    ))
+                })
+                .and_then(|()| T::direct_write(data, fi, start, &buf[..n as usize]));
+                ffi::emfs_filemap_invalidate_unlock(mapping);
+                if let Err(e) = ret {
+                    bindings::iov_iter_revert(from, n as usize);
                     err = Some(e);
                     break;
                 }
@@ -416,21 +445,6 @@ unsafe fn direct_write<T: VfsTables + IomapOperations + FileOperations>(
         if done > 0 {
             if pos + done > ffi::emfs_i_size_read(inode) as u64 {
                 ffi::emfs_i_size_write(inode, (pos + done) as i64);
-            }
-            // What `kiocb_invalidate_post_direct_write()` (not exported)
-            // does: pages a fault read in meanwhile are stale.
-            let shift = kernel::page::PAGE_SHIFT;
-            if bindings::invalidate_inode_pages2_range(
-                (*inode).i_mapping,
-                (pos >> shift) as kernel::ffi::c_ulong,
-                ((pos + done - 1) >> shift) as kernel::ffi::c_ulong,
-            ) != 0
-            {
-                pr_warn!(
-                    "ino {}: page cache invalidation failed after an O_DIRECT write: \
-                     possible data corruption due to collision with buffered I/O\n",
-                    (*inode).i_ino
-                );
             }
             (*iocb).ki_pos += done as i64;
             return Ok(done);

@@ -1481,8 +1481,12 @@ unsafe fn new_child<T: VfsTables>(
     // SAFETY: `inode` is `I_NEW`, of the mounted `sb`.
     let ret = unsafe { new_inode_data::<T>(inode, regular.is_some()) };
     if ret != 0 {
-        // SAFETY: `inode` is `I_NEW` and ours.
-        unsafe { bindings::discard_new_inode(inode) };
+        // SAFETY: `inode` is `I_NEW` and ours. No link: evicted when put,
+        // not kept in the inode cache.
+        unsafe {
+            bindings::clear_nlink(inode);
+            bindings::discard_new_inode(inode);
+        }
         return Err(Error::from_errno(ret));
     }
     if let Some(link) = link {

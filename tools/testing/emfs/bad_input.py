@@ -504,6 +504,16 @@ def main():
     os.unlink(x)
     result("all blocks and inodes back", os.statvfs(t).f_bfree == 256 and
            os.statvfs(t).f_ffree == 255, str(os.statvfs(t)))
+    names = [os.path.join(t, f"i{i}") for i in range(255)]
+    for n in names:
+        open(n, "w").close()
+    expect("a file past the inode count: ENOSPC", errno.ENOSPC,
+           lambda: os.mknod(os.path.join(t, "one-more")))
+    for n in names:
+        os.unlink(n)
+    expect("a file once inodes are free again", 0,
+           lambda: os.mknod(os.path.join(t, "one-more")))
+    os.unlink(os.path.join(t, "one-more"))
     libc.umount2(target, 0)
     os.unlink(os.path.join(full, "x"))
     os.rmdir(full)
