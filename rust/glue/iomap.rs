@@ -486,10 +486,10 @@ unsafe extern "C" fn iomap_end<T: IomapOperations>(
     if start >= end {
         return 0;
     }
-    // SAFETY: `inode` is valid, and so is its mapping; zeroing holds the
-    // invalidate lock already, a write does not, and takes it here (after
-    // `i_rwsem`, as the lock order says). `punch_delalloc::<T>` accepts
-    // this file.
+    // Zeroing holds the invalidate lock already; a write does not, and
+    // takes it here (after `i_rwsem`, as the lock order says).
+    // SAFETY: `inode` is valid, and so is its mapping; `punch_delalloc::<T>`
+    // accepts this file.
     unsafe {
         let mapping = (*inode).i_mapping;
         let zeroing = flags & ffi::IOMAP_ZERO != 0;

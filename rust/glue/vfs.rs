@@ -481,11 +481,10 @@ unsafe extern "C" fn evict_inode<T: VfsTables>(inode: *mut bindings::inode) {
 ///
 /// Called by the VFS, once, for an inode of `T` that is gone.
 unsafe extern "C" fn free_inode<T: VfsTables>(inode: *mut bindings::inode) {
-    // SAFETY: As the caller promises, an inode of `T`, gone: its link
-    // target is ours to drop (nobody follows it an RCU grace period after
-    // the inode went), and its allocation ours to free. The type stays
-    // registered, and its cache live, until `Registration::drop` has
-    // waited for these calls.
+    // The type stays registered, and its cache live, until
+    // `Registration::drop` has waited for these calls.
+    // SAFETY: As the caller promises, `T`'s inode, gone an RCU grace
+    // period ago: its link target and allocation are ours to free.
     unsafe {
         let p = INodeWithData::<T>::from_inode(inode);
         drop((*(*p).link.get()).take());
