@@ -155,11 +155,11 @@ pub(crate) trait FileSystem: Sized + 'static {
         kernel::build_error!(kernel::error::VTABLE_DEFAULT_ERROR)
     }
 
-    /// Charges `bytes` of extended attributes (as `simple_xattr_space()`
-    /// counts them) to the superblock's space: `ENOSPC` if it has not that
+    /// Charges `bytes` of extended attributes (as [`xattr::space`] counts
+    /// them) to the superblock's space: `ENOSPC` if it has not that
     /// much. Optional: a type that implements it has extended attributes
     /// in the `user.`, `trusted.` and `security.` namespaces, kept in
-    /// memory by libfs's `simple_xattr`, and must implement
+    /// memory with the inode ([`XattrStore`]), and must implement
     /// [`FileSystem::uncharge_xattr`] too; without it, none.
     fn charge_xattr(_data: &Self::Data, _bytes: usize) -> Result {
         kernel::build_error!(kernel::error::VTABLE_DEFAULT_ERROR)
@@ -1257,11 +1257,7 @@ impl<T: VfsTables> DirOps<T> {
         } else {
             None
         },
-        listxattr: Xattrs::<T>::LIST,
-        getattr: Some(getattr::<T>),
-        setattr: Some(bindings::simple_setattr),
-        // SAFETY: The other operations are optional: NULL is valid.
-        ..unsafe { core::mem::zeroed() }
+        ..SpecialOps::<T>::OPS
     };
 }
 
@@ -1272,16 +1268,13 @@ struct SymlinkOps<T>(PhantomData<T>);
 impl<T: VfsTables> SymlinkOps<T> {
     const OPS: bindings::inode_operations = bindings::inode_operations {
         get_link: Some(bindings::simple_get_link),
-        listxattr: Xattrs::<T>::LIST,
-        getattr: Some(getattr::<T>),
-        setattr: Some(bindings::simple_setattr),
-        // SAFETY: The other operations are optional: NULL is valid.
-        ..unsafe { core::mem::zeroed() }
+        ..SpecialOps::<T>::OPS
     };
 }
 
 /// The `inode_operations` of `T`'s FIFOs, sockets and device nodes, whose
-/// file operations are the VFS's (`init_special_inode()`).
+/// file operations are the VFS's (`init_special_inode()`): what every
+/// inode of `T` has, which the other tables start from.
 struct SpecialOps<T>(PhantomData<T>);
 
 impl<T: VfsTables> SpecialOps<T> {
@@ -1301,12 +1294,10 @@ pub(crate) struct FileInodeOps<T>(PhantomData<T>);
 
 impl<T: VfsTables + InodeOperations + crate::glue::iomap::IomapOperations> FileInodeOps<T> {
     pub(crate) const OPS: bindings::inode_operations = bindings::inode_operations {
-        listxattr: Xattrs::<T>::LIST,
         getattr: Some(file_getattr::<T>),
         setattr: Some(file_setattr::<T>),
         fiemap: Some(crate::glue::iomap::fiemap::<T>),
-        // SAFETY: The other operations are optional: NULL is valid.
-        ..unsafe { core::mem::zeroed() }
+        ..SpecialOps::<T>::OPS
     };
 }
 
@@ -1447,24 +1438,22 @@ unsafe fn new_child<T: VfsTables>(
         bindings::inode_init_owner(idmap, inode, dir, mode as bindings::umode_t);
         *(*INodeWithData::<T>::from_inode(inode)).btime.get() =
             bindings::simple_inode_init_ts(inode);
-        match fmt {
-            bindings::S_IFREG => {
-                if let Some(tables) = &regular {
-                    (*inode).i_op = tables.iops;
-                    (*inode).__bindgen_anon_3.i_fop = tables.fops;
-                    (*(*inode).i_mapping).a_ops = tables.aops;
-                    // iomap handles folios of any size, as large as
-                    // readahead and writes make them.
-                    ffi::emfs_mapping_set_large_folios((*inode).i_mapping);
-                }
+        match (fmt, &regular) {
+            (_, Some(tables)) => {
+                (*inode).i_op = tables.iops;
+                (*inode).__bindgen_anon_3.i_fop = tables.fops;
+                (*(*inode).i_mapping).a_ops = tables.aops;
+                // iomap handles folios of any size, as large as readahead
+                // and writes make them.
+                ffi::emfs_mapping_set_large_folios((*inode).i_mapping);
             }
-            bindings::S_IFDIR => {
+            (bindings::S_IFDIR, _) => {
                 (*inode).i_op = &DirOps::<T>::OPS;
                 (*inode).__bindgen_anon_3.i_fop = &raw const bindings::simple_dir_operations;
                 // Directories start with i_nlink == 2, for ".".
                 bindings::inc_nlink(inode);
             }
-            bindings::S_IFLNK => (*inode).i_op = &SymlinkOps::<T>::OPS,
+            (bindings::S_IFLNK, _) => (*inode).i_op = &SymlinkOps::<T>::OPS,
             _ => {
                 (*inode).i_op = &SpecialOps::<T>::OPS;
                 bindings::init_special_inode(inode, (*inode).i_mode, dev);
@@ -1705,8 +1694,8 @@ unsafe extern "C" fn rename<T: VfsTables>(
 }
 
 /// The extended attributes of `T`'s inodes, if it has them
-/// ([`FileSystem::charge_xattr`]): libfs's `simple_xattr`, one handler per
-/// namespace, as tmpfs has them.
+/// ([`FileSystem::charge_xattr`]): one handler per namespace, as tmpfs
+/// has them, over the inode's [`XattrStore`].
 struct Xattrs<T>(PhantomData<T>);
 
 impl<T: VfsTables> Xattrs<T> {

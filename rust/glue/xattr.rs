@@ -7,8 +7,8 @@
 //! modules (fs/xattr.c), so a module keeps its own, with the same rules:
 //! full names (`user.x`) as keys, `XATTR_CREATE` and `XATTR_REPLACE` as
 //! `setxattr(2)` defines them, `trusted.` names listed only to
-//! `CAP_SYS_ADMIN`, and the space of each attribute counted as
-//! `simple_xattr_space()` counts it, for the filesystem to charge.
+//! `CAP_SYS_ADMIN`, and the space of each attribute counted ([`space`])
+//! for the filesystem to charge.
 //!
 //! Writers are serialised by the inode's lock (the VFS holds it); the
 //! store's own spinlock keeps readers, which do not take it, consistent.
@@ -32,13 +32,11 @@ pub(crate) const XATTR_CREATE: i32 = 1;
 pub(crate) const XATTR_REPLACE: i32 = 2;
 
 /// The space an attribute of a `name_len`-byte name and a `size`-byte
-/// value takes, as `simple_xattr_space()` counts it: the record, the name
-/// and its NUL, the value.
+/// value takes in a store, for the filesystem to charge: its tree node,
+/// the name and its NUL, the value (`simple_xattr_space()` counts the
+/// same for libfs's).
 pub(crate) fn space(name_len: usize, size: usize) -> usize {
-    // `struct simple_xattr` on 64-bit: a hash node, the parent, a list
-    // node, an RCU head, the name and the size.
-    const RECORD: usize = 64;
-    RECORD + name_len + 1 + size
+    core::mem::size_of::<(kernel::bindings::rb_node, Name, KVec<u8>)>() + name_len + 1 + size
 }
 
 /// A copy of `bytes`. `ENOMEM`.
