@@ -154,9 +154,10 @@ unsafe extern "C" fn llseek<T: VfsTables + IomapOperations>(
     unsafe { iomap::llseek::<T>(file, offset, whence) }
 }
 
-/// `write_iter`: under `i_rwsem`, checked (`generic_write_checks()`,
-/// `file_modified()`), what lies between EOF and a write past it zeroed,
-/// then copied in by iomap; synced afterwards if the file asks for it.
+/// `write_iter`: under `i_rwsem`, checked and prepared
+/// ([`prepare_write`]), then copied in by iomap, or with `O_DIRECT`
+/// written to storage through `T` ([`direct_write`]); synced afterwards
+/// if the file asks for it.
 ///
 /// # Safety
 ///
@@ -166,43 +167,73 @@ unsafe extern "C" fn write_iter<T: VfsTables + IomapOperations + FileOperations>
     iocb: *mut bindings::kiocb,
     from: *mut bindings::iov_iter,
 ) -> isize {
-    // SAFETY: As the caller promises.
-    if T::HAS_DIRECT_READ && unsafe { (*iocb).ki_flags } & bindings::IOCB_DIRECT as c_int != 0 {
-        // SAFETY: As the caller promises.
-        return unsafe { direct_write::<T>(iocb, from) };
-    }
     // SAFETY: As the caller promises, the file is open: its inode is valid.
-    let (file, inode) = unsafe { ((*iocb).ki_filp, (*(*iocb).ki_filp).f_inode) };
+    let (inode, direct) = unsafe {
+        (
+            (*(*iocb).ki_filp).f_inode,
+            T::HAS_DIRECT_READ && (*iocb).ki_flags & bindings::IOCB_DIRECT as c_int != 0,
+        )
+    };
     // SAFETY: Taken here, released below.
     unsafe { ffi::emfs_inode_lock(inode) };
-    let ret = (|| -> core::result::Result<isize, isize> {
-        // SAFETY: `i_rwsem` is held, as these require.
-        unsafe {
-            let ret = bindings::generic_write_checks(iocb, from);
-            if ret <= 0 {
-                return Ok(ret);
-            }
-            to_result(bindings::file_modified(file)).map_err(|e| e.to_errno() as isize)?;
-            let size = ffi::emfs_i_size_read(inode) as u64;
-            let pos = (*iocb).ki_pos as u64;
-            if pos > size {
-                // The bytes between EOF and the write must read as zeroes.
-                ffi::emfs_filemap_invalidate_lock((*inode).i_mapping);
-                let zeroed = grow::<T>(inode, size, pos);
-                ffi::emfs_filemap_invalidate_unlock((*inode).i_mapping);
-                zeroed.map_err(|e| e.to_errno() as isize)?;
-            }
-            Ok(iomap::buffered_write::<T>(iocb, from))
+    // SAFETY: `i_rwsem` is held, as these require.
+    let ret = (|| unsafe {
+        let count = prepare_write::<T>(iocb, from, direct)?;
+        if count == 0 {
+            Ok(0)
+        } else if direct {
+            direct_write::<T>(iocb, from, count)
+        } else {
+            let n = iomap::buffered_write::<T>(iocb, from);
+            to_result(n.min(0) as c_int).map(|()| n as u64)
         }
-    })()
-    .unwrap_or_else(|e| e);
+    })();
     // SAFETY: Taken above.
     unsafe { ffi::emfs_inode_unlock(inode) };
-    if ret > 0 {
-        // SAFETY: `iocb` is the caller's, and `ret` bytes were written.
-        return unsafe { ffi::emfs_generic_write_sync(iocb, ret) };
+    match ret {
+        // SAFETY: `iocb` is the caller's, and `n` bytes were written.
+        Ok(n) if n > 0 => unsafe { ffi::emfs_generic_write_sync(iocb, n as isize) },
+        Ok(_) => 0,
+        Err(e) => e.to_errno() as isize,
     }
-    ret
+}
+
+/// What every write does first, under `i_rwsem`: the checks of
+/// `generic_write_checks()` (and, for `O_DIRECT`, its alignment,
+/// [`direct_checks`]), the times (`file_modified()`), and the bytes
+/// between EOF and the write zeroed. The bytes to write; 0 for none.
+///
+/// # Safety
+///
+/// `iocb` and `from` are a write to a regular file of a mounted
+/// superblock of `T`, whose `i_rwsem` the caller holds.
+unsafe fn prepare_write<T: VfsTables + IomapOperations>(
+    iocb: *mut bindings::kiocb,
+    from: *mut bindings::iov_iter,
+    direct: bool,
+) -> Result<u64> {
+    // SAFETY: As the caller promises.
+    unsafe {
+        let count = bindings::generic_write_checks(iocb, from);
+        if count <= 0 {
+            return to_result(count as c_int).map(|()| 0);
+        }
+        let (file, pos) = ((*iocb).ki_filp, (*iocb).ki_pos as u64);
+        if direct {
+            direct_checks::<T>(from, pos, count as u64)?;
+        }
+        to_result(bindings::file_modified(file))?;
+        let inode = (*file).f_inode;
+        let size = ffi::emfs_i_size_read(inode) as u64;
+        if pos > size {
+            // The bytes between EOF and the write must read as zeroes.
+            ffi::emfs_filemap_invalidate_lock((*inode).i_mapping);
+            let zeroed = grow::<T>(inode, size, pos);
+            ffi::emfs_filemap_invalidate_unlock((*inode).i_mapping);
+            zeroed?;
+        }
+        Ok(count as u64)
+    }
 }
 
 /// `open`: `generic_file_open()`, and `O_DIRECT` allowed.
@@ -251,30 +282,21 @@ const DIRECT_CHUNK: usize = 256 << 10;
 /// Checks an `O_DIRECT` request of `count` bytes at `pos`: `EINVAL` unless
 /// the offset and the length are whole blocks and the memory is aligned
 /// to 512 bytes (a disk's logical block size), as block filesystems
-/// require; `EAGAIN` with `IOCB_NOWAIT`, since the request may sleep.
+/// require. (`IOCB_NOWAIT` never comes: files have no `FMODE_NOWAIT`.)
 ///
 /// # Safety
 ///
-/// `iocb` and `iter` are a request the VFS passed to `T`.
+/// `iter` is a request the VFS passed to `T`.
 unsafe fn direct_checks<T: FileSystem>(
-    iocb: *mut bindings::kiocb,
     iter: *mut bindings::iov_iter,
     pos: u64,
     count: u64,
 ) -> Result {
     let block = block_size::<T>();
     // SAFETY: As the caller promises.
-    let (misaligned, nowait) = unsafe {
-        (
-            bindings::iov_iter_alignment(iter) & 511 != 0,
-            (*iocb).ki_flags & ffi::EMFS_IOCB_NOWAIT != 0,
-        )
-    };
+    let misaligned = unsafe { bindings::iov_iter_alignment(iter) } & 511 != 0;
     if pos % block != 0 || count % block != 0 || misaligned {
         return Err(EINVAL);
-    }
-    if nowait {
-        return Err(EAGAIN);
     }
     Ok(())
 }
@@ -305,7 +327,7 @@ unsafe fn direct_read<T: VfsTables + FileOperations>(
         return 0;
     }
     // SAFETY: As the caller promises.
-    if let Err(e) = unsafe { direct_checks::<T>(iocb, to, pos, count) } {
+    if let Err(e) = unsafe { direct_checks::<T>(to, pos, count) } {
         return e.to_errno() as isize;
     }
     // SAFETY: Taken here, released below.
@@ -354,46 +376,25 @@ unsafe fn direct_read<T: VfsTables + FileOperations>(
     }
 }
 
-/// An `O_DIRECT` write (`IOCB_DIRECT`): under `i_rwsem`, checked as a
-/// buffered write is, the bytes between EOF and the write zeroed, then
-/// copied from the caller a chunk at a time and, under the invalidate
-/// lock, the chunk's page cache written back and dropped and the chunk
-/// written by `T::direct_write`; the size raised after, and synced if the
-/// file asks. Bytes written, or an error if none were; what the caller's
-/// iterator passed over and was not written is given back to it.
+/// An `O_DIRECT` write (`IOCB_DIRECT`) of `count` bytes, prepared
+/// ([`prepare_write`]) under `i_rwsem`: copied from the caller a chunk at
+/// a time and, under the invalidate lock, the chunk's page cache written
+/// back and dropped and the chunk written by `T::direct_write`; the size
+/// raised after. Bytes written, or an error if none were; what the
+/// caller's iterator passed over and was not written is given back to it.
 ///
 /// # Safety
 ///
-/// Called from [`write_iter`] with its arguments.
-unsafe fn direct_write<T: VfsTables + IomapOperations + FileOperations>(
+/// Called from [`write_iter`] with its arguments, `i_rwsem` held.
+unsafe fn direct_write<T: VfsTables + FileOperations>(
     iocb: *mut bindings::kiocb,
     from: *mut bindings::iov_iter,
-) -> isize {
-    // SAFETY: As the caller promises, the file is open.
-    let (file, inode) = unsafe { ((*iocb).ki_filp, (*(*iocb).ki_filp).f_inode) };
-    // SAFETY: Taken here, released below.
-    unsafe { ffi::emfs_inode_lock(inode) };
-    // SAFETY: `i_rwsem` is held, as these require; the file is open.
-    let ret = (|| unsafe {
-        let count = bindings::generic_write_checks(iocb, from);
-        if count < 0 {
-            return Err(Error::from_errno(count as c_int));
-        }
-        if count == 0 {
-            return Ok(0);
-        }
-        let (pos, count) = ((*iocb).ki_pos as u64, count as u64);
-        direct_checks::<T>(iocb, from, pos, count)?;
-        to_result(bindings::file_modified(file))?;
-        let mapping = (*inode).i_mapping;
-        let size = ffi::emfs_i_size_read(inode) as u64;
-        if pos > size {
-            // The bytes between EOF and the write must read as zeroes.
-            ffi::emfs_filemap_invalidate_lock(mapping);
-            let zeroed = grow::<T>(inode, size, pos);
-            ffi::emfs_filemap_invalidate_unlock(mapping);
-            zeroed?;
-        }
+    count: u64,
+) -> Result<u64> {
+    // SAFETY: As the caller promises, the file is open and `i_rwsem` held.
+    unsafe {
+        let inode = (*(*iocb).ki_filp).f_inode;
+        let (pos, mapping) = ((*iocb).ki_pos as u64, (*inode).i_mapping);
         let (data, fi) = sb_inode::<T>(inode)?;
         let block = block_size::<T>();
         let shift = kernel::page::PAGE_SHIFT;
@@ -450,14 +451,6 @@ unsafe fn direct_write<T: VfsTables + IomapOperations + FileOperations>(
             return Ok(done);
         }
         Err(err.unwrap_or(EFAULT))
-    })();
-    // SAFETY: Taken above.
-    unsafe { ffi::emfs_inode_unlock(inode) };
-    match ret {
-        // SAFETY: `iocb` is the caller's, and `done` bytes were written.
-        Ok(done) if done > 0 => unsafe { ffi::emfs_generic_write_sync(iocb, done as isize) },
-        Ok(_) => 0,
-        Err(e) => e.to_errno() as isize,
     }
 }
 
