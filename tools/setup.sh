@@ -42,31 +42,21 @@ else
 	run_step "apt-get install" apt_get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-step "bindgen-cli $BINDGEN_VERSION (cargo, into $EMFS_CACHE/cargo)"
-if [ -x "$EMFS_CACHE/cargo/bin/bindgen" ] &&
-   "$EMFS_CACHE/cargo/bin/bindgen" --version | grep -q " $BINDGEN_VERSION"; then
-	say "present: $("$EMFS_CACHE/cargo/bin/bindgen" --version)"
-else
-	run_step "cargo install bindgen-cli" cargo install --locked -q \
-		--root "$EMFS_CACHE/cargo" bindgen-cli --version "$BINDGEN_VERSION"
-fi
-
-step "fsx $FSX_VERSION (cargo, into $EMFS_CACHE/cargo)"
-if [ -x "$EMFS_CACHE/cargo/bin/fsx" ]; then
-	say "present: $EMFS_CACHE/cargo/bin/fsx"
-else
-	run_step "cargo install fsx" cargo install --locked -q \
-		--root "$EMFS_CACHE/cargo" fsx --version "~$FSX_VERSION"
-fi
-
-step "pjdfstest $PJDFSTEST_VERSION (cargo, into $EMFS_CACHE/cargo)"
-if [ -x "$EMFS_CACHE/cargo/bin/pjdfstest" ] &&
-   "$EMFS_CACHE/cargo/bin/pjdfstest" --version | grep -q " $PJDFSTEST_VERSION"; then
-	say "present: $("$EMFS_CACHE/cargo/bin/pjdfstest" --version)"
-else
-	run_step "cargo install pjdfstest" cargo install --locked -q \
-		--root "$EMFS_CACHE/cargo" pjdfstest --version "$PJDFSTEST_VERSION"
-fi
+# cargo_tool BIN CRATE VERSION: CRATE at VERSION (a cargo requirement) into
+# $EMFS_CACHE/cargo, unless BIN there already reports that version.
+cargo_tool() {
+	local bin=$EMFS_CACHE/cargo/bin/$1 crate=$2 version=$3
+	step "$crate ${version#\~} (cargo, into $EMFS_CACHE/cargo)"
+	if [ -x "$bin" ] && "$bin" --version | grep -q " ${version#\~}"; then
+		say "present: $("$bin" --version)"
+	else
+		run_step "cargo install $crate" cargo install --locked -q \
+			--root "$EMFS_CACHE/cargo" "$crate" --version "$version"
+	fi
+}
+cargo_tool bindgen bindgen-cli "$BINDGEN_VERSION"
+cargo_tool fsx fsx "~$FSX_VERSION"
+cargo_tool pjdfstest pjdfstest "$PJDFSTEST_VERSION"
 
 step "Python packages (venv in $EMFS_CACHE/venv)"
 if [ -x "$EMFS_CACHE/venv/bin/python3" ] &&
