@@ -16,6 +16,8 @@
 #include <linux/mm.h>
 #include <linux/pagemap.h>
 #include <linux/percpu.h>
+#include <linux/posix_acl.h>
+#include <linux/posix_acl_xattr.h>
 #include <linux/proc_fs.h>
 #include <linux/seq_file.h>
 #include <linux/shrinker.h>
@@ -353,6 +355,16 @@ void emfs_inode_set_mtime_to_ts(struct inode *inode, struct timespec64 ts)
 void emfs_inode_set_cached_link(struct inode *inode, char *link, int linklen)
 {
 	inode_set_cached_link(inode, link, linklen);
+}
+
+void emfs_posix_acl_release(struct posix_acl *acl)
+{
+	posix_acl_release(acl);
+}
+
+size_t emfs_posix_acl_xattr_size(const struct posix_acl *acl)
+{
+	return posix_acl_xattr_size(acl->a_count);
 }
 
 loff_t emfs_i_size_read(const struct inode *inode)

@@ -129,6 +129,10 @@ void emfs_inode_set_cached_link(struct inode *inode, char *link, int linklen);
 loff_t emfs_i_size_read(const struct inode *inode);
 void emfs_inode_lock_shared(struct inode *inode);
 void emfs_inode_unlock_shared(struct inode *inode);
+/* POSIX ACLs: <linux/posix_acl.h>, <linux/posix_acl_xattr.h> */
+struct posix_acl;
+void emfs_posix_acl_release(struct posix_acl *acl);
+size_t emfs_posix_acl_xattr_size(const struct posix_acl *acl);
 
 /* The data path of regular files: rust/glue/file.rs, rust/glue/iomap.rs */
 struct address_space;

@@ -9,7 +9,8 @@
 # Installs:
 #   Debian packages: the Rust toolchain the kernel accepts (rustc-web and its
 #     library source), libclang for bindgen, the kernel build dependencies,
-#     QEMU, and the test clients (xfsprogs, e2fsprogs, fio, trace-cmd).
+#     QEMU, and the test clients (xfsprogs, e2fsprogs, fio, trace-cmd,
+#     stress-ng, acl).
 #   Into $EMFS_CACHE/cargo: bindgen-cli, the fsx file system exerciser and
 #     the pjdfstest POSIX test suite.
 #   Into $EMFS_CACHE/venv: the Python packages the host tools use.
@@ -21,7 +22,7 @@ set -euo pipefail
 DEB_PKGS=(
 	rustc-web rust-web-src rust-web-clippy rustfmt-web libclang-19-dev clang-19 lld-19 llvm-19
 	flex bison bc libelf-dev libssl-dev cpio kmod
-	qemu-system-x86 xfsprogs e2fsprogs fio trace-cmd stress-ng
+	qemu-system-x86 xfsprogs e2fsprogs fio trace-cmd stress-ng acl
 	python3-venv python3-sphinx
 )
 BINDGEN_VERSION=0.72.1

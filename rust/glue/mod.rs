@@ -7,6 +7,7 @@
 //! API, each `unsafe` block justified by a `// SAFETY:` comment. The rest of
 //! the crate uses these types and holds no `unsafe` code.
 
+pub(crate) mod acl;
 pub(crate) mod alloc;
 pub(crate) mod bench_floor;
 pub(crate) mod ffi;

@@ -54,11 +54,13 @@ use kernel::{
 };
 
 use crate::glue::{
+    acl,
     alloc::nofs,
     ffi,
     workqueue::OwnedQueue,
     xattr::{
         self,
+        Names,
         XattrStore, //
     },
 };
@@ -458,10 +460,17 @@ unsafe extern "C" fn evict_inode<T: VfsTables>(inode: *mut bindings::inode) {
         bindings::clear_inode(inode);
     }
     if T::HAS_CHARGE_XATTR {
-        // SAFETY: As the caller promises; the superblock is mounted until
-        // its inodes are evicted.
-        let (sb, store) = unsafe { ((*inode).i_sb, xattrs_of::<T>(inode)) };
-        let freed = store.clear();
+        // SAFETY: As the caller promises: an inode being evicted, whose
+        // superblock is mounted until its inodes are evicted. Its ACLs are
+        // released with the inode, after this.
+        let (sb, store, acls) = unsafe {
+            (
+                (*inode).i_sb,
+                xattrs_of::<T>(inode),
+                acl::evicted_space(inode),
+            )
+        };
+        let freed = store.clear() + acls;
         if freed != 0 {
             // SAFETY: `sb` is mounted, as above.
             T::uncharge_xattr(unsafe { data::<T>(sb) }, freed);
@@ -533,6 +542,10 @@ impl FsType {
         raw.owner = kernel::module::this_module::<<T as FileSystem>::OwnerModule>().as_ptr();
         raw.init_fs_context = Some(init_fs_context_raw::<T>);
         raw.kill_sb = Some(kill_sb::<T>);
+        // Multigrain timestamps, as tmpfs, ext4, XFS and btrfs have them: a
+        // change after the time was read gets a fine-grained one, so that
+        // it shows even within a clock tick.
+        raw.fs_flags = bindings::FS_MGTIME as c_int;
         Self {
             raw: Opaque::new(raw),
             registered: Atomic::new(0),
@@ -1093,7 +1106,7 @@ unsafe extern "C" fn reconfigure<T: VfsTables>(fc: *mut ffi::fs_context) -> c_in
 ///
 /// `sb` is a superblock of this filesystem whose `fill_super` succeeded
 /// and whose `kill_sb` has not finished.
-unsafe fn data<'a, T: FileSystem>(sb: *mut bindings::super_block) -> &'a T::Data {
+pub(crate) unsafe fn data<'a, T: FileSystem>(sb: *mut bindings::super_block) -> &'a T::Data {
     // SAFETY: As the caller promises.
     unsafe { SuperBlock::<T>::from_raw(sb) }.data()
 }
@@ -1135,6 +1148,8 @@ unsafe fn fill_super<T: VfsTables>(sb: *mut bindings::super_block, opts: &T::Opt
         if T::HAS_CHARGE_XATTR {
             let handlers: &'static [*const bindings::xattr_handler; 4] = &Xattrs::<T>::HANDLERS;
             (*sb).s_xattr = handlers.as_ptr();
+            // POSIX ACLs come with extended attributes (rust/glue/acl.rs).
+            (*sb).s_flags |= ffi::EMFS_SB_POSIXACL;
         }
         (*sb).s_maxbytes = ffi::EMFS_MAX_LFS_FILESIZE;
         bindings::super_setup_bdi(sb)
@@ -1158,6 +1173,7 @@ unsafe fn fill_super<T: VfsTables>(sb: *mut bindings::super_block, opts: &T::Opt
         (*inode).__bindgen_anon_3.i_fop = &raw const bindings::simple_dir_operations;
         *(*INodeWithData::<T>::from_inode(inode)).btime.get() =
             bindings::simple_inode_init_ts(inode);
+        acl::no_acls(inode);
     }
     // SAFETY: `inode` is a valid inode; `d_make_root` consumes it, and
     // drops it itself on failure.
@@ -1268,6 +1284,9 @@ struct SymlinkOps<T>(PhantomData<T>);
 impl<T: VfsTables> SymlinkOps<T> {
     const OPS: bindings::inode_operations = bindings::inode_operations {
         get_link: Some(bindings::simple_get_link),
+        // Symlinks have no ACLs.
+        setattr: Some(bindings::simple_setattr),
+        set_acl: None,
         ..SpecialOps::<T>::OPS
     };
 }
@@ -1281,7 +1300,12 @@ impl<T: VfsTables> SpecialOps<T> {
     const OPS: bindings::inode_operations = bindings::inode_operations {
         listxattr: Xattrs::<T>::LIST,
         getattr: Some(getattr::<T>),
-        setattr: Some(bindings::simple_setattr),
+        setattr: Some(setattr::<T>),
+        set_acl: if T::HAS_CHARGE_XATTR {
+            Some(acl::set_acl::<T>)
+        } else {
+            None
+        },
         // SAFETY: The other operations are optional: NULL is valid.
         ..unsafe { core::mem::zeroed() }
     };
@@ -1299,6 +1323,28 @@ impl<T: VfsTables + InodeOperations + crate::glue::iomap::IomapOperations> FileI
         fiemap: Some(crate::glue::iomap::fiemap::<T>),
         ..SpecialOps::<T>::OPS
     };
+}
+
+/// `setattr` of directories and special files: libfs's, and the access
+/// ACL follows a new mode.
+///
+/// # Safety
+///
+/// Called by the VFS with the inode of `dentry` locked, of a mounted
+/// superblock of `T`.
+unsafe extern "C" fn setattr<T: VfsTables>(
+    idmap: *mut bindings::mnt_idmap,
+    dentry: *mut bindings::dentry,
+    attr: *mut bindings::iattr,
+) -> c_int {
+    // SAFETY: As the caller promises.
+    unsafe {
+        let ret = bindings::simple_setattr(idmap, dentry, attr);
+        if ret != 0 || !T::HAS_CHARGE_XATTR {
+            return ret;
+        }
+        acl::chmod(idmap, dentry, attr)
+    }
 }
 
 /// `getattr`: libfs's, and the creation time.
@@ -1387,6 +1433,9 @@ unsafe extern "C" fn file_setattr<
             ffi::emfs_inode_set_mtime_to_ts(inode, bindings::inode_set_ctime_current(inode));
         }
         bindings::setattr_copy(idmap, inode, attr);
+        if T::HAS_CHARGE_XATTR {
+            return acl::chmod(idmap, dentry, attr);
+        }
     }
     0
 }
@@ -1424,6 +1473,15 @@ unsafe fn new_child<T: VfsTables>(
     // SAFETY: `sb` is mounted: a superblock of `T` whose `fill_super`
     // succeeded.
     let info = unsafe { SuperBlock::<T>::from_raw(sb) }.info();
+    // Its ACLs, and the mode they leave (with ACLs, the umask is applied
+    // here, not by the VFS), charged before anything is made.
+    let mut mode = mode as bindings::umode_t;
+    let acls = if T::HAS_CHARGE_XATTR {
+        // SAFETY: As the caller promises.
+        Some(unsafe { acl::inherit::<T>(dir, &mut mode) }?)
+    } else {
+        None
+    };
     // SAFETY: `sb` is mounted.
     let inode = unsafe { bindings::new_inode(sb) };
     if inode.is_null() {
@@ -1435,7 +1493,11 @@ unsafe fn new_child<T: VfsTables>(
     // the tables are constants.
     unsafe {
         (*inode).i_ino = info.next_ino.fetch_add(1, Relaxed);
-        bindings::inode_init_owner(idmap, inode, dir, mode as bindings::umode_t);
+        bindings::inode_init_owner(idmap, inode, dir, mode);
+        // From here its eviction gives their space back.
+        if let Some(acls) = acls {
+            acls.install(inode);
+        }
         *(*INodeWithData::<T>::from_inode(inode)).btime.get() =
             bindings::simple_inode_init_ts(inode);
         match (fmt, &regular) {
@@ -1866,8 +1928,9 @@ unsafe extern "C" fn xattr_set<T: VfsTables>(
 }
 
 /// `listxattr`: the names of the attributes, NUL-terminated, one after
-/// the other in `buffer` if `size` is not 0; their total size. `trusted.`
-/// names are listed only to `CAP_SYS_ADMIN`, as libfs lists them.
+/// the other in `buffer` if `size` is not 0; their total size. The ACLs'
+/// names first, then the store's; `trusted.` names are listed only to
+/// `CAP_SYS_ADMIN`, as libfs lists them.
 ///
 /// # Safety
 ///
@@ -1892,8 +1955,12 @@ unsafe extern "C" fn listxattr<T: VfsTables>(
             bindings::CAP_SYS_ADMIN as c_int,
         )
     };
-    match store.list(buf, trusted) {
-        Ok(n) => n as isize,
+    let mut names = Names::new(buf);
+    // SAFETY: The dentry holds its inode.
+    let listed = unsafe { acl::list((*dentry).d_inode, &mut names) }
+        .and_then(|()| store.list(&mut names, trusted));
+    match listed {
+        Ok(()) => names.len() as isize,
         Err(e) => e.to_errno() as isize,
     }
 }

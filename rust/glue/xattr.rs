@@ -67,6 +67,38 @@ fn key(name: &[u8]) -> Result<Name> {
     Ok(Name(copy(name)?))
 }
 
+/// A `listxattr(2)` answer being written: names, each with its NUL, one
+/// after the other in the caller's buffer, or only counted if the buffer
+/// is empty (a query of the size), as `xattr_list_one()` writes them.
+pub(crate) struct Names<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> Names<'a> {
+    /// An answer to be written to `buf`, or counted if it is empty.
+    pub(crate) fn new(buf: &'a mut [u8]) -> Self {
+        Self { buf, len: 0 }
+    }
+
+    /// Appends `name` and its NUL. `ERANGE` if the buffer is too small.
+    pub(crate) fn push(&mut self, name: &[u8]) -> Result {
+        let end = self.len + name.len() + 1;
+        if !self.buf.is_empty() {
+            let dst = self.buf.get_mut(self.len..end).ok_or(ERANGE)?;
+            dst[..name.len()].copy_from_slice(name);
+            dst[name.len()] = 0;
+        }
+        self.len = end;
+        Ok(())
+    }
+
+    /// The size of the answer.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
 /// One inode's extended attributes: full name to value.
 #[pin_data]
 pub(crate) struct XattrStore {
@@ -130,25 +162,17 @@ impl XattrStore {
         }
     }
 
-    /// The names, each with its NUL, one after the other in `buf` unless
-    /// `buf` is empty (`trusted.` ones only if `trusted`); their size.
-    /// `ERANGE` if `buf` is too small.
-    pub(crate) fn list(&self, buf: &mut [u8], trusted: bool) -> Result<usize> {
+    /// Appends the names to `names` (`trusted.` ones only if `trusted`).
+    /// `ERANGE` if they do not fit.
+    pub(crate) fn list(&self, names: &mut Names<'_>, trusted: bool) -> Result {
         let tree = self.tree.lock();
-        let mut at = 0;
         for Name(name) in tree.keys() {
             if !trusted && name.starts_with(b"trusted.") {
                 continue;
             }
-            let end = at + name.len() + 1;
-            if !buf.is_empty() {
-                let dst = buf.get_mut(at..end).ok_or(ERANGE)?;
-                dst[..name.len()].copy_from_slice(name);
-                dst[name.len()] = 0;
-            }
-            at = end;
+            names.push(name)?;
         }
-        Ok(at)
+        Ok(())
     }
 
     /// Removes every attribute (the inode is going); the space they took.
@@ -184,16 +208,24 @@ mod tests {
         kunit_ensure!(refusal(store.get(b"user.a", &mut buf[..2]))? == Some(ERANGE));
         kunit_ensure!(refusal(store.get(b"user.b", &mut buf))? == Some(ENODATA));
         store.set(b"trusted.t", Some(b""), 0)?;
-        let mut names = [0u8; 32];
-        let n = store.list(&mut names, true)?;
-        kunit_ensure!(&names[..n] == b"trusted.t\0user.a\0");
-        kunit_ensure!(store.list(&mut [], false)? == 7);
-        kunit_ensure!(refusal(store.list(&mut names[..5], true))? == Some(ERANGE));
+        let mut buf = [0u8; 32];
+        let mut names = Names::new(&mut buf);
+        names.push(b"system.x")?;
+        store.list(&mut names, true)?;
+        let n = names.len();
+        kunit_ensure!(&buf[..n] == b"system.x\0trusted.t\0user.a\0");
+        let mut size = Names::new(&mut []);
+        store.list(&mut size, false)?;
+        kunit_ensure!(size.len() == 7);
+        let mut short = Names::new(&mut buf[..5]);
+        kunit_ensure!(refusal(store.list(&mut short, true))? == Some(ERANGE));
         kunit_ensure!(refusal(store.set(b"user.b", None, XATTR_REPLACE))? == Some(ENODATA));
         kunit_ensure!(store.set(b"user.b", None, 0)? == 0);
         kunit_ensure!(store.set(b"user.a", None, 0)? == space(6, 3));
         kunit_ensure!(store.clear() == space(9, 0));
-        kunit_ensure!(store.list(&mut [], true)? == 0);
+        let mut none = Names::new(&mut []);
+        store.list(&mut none, true)?;
+        kunit_ensure!(none.len() == 0);
         Ok(())
     }
 }

@@ -12,9 +12,9 @@ reports and saved as out/logs/<name>.log; a script that crashes or hangs
 the guest fails, and a new guest runs the rest.
 
 Prints one line per test, the time of each phase, the total and the three
-slowest phases, and ends with "N passed, N failed"; exits non-zero on any
-failure, any expected KUnit suite that did not run, and any report found
-in a guest log.
+slowest phases, the failed tests again, and ends with "N passed, N
+failed"; exits non-zero on any failure, any expected KUnit suite that did
+not run, and any report found in a guest log.
 
   --suite A,B        run only these KUnit suites (no lint, no scenarios)
   --scenario A,B     run only these scenarios (no lint, no KUnit)
@@ -69,6 +69,7 @@ class Run:
         self.passed = 0
         self.failed = 0
         self.phases = []
+        self.failures = []      # (name, detail), repeated at the end
         self.clippy = None      # the module build's status (3: clippy warned)
 
     def result(self, name, ok, detail=""):
@@ -76,6 +77,7 @@ class Run:
             self.passed += 1
         else:
             self.failed += 1
+            self.failures.append((name, detail))
         tag = "PASS" if ok else "FAIL"
         show = detail and (not ok or detail.startswith("skipped"))
         print(f"{tag}  {name}" + (f"  ({detail})" if show else ""), flush=True)
@@ -425,6 +427,11 @@ def main():
     print(f"    {'total':<40} {total:7.1f} s")
     slow = sorted(run.phases, key=lambda p: -p[1])[:3]
     print("    slowest: " + ", ".join(f"{n} {s:.0f} s" for n, s in slow))
+    if run.failures:
+        # Again at the end, where a log cut short still shows them.
+        print("\nfailed:")
+        for name, detail in run.failures:
+            print(f"    {name}" + (f"  ({detail})" if detail else ""))
     print(f"{run.passed} passed, {run.failed} failed")
     return 1 if run.failed else 0
 

@@ -3,11 +3,14 @@
 #
 # POSIX conformance: pjdfstest, as root, on tmpfs and on emfs in the same
 # guest, with the same configuration (tools/testing/emfs/pjdfstest/). Both
-# counts are printed.
+# counts are printed. Then POSIX ACLs, which pjdfstest does not cover: the
+# same tour on both (tools/testing/emfs/acl_tour.sh).
 #
 # What it must show: every pjdfstest test that tmpfs passes, emfs passes
-# (each test is a case of this scenario); tmpfs passing most of the suite
-# is checked too, so that a broken set-up cannot pass by failing both.
+# (each test is a case of this scenario), and the ACL tour's transcript is
+# the same on both; tmpfs passing most of the suite, and the tour showing
+# ACLs at work on tmpfs, are checked too, so that a broken set-up cannot
+# pass by failing both.
 
 set -u
 . "${0%/*}/../lib.sh"
@@ -55,6 +58,31 @@ while read -r res name; do
 		fail=1
 	fi
 done <"$work/cases"
+
+# POSIX ACLs, which pjdfstest does not try: the same tour on both
+# (tools/testing/emfs/acl_tour.sh), and the transcripts compared. That the
+# tour shows ACLs at work is checked on tmpfs's, so that both failing the
+# same way cannot pass.
+for fs in tmpfs emfs; do
+	mkdir "$work/$fs/acl"
+	bash "$testing_dir/acl_tour.sh" "$work/$fs/acl" >"$work/acl.$fs" 2>&1
+	rmdir "$work/$fs/acl"
+done
+note "ACL tour: $(grep -c . "$work/acl.tmpfs") lines on tmpfs, $(grep -c . "$work/acl.emfs") on emfs; emfs's:"
+sed 's/^/    /' "$work/acl.emfs"
+check "ACL tour: a named user's entry lets nobody write" \
+	grep -qx "nobody: allowed: sh -c echo nobody >>f" "$work/acl.tmpfs"
+check "ACL tour: and daemon, without one, is refused" \
+	grep -qx "daemon: refused: sh -c echo daemon >>f" "$work/acl.tmpfs"
+check "ACL tour: an inherited default ACL lets nobody create" \
+	grep -qx "nobody: allowed: touch d/new" "$work/acl.tmpfs"
+if diff -u "$work/acl.tmpfs" "$work/acl.emfs" >"$work/acl.diff"; then
+	note "ok: ACL tour: emfs's transcript is tmpfs's"
+else
+	note "not ok: ACL tour: emfs's transcript is tmpfs's"
+	head -60 "$work/acl.diff"
+	fail=1
+fi
 
 # Not cases: what tmpfs fails or skips too, for the record.
 while read -r name res; do
