@@ -433,6 +433,11 @@ void emfs_mapping_set_large_folios(struct address_space *mapping)
 	mapping_set_large_folios(mapping);
 }
 
+void emfs_mapping_set_unevictable(struct address_space *mapping)
+{
+	mapping_set_unevictable(mapping);
+}
+
 void emfs_file_accessed(struct file *file)
 {
 	file_accessed(file);

@@ -150,6 +150,7 @@ bool emfs_filemap_range_needs_writeback(struct address_space *mapping,
 void emfs_sb_start_pagefault(struct super_block *sb);
 void emfs_sb_end_pagefault(struct super_block *sb);
 void emfs_mapping_set_large_folios(struct address_space *mapping);
+void emfs_mapping_set_unevictable(struct address_space *mapping);
 void emfs_file_accessed(struct file *file);
 ssize_t emfs_generic_write_sync(struct kiocb *iocb, ssize_t count);
 struct iov_iter;

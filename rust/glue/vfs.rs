@@ -161,8 +161,10 @@ pub(crate) trait FileSystem: Sized + 'static {
     /// them) to the superblock's space: `ENOSPC` if it has not that
     /// much. Optional: a type that implements it has extended attributes
     /// in the `user.`, `trusted.` and `security.` namespaces, kept in
-    /// memory with the inode ([`XattrStore`]), and must implement
-    /// [`FileSystem::uncharge_xattr`] too; without it, none.
+    /// memory with the inode ([`XattrStore`]), and POSIX ACLs
+    /// (rust/glue/acl.rs), and must implement
+    /// [`FileSystem::uncharge_xattr`] too; without it, none. The page of a
+    /// long symlink target ([`page_link`]) is charged here too.
     fn charge_xattr(_data: &Self::Data, _bytes: usize) -> Result {
         kernel::build_error!(kernel::error::VTABLE_DEFAULT_ERROR)
     }
@@ -321,10 +323,15 @@ impl<T: FileSystem> SuperBlock<T> {
 /// `link` is written only while the inode is `I_NEW` (a new symlink's
 /// target, which `i_link` points to from then on) and when the inode is
 /// freed, an RCU grace period after anyone could follow the link.
+/// `link_charge` is written only while the inode is `I_NEW`.
 struct INodeWithData<T: FileSystem> {
     inode: Opaque<bindings::inode>,
     data: UnsafeCell<Option<T::InodeData>>,
     link: UnsafeCell<Option<KVec<u8>>>,
+    /// What a symlink whose target is in the page cache
+    /// ([`PageSymlinkOps`]) charged to `T` for it; 0 for others. Given
+    /// back at eviction.
+    link_charge: UnsafeCell<usize>,
     /// The creation time (statx's `btime`), written while the inode is
     /// `I_NEW` or, for the root, before it is published.
     btime: UnsafeCell<bindings::timespec64>,
@@ -429,6 +436,7 @@ unsafe extern "C" fn alloc_inode<T: VfsTables>(
     unsafe {
         (&raw mut (*p).data).write(UnsafeCell::new(None));
         (&raw mut (*p).link).write(UnsafeCell::new(None));
+        (&raw mut (*p).link_charge).write(UnsafeCell::new(0));
         (&raw mut (*p).btime).write(UnsafeCell::new(bindings::timespec64::default()));
         // Pinned: the object does not move until it is freed.
         pin_init::raw_init(&raw mut (*p).xattrs, XattrStore::new());
@@ -463,14 +471,15 @@ unsafe extern "C" fn evict_inode<T: VfsTables>(inode: *mut bindings::inode) {
         // SAFETY: As the caller promises: an inode being evicted, whose
         // superblock is mounted until its inodes are evicted. Its ACLs are
         // released with the inode, after this.
-        let (sb, store, acls) = unsafe {
+        let (sb, store, acls, link) = unsafe {
             (
                 (*inode).i_sb,
                 xattrs_of::<T>(inode),
                 acl::evicted_space(inode),
+                *(*INodeWithData::<T>::from_inode(inode)).link_charge.get(),
             )
         };
-        let freed = store.clear() + acls;
+        let freed = store.clear() + acls + link;
         if freed != 0 {
             // SAFETY: `sb` is mounted, as above.
             T::uncharge_xattr(unsafe { data::<T>(sb) }, freed);
@@ -1277,8 +1286,8 @@ impl<T: VfsTables> DirOps<T> {
     };
 }
 
-/// The `inode_operations` of `T`'s symlinks: the target is in memory,
-/// pointed to by `i_link`.
+/// The `inode_operations` of `T`'s symlinks with short targets: the target
+/// is kept with the inode, pointed to by `i_link`.
 struct SymlinkOps<T>(PhantomData<T>);
 
 impl<T: VfsTables> SymlinkOps<T> {
@@ -1288,6 +1297,17 @@ impl<T: VfsTables> SymlinkOps<T> {
         setattr: Some(bindings::simple_setattr),
         set_acl: None,
         ..SpecialOps::<T>::OPS
+    };
+}
+
+/// The `inode_operations` of `T`'s symlinks whose targets are in the page
+/// cache ([`page_link`]).
+struct PageSymlinkOps<T>(PhantomData<T>);
+
+impl<T: VfsTables> PageSymlinkOps<T> {
+    const OPS: bindings::inode_operations = bindings::inode_operations {
+        get_link: Some(bindings::page_get_link),
+        ..SymlinkOps::<T>::OPS
     };
 }
 
@@ -1458,7 +1478,7 @@ unsafe fn new_child<T: VfsTables>(
     dir: *mut bindings::inode,
     mode: u32,
     dev: bindings::dev_t,
-    link: Option<KVec<u8>>,
+    link: Option<Link<'_>>,
 ) -> Result<*mut bindings::inode> {
     let fmt = mode & bindings::S_IFMT;
     // A type without regular files has no `create` or `tmpfile` in its
@@ -1539,11 +1559,11 @@ unsafe fn new_child<T: VfsTables>(
         }
         return Err(Error::from_errno(ret));
     }
-    if let Some(link) = link {
+    match link {
         // SAFETY: `inode` is `I_NEW`: by the type invariant of
         // `INodeWithData`, its link is ours to write; the target, NUL
         // terminated, stays at the same address until the inode is freed.
-        unsafe {
+        Some(Link::Inline(link)) => unsafe {
             let p = INodeWithData::<T>::from_inode(inode);
             let target = (*(*p).link.get()).insert(link);
             (*inode).i_size = (target.len() - 1) as i64;
@@ -1552,12 +1572,72 @@ unsafe fn new_child<T: VfsTables>(
                 target.as_mut_ptr().cast(),
                 (target.len() - 1) as c_int,
             );
+        },
+        Some(Link::Paged(target)) => {
+            // SAFETY: `inode` is a new symlink, `I_NEW`, of the mounted
+            // `sb`.
+            if let Err(e) = unsafe { page_link::<T>(inode, target) } {
+                // SAFETY: As above, on the failure of `new_inode_data()`.
+                unsafe {
+                    bindings::clear_nlink(inode);
+                    bindings::discard_new_inode(inode);
+                }
+                return Err(e);
+            }
         }
+        None => {}
     }
     // SAFETY: `inode` is `I_NEW` and ours; `unlock_new_inode()` publishes
     // the data with the flag.
     unsafe { bindings::unlock_new_inode(inode) };
     Ok(inode)
+}
+
+/// A new symlink's target, with its NUL.
+enum Link<'a> {
+    /// Up to [`SHORT_LINK`] bytes: kept with the inode, which `i_link`
+    /// points to (followed without a call to the filesystem).
+    Inline(KVec<u8>),
+    /// Longer, up to `PATH_MAX`: written to the page cache
+    /// ([`page_link`]).
+    Paged(&'a [u8]),
+}
+
+/// The longest target, with its NUL, kept with the inode; longer ones go
+/// to the page cache. tmpfs's split (`SHORT_SYMLINK_LEN`).
+const SHORT_LINK: usize = 128;
+
+/// Writes the target of the new symlink `inode` (with its NUL) to its
+/// page cache, as ramfs keeps a symlink's target: one folio, in a mapping
+/// that reclaim leaves alone (`ram_aops`, unevictable), read by
+/// `page_get_link()` ([`PageSymlinkOps`]). The page is charged to `T`
+/// like an extended attribute, and given back at eviction. `ENOSPC`,
+/// `ENOMEM`.
+///
+/// # Safety
+///
+/// `inode` is a new symlink of a mounted superblock of `T`, `I_NEW`.
+unsafe fn page_link<T: VfsTables>(inode: *mut bindings::inode, target: &[u8]) -> Result {
+    // SAFETY: As the caller promises: the superblock is mounted, and the
+    // inode `I_NEW`, its `link_charge` ours to write (the type invariant
+    // of `INodeWithData`) and its tables and mapping ours to set up.
+    unsafe {
+        if T::HAS_CHARGE_XATTR {
+            let page = kernel::page::PAGE_SIZE;
+            T::charge_xattr(data::<T>((*inode).i_sb), page)?;
+            *(*INodeWithData::<T>::from_inode(inode)).link_charge.get() = page;
+        }
+        (*inode).i_op = &PageSymlinkOps::<T>::OPS;
+        let mapping = (*inode).i_mapping;
+        (*mapping).a_ops = &raw const bindings::ram_aops;
+        // `page_get_link()` reads the folio through its kernel address.
+        bindings::inode_nohighmem(inode);
+        ffi::emfs_mapping_set_unevictable(mapping);
+        // It allocates under the directory's lock: no filesystem reclaim.
+        let ret =
+            nofs(|| bindings::page_symlink(inode, target.as_ptr().cast(), target.len() as c_int));
+        to_result(ret)
+    }
 }
 
 /// Makes a new inode of `mode` (and `dev`, `link`, as [`new_child`]
@@ -1574,7 +1654,7 @@ unsafe fn make_node<T: VfsTables>(
     dentry: *mut bindings::dentry,
     mode: u32,
     dev: bindings::dev_t,
-    link: Option<KVec<u8>>,
+    link: Option<Link<'_>>,
 ) -> c_int {
     // SAFETY: As the caller promises.
     match unsafe { new_child::<T>(idmap, dir, mode, dev, link) } {
@@ -1622,8 +1702,9 @@ unsafe extern "C" fn mknod<T: VfsTables>(
     unsafe { make_node::<T>(idmap, dir, dentry, mode.into(), dev, None) }
 }
 
-/// `symlink`: the target is kept in memory, with the inode
-/// (`inode_set_cached_link()`), up to `PATH_MAX` bytes with its NUL.
+/// `symlink`: a target of up to [`SHORT_LINK`] bytes with its NUL is kept
+/// with the inode (`inode_set_cached_link()`), a longer one, up to
+/// `PATH_MAX`, in the page cache ([`page_link`]).
 ///
 /// # Safety
 ///
@@ -1639,10 +1720,15 @@ unsafe extern "C" fn symlink<T: VfsTables>(
     if target.len() > bindings::PATH_MAX as usize {
         return ENAMETOOLONG.to_errno();
     }
-    let mut link = KVec::new();
-    if link.extend_from_slice(target, GFP_KERNEL).is_err() {
-        return ENOMEM.to_errno();
-    }
+    let link = if target.len() <= SHORT_LINK {
+        let mut link = KVec::new();
+        if link.extend_from_slice(target, GFP_KERNEL).is_err() {
+            return ENOMEM.to_errno();
+        }
+        Link::Inline(link)
+    } else {
+        Link::Paged(target)
+    };
     let mode = bindings::S_IFLNK | 0o777;
     // SAFETY: As the caller promises.
     unsafe { make_node::<T>(idmap, dir, dentry, mode, 0, Some(link)) }

@@ -525,6 +525,11 @@ def main():
     os.close(xfd)
     expect("setxattr on a full disk: ENOSPC", errno.ENOSPC,
            lambda: os.setxattr(x, "user.d", b"d" * 4096))
+    expect("a long symlink on a full disk: ENOSPC", errno.ENOSPC,
+           lambda: os.symlink("l" * 200, os.path.join(t, "l")))
+    expect("  but a short one needs no block", 0,
+           lambda: os.symlink("s" * 127, os.path.join(t, "l")))
+    os.unlink(os.path.join(t, "l"))
     # POSIX ACLs take space as the attributes of their names would: one
     # of 600 named users is more than the block the others fill.
     mode = os.stat(x).st_mode
@@ -562,6 +567,21 @@ def main():
     os.unlink(x)
     result("all blocks and inodes back", os.statvfs(t).f_bfree == 256 and
            os.statvfs(t).f_ffree == 255, str(os.statvfs(t)))
+    # Symlink targets of up to 128 bytes with their NUL are kept with the
+    # inode; longer ones in the page cache, a page charged as a block.
+    long_link, short_link = os.path.join(t, "long"), os.path.join(t, "short")
+    expect("a symlink of 128 bytes", 0, lambda: os.symlink("l" * 128, long_link))
+    result("  takes a block (its target is in the page cache)",
+           os.statvfs(t).f_bfree == 255, str(os.statvfs(t).f_bfree))
+    expect("a symlink of 127 bytes", 0, lambda: os.symlink("s" * 127, short_link))
+    result("  takes none (its target is kept with the inode)", os.statvfs(t).f_bfree == 255)
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3")
+    result("both read back whole after the caches were dropped",
+           os.readlink(long_link) == "l" * 128 and os.readlink(short_link) == "s" * 127)
+    os.unlink(long_link)
+    os.unlink(short_link)
+    result("  and removed, give the block back", os.statvfs(t).f_bfree == 256)
     names = [os.path.join(t, f"i{i}") for i in range(255)]
     for n in names:
         open(n, "w").close()
