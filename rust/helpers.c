@@ -482,3 +482,13 @@ void emfs_folio_put(struct folio *folio)
 {
 	folio_put(folio);
 }
+
+struct folio *emfs_filemap_grab_folio(struct address_space *mapping, pgoff_t index)
+{
+	return filemap_grab_folio(mapping, index);
+}
+
+void emfs_folio_mark_uptodate(struct folio *folio)
+{
+	folio_mark_uptodate(folio);
+}

@@ -163,5 +163,7 @@ size_t emfs_folio_size(const struct folio *folio);
 void *emfs_kmap_local_folio(struct folio *folio, size_t offset);
 struct folio *emfs_folio_alloc(gfp_t gfp, unsigned int order);
 void emfs_folio_put(struct folio *folio);
+struct folio *emfs_filemap_grab_folio(struct address_space *mapping, pgoff_t index);
+void emfs_folio_mark_uptodate(struct folio *folio);
 
 #endif /* _EMFS_HELPERS_H */

@@ -170,8 +170,10 @@ pub(crate) unsafe fn no_acls(inode: *mut bindings::inode) {
 /// `acl` is null, as `simple_set_acl()` does: an access ACL that says no
 /// more than permission bits becomes those bits alone
 /// (`posix_acl_update_mode()`, which also drops `S_ISGID` as `chmod(2)`
-/// would). The new ACL's space is charged first and the old one's given
-/// back after: when the charge fails (`ENOSPC`), nothing has changed.
+/// would). What the new ACL takes beyond the old one is charged first,
+/// what it takes less given back after: when the charge fails (`ENOSPC`),
+/// nothing has changed, and an ACL replaced by one of its size (as
+/// `chmod(2)` replaces it) needs no space.
 ///
 /// # Safety
 ///
@@ -205,8 +207,8 @@ pub(crate) unsafe extern "C" fn set_acl<T: FileSystem>(
     };
     // SAFETY: `inode` is of `T`, locked.
     let (data, old) = unsafe { (data::<T>((*inode).i_sb), cached_space(inode, ty)) };
-    if new != 0 {
-        if let Err(e) = T::charge_xattr(data, new) {
+    if new > old {
+        if let Err(e) = T::charge_xattr(data, new - old) {
             return e.to_errno();
         }
     }
@@ -217,8 +219,8 @@ pub(crate) unsafe extern "C" fn set_acl<T: FileSystem>(
         bindings::inode_set_ctime_current(inode);
         ffi::set_cached_acl(inode, ty, acl);
     }
-    if old != 0 {
-        T::uncharge_xattr(data, old);
+    if old > new {
+        T::uncharge_xattr(data, old - new);
     }
     0
 }
@@ -241,15 +243,17 @@ pub(crate) struct Inherited<'a, T: FileSystem> {
 ///
 /// # Safety
 ///
-/// `dir` is a directory of a mounted superblock of `T`, locked by the
-/// caller, valid during `'a`.
+/// `dir` is a directory of a mounted superblock of `T`, valid during
+/// `'a` (locked by the caller, but for `tmpfile`, which the VFS calls
+/// unlocked: `posix_acl_create()` takes its own reference to the default
+/// ACL, so it needs no lock).
 pub(crate) unsafe fn inherit<'a, T: FileSystem>(
     dir: *mut bindings::inode,
     mode: &mut bindings::umode_t,
 ) -> Result<Inherited<'a, T>> {
     let (mut default, mut access) = (core::ptr::null_mut(), core::ptr::null_mut());
-    // It copies the default ACL, under the directory's lock: no filesystem
-    // reclaim.
+    // It copies the default ACL, usually under the directory's lock: no
+    // filesystem reclaim.
     to_result(nofs(|| {
         // SAFETY: As the caller promises; the out parameters are ours.
         unsafe { ffi::posix_acl_create(dir, mode, &mut default, &mut access) }

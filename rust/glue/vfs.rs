@@ -323,7 +323,9 @@ impl<T: FileSystem> SuperBlock<T> {
 /// `link` is written only while the inode is `I_NEW` (a new symlink's
 /// target, which `i_link` points to from then on) and when the inode is
 /// freed, an RCU grace period after anyone could follow the link.
-/// `link_charge` is written only while the inode is `I_NEW`.
+/// `link_charge` and `link_folio` are written only while the inode is
+/// `I_NEW` and at eviction; `link_folio` is null or a folio of the
+/// inode's mapping of which it holds a reference.
 struct INodeWithData<T: FileSystem> {
     inode: Opaque<bindings::inode>,
     data: UnsafeCell<Option<T::InodeData>>,
@@ -332,6 +334,9 @@ struct INodeWithData<T: FileSystem> {
     /// ([`PageSymlinkOps`]) charged to `T` for it; 0 for others. Given
     /// back at eviction.
     link_charge: UnsafeCell<usize>,
+    /// The folio holding that target, of which this holds a reference
+    /// (dropped at eviction); null for others.
+    link_folio: UnsafeCell<*mut bindings::folio>,
     /// The creation time (statx's `btime`), written while the inode is
     /// `I_NEW` or, for the root, before it is published.
     btime: UnsafeCell<bindings::timespec64>,
@@ -437,6 +442,7 @@ unsafe extern "C" fn alloc_inode<T: VfsTables>(
         (&raw mut (*p).data).write(UnsafeCell::new(None));
         (&raw mut (*p).link).write(UnsafeCell::new(None));
         (&raw mut (*p).link_charge).write(UnsafeCell::new(0));
+        (&raw mut (*p).link_folio).write(UnsafeCell::new(core::ptr::null_mut()));
         (&raw mut (*p).btime).write(UnsafeCell::new(bindings::timespec64::default()));
         // Pinned: the object does not move until it is freed.
         pin_init::raw_init(&raw mut (*p).xattrs, XattrStore::new());
@@ -462,10 +468,18 @@ unsafe extern "C" fn inode_init_once<T: VfsTables>(p: *mut c_void) {
 ///
 /// Called by the VFS, once, for an inode of `T` that nobody uses any more.
 unsafe extern "C" fn evict_inode<T: VfsTables>(inode: *mut bindings::inode) {
-    // SAFETY: As the caller promises.
+    // SAFETY: As the caller promises; by the type invariant of
+    // `INodeWithData`, its `link_folio` is ours to write now, and a
+    // reference: the truncation took the folio out of the page cache,
+    // this drops the last reference.
     unsafe {
         bindings::truncate_inode_pages_final(&raw mut (*inode).i_data);
         bindings::clear_inode(inode);
+        let link = (*INodeWithData::<T>::from_inode(inode)).link_folio.get();
+        if !(*link).is_null() {
+            ffi::emfs_folio_put(*link);
+            *link = core::ptr::null_mut();
+        }
     }
     if T::HAS_CHARGE_XATTR {
         // SAFETY: As the caller promises: an inode being evicted, whose
@@ -1472,7 +1486,8 @@ unsafe extern "C" fn file_setattr<
 /// # Safety
 ///
 /// `dir` is a directory of a mounted superblock of `T`, locked by the
-/// caller, as for the directory operations below.
+/// caller as for the directory operations below (but for `tmpfile`, which
+/// the VFS calls without the lock: nothing here needs it).
 unsafe fn new_child<T: VfsTables>(
     idmap: *mut bindings::mnt_idmap,
     dir: *mut bindings::inode,
@@ -1514,6 +1529,9 @@ unsafe fn new_child<T: VfsTables>(
     unsafe {
         (*inode).i_ino = info.next_ino.fetch_add(1, Relaxed);
         bindings::inode_init_owner(idmap, inode, dir, mode);
+        // Its cache of ACLs is their only copy (`cache_no_acl()`): none
+        // is ever read, with or without ACLs on this filesystem.
+        acl::no_acls(inode);
         // From here its eviction gives their space back.
         if let Some(acls) = acls {
             acls.install(inode);
@@ -1607,37 +1625,53 @@ enum Link<'a> {
 /// to the page cache. tmpfs's split (`SHORT_SYMLINK_LEN`).
 const SHORT_LINK: usize = 128;
 
-/// Writes the target of the new symlink `inode` (with its NUL) to its
-/// page cache, as ramfs keeps a symlink's target: one folio, in a mapping
-/// that reclaim leaves alone (`ram_aops`, unevictable), read by
-/// `page_get_link()` ([`PageSymlinkOps`]). The page is charged to `T`
-/// like an extended attribute, and given back at eviction. `ENOSPC`,
-/// `ENOMEM`.
+/// Puts the target of the new symlink `inode` (with its NUL) in its page
+/// cache: one folio, uptodate and clean (there is nothing to write it
+/// to), which the inode holds a reference to until it is evicted, so that
+/// neither reclaim nor `drop_caches` takes it (the mapping is unevictable
+/// too); read by `page_get_link()` ([`PageSymlinkOps`]). The page is
+/// charged to `T` like an extended attribute, and given back at eviction.
+/// `ENOSPC`, `ENOMEM`.
+///
+/// Not `page_symlink()`: it leaves the folio dirty without accounting it
+/// (`ram_aops`' `noop_dirty_folio`), which truncation would then
+/// "clean" from the dirty page counters of this filesystem's own
+/// backing device, which can write back.
 ///
 /// # Safety
 ///
 /// `inode` is a new symlink of a mounted superblock of `T`, `I_NEW`.
 unsafe fn page_link<T: VfsTables>(inode: *mut bindings::inode, target: &[u8]) -> Result {
     // SAFETY: As the caller promises: the superblock is mounted, and the
-    // inode `I_NEW`, its `link_charge` ours to write (the type invariant
-    // of `INodeWithData`) and its tables and mapping ours to set up.
+    // inode `I_NEW`, its `link_charge` and `link_folio` ours to write (the
+    // type invariant of `INodeWithData`) and its tables and mapping ours
+    // to set up; the new folio is locked, ours until it is unlocked.
     unsafe {
+        let p = INodeWithData::<T>::from_inode(inode);
         if T::HAS_CHARGE_XATTR {
             let page = kernel::page::PAGE_SIZE;
             T::charge_xattr(data::<T>((*inode).i_sb), page)?;
-            *(*INodeWithData::<T>::from_inode(inode)).link_charge.get() = page;
+            *(*p).link_charge.get() = page;
         }
         (*inode).i_op = &PageSymlinkOps::<T>::OPS;
+        (*inode).i_size = (target.len() - 1) as i64;
         let mapping = (*inode).i_mapping;
+        // Never asked to read: the folio stays until eviction.
         (*mapping).a_ops = &raw const bindings::ram_aops;
         // `page_get_link()` reads the folio through its kernel address.
         bindings::inode_nohighmem(inode);
         ffi::emfs_mapping_set_unevictable(mapping);
-        // It allocates under the directory's lock: no filesystem reclaim.
-        let ret =
-            nofs(|| bindings::page_symlink(inode, target.as_ptr().cast(), target.len() as c_int));
-        to_result(ret)
+        // Allocated under the directory's lock: no filesystem reclaim.
+        let folio = nofs(|| ffi::emfs_filemap_grab_folio(mapping, 0));
+        let folio = kernel::error::from_err_ptr(folio)?;
+        let page = ffi::emfs_kmap_local_folio(folio, 0).cast::<u8>();
+        core::ptr::copy_nonoverlapping(target.as_ptr(), page, target.len());
+        bindings::kunmap_local(page.cast());
+        ffi::emfs_folio_mark_uptodate(folio);
+        bindings::folio_unlock(folio);
+        *(*p).link_folio.get() = folio;
     }
+    Ok(())
 }
 
 /// Makes a new inode of `mode` (and `dev`, `link`, as [`new_child`]
@@ -1722,7 +1756,8 @@ unsafe extern "C" fn symlink<T: VfsTables>(
     }
     let link = if target.len() <= SHORT_LINK {
         let mut link = KVec::new();
-        if link.extend_from_slice(target, GFP_KERNEL).is_err() {
+        // Under the directory's lock: no filesystem reclaim.
+        if nofs(|| link.extend_from_slice(target, GFP_KERNEL)).is_err() {
             return ENOMEM.to_errno();
         }
         Link::Inline(link)

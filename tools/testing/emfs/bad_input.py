@@ -277,6 +277,32 @@ def main():
         result("/proc/mounts shows rw and noatime",
                bool(opts) and "rw" in opts[0].split(",") and "noatime" in opts[0], str(opts))
         expect("a write after remount,rw", 0, lambda: os.close(os.open(fpath, os.O_WRONLY)))
+
+        # atime, as the mount's flags say (the VFS's touch_atime()).
+        def read_atime(atime):
+            mtime = os.stat(fpath).st_mtime_ns
+            os.utime(fpath, ns=(atime(mtime), mtime))
+            with open(fpath, "rb") as f:
+                f.read(1)
+            return os.stat(fpath).st_atime_ns, mtime
+
+        atime, _ = read_atime(lambda m: 10**18)
+        result("noatime: a read leaves atime", atime == 10**18)
+        MS_RELATIME, MS_STRICTATIME = 1 << 21, 1 << 24
+        expect("mount -o remount,strictatime", 0, lambda: libc.mount(
+            b"none", target, b"emfs", MS_REMOUNT | MS_STRICTATIME, b""))
+        atime, mtime = read_atime(lambda m: m - 10**9)
+        result("strictatime: a read sets atime", atime > mtime, f"{atime} <= {mtime}")
+        expect("mount -o remount,relatime", 0, lambda: libc.mount(
+            b"none", target, b"emfs", MS_REMOUNT | MS_RELATIME, b""))
+        # An atime after mtime and ctime (utime sets ctime to now), less
+        # than a day old.
+        hour = 3600 * 10**9
+        atime, mtime = read_atime(lambda m: m + hour)
+        result("relatime: a read after atime passed mtime and ctime leaves it",
+               atime == mtime + hour)
+        atime, mtime = read_atime(lambda m: m - 10**9)
+        result("relatime: a read of a file changed since its atime sets it", atime > mtime)
         libc.umount2(target, 0)
 
     # Offsets and lengths at and past the maximum file size.
@@ -564,6 +590,13 @@ def main():
     expect("removexattr of the ACL", 0, lambda: os.removexattr(x, ACL_ACCESS))
     result("  gives the block back", os.statvfs(t).f_bfree == 1)
     result("  and lists nothing", os.listxattr(x) == [])
+    # chmod replaces the ACL by one of its size: no more space.
+    users = range(1000, 1300)
+    expect("an ACL of 300 users", 0, lambda: os.setxattr(x, ACL_ACCESS, acl(users)))
+    result("  takes the last block", os.statvfs(t).f_bfree == 0)
+    expect("  chmod 640 of it with the disk full", 0, lambda: os.chmod(x, 0o640))
+    result("  sets its mask", os.getxattr(x, ACL_ACCESS) == acl(users, mask=4))
+    os.removexattr(x, ACL_ACCESS)
     os.unlink(x)
     result("all blocks and inodes back", os.statvfs(t).f_bfree == 256 and
            os.statvfs(t).f_ffree == 255, str(os.statvfs(t)))
@@ -582,6 +615,18 @@ def main():
     os.unlink(long_link)
     os.unlink(short_link)
     result("  and removed, give the block back", os.statvfs(t).f_bfree == 256)
+    # A target's page is clean: removing 300 of them must not take them
+    # off the dirty page counters (which vmstat_refresh reports when they
+    # go negative).
+    for i in range(300):
+        os.symlink("l" * 200, long_link)
+        os.unlink(long_link)
+    kmsg.read()
+    with open("/proc/sys/vm/stat_refresh", "w") as f:
+        f.write("1")
+    refresh = [ln for ln in kmsg.read().splitlines() if "vmstat_refresh:" in ln]
+    result("300 long symlinks made and removed leave the dirty page counters",
+           not any("dirty" in ln for ln in refresh), "; ".join(refresh))
     names = [os.path.join(t, f"i{i}") for i in range(255)]
     for n in names:
         open(n, "w").close()
