@@ -324,8 +324,10 @@ impl<T: FileSystem> SuperBlock<T> {
 /// target, which `i_link` points to from then on) and when the inode is
 /// freed, an RCU grace period after anyone could follow the link.
 /// `link_charge` and `link_folio` are written only while the inode is
-/// `I_NEW` and at eviction; `link_folio` is null or a folio of the
-/// inode's mapping of which it holds a reference.
+/// `I_NEW` and at eviction; `link_folio` is null or a folio added to the
+/// inode's mapping, of which it holds a reference. The reference is what
+/// keeps the folio where it is: `drop_caches` and migration leave a folio
+/// alone that someone else holds.
 struct INodeWithData<T: FileSystem> {
     inode: Opaque<bindings::inode>,
     data: UnsafeCell<Option<T::InodeData>>,
@@ -471,7 +473,7 @@ unsafe extern "C" fn evict_inode<T: VfsTables>(inode: *mut bindings::inode) {
     // SAFETY: As the caller promises; by the type invariant of
     // `INodeWithData`, its `link_folio` is ours to write now, and a
     // reference: the truncation took the folio out of the page cache,
-    // this drops the last reference.
+    // this drops the inode's reference (whoever holds the last frees it).
     unsafe {
         bindings::truncate_inode_pages_final(&raw mut (*inode).i_data);
         bindings::clear_inode(inode);
@@ -1642,10 +1644,13 @@ const SHORT_LINK: usize = 128;
 ///
 /// `inode` is a new symlink of a mounted superblock of `T`, `I_NEW`.
 unsafe fn page_link<T: VfsTables>(inode: *mut bindings::inode, target: &[u8]) -> Result {
+    const { assert!(bindings::PATH_MAX as usize <= kernel::page::PAGE_SIZE) };
     // SAFETY: As the caller promises: the superblock is mounted, and the
     // inode `I_NEW`, its `link_charge` and `link_folio` ours to write (the
     // type invariant of `INodeWithData`) and its tables and mapping ours
-    // to set up; the new folio is locked, ours until it is unlocked.
+    // to set up; the new folio is locked, ours until it is unlocked, and
+    // of order 0 (the mapping has no large folios): one page, which the
+    // target (at most `PATH_MAX` bytes, checked by `symlink`) fits.
     unsafe {
         let p = INodeWithData::<T>::from_inode(inode);
         if T::HAS_CHARGE_XATTR {
@@ -1666,6 +1671,12 @@ unsafe fn page_link<T: VfsTables>(inode: *mut bindings::inode, target: &[u8]) ->
         let folio = kernel::error::from_err_ptr(folio)?;
         let page = ffi::emfs_kmap_local_folio(folio, 0).cast::<u8>();
         core::ptr::copy_nonoverlapping(target.as_ptr(), page, target.len());
+        // The rest zeroed, as a write through the page cache leaves it.
+        core::ptr::write_bytes(
+            page.add(target.len()),
+            0,
+            kernel::page::PAGE_SIZE - target.len(),
+        );
         bindings::kunmap_local(page.cast());
         ffi::emfs_folio_mark_uptodate(folio);
         bindings::folio_unlock(folio);
