@@ -470,10 +470,10 @@ unsafe extern "C" fn inode_init_once<T: VfsTables>(p: *mut c_void) {
 ///
 /// Called by the VFS, once, for an inode of `T` that nobody uses any more.
 unsafe extern "C" fn evict_inode<T: VfsTables>(inode: *mut bindings::inode) {
-    // SAFETY: As the caller promises; by the type invariant of
-    // `INodeWithData`, its `link_folio` is ours to write now, and a
-    // reference: the truncation took the folio out of the page cache,
-    // this drops the inode's reference (whoever holds the last frees it).
+    // The truncation takes a long symlink's folio out of the page cache;
+    // then the inode's reference goes (whoever holds the last frees it).
+    // SAFETY: As the caller promises; `link_folio` is ours to write now
+    // and a reference (the type invariant of `INodeWithData`).
     unsafe {
         bindings::truncate_inode_pages_final(&raw mut (*inode).i_data);
         bindings::clear_inode(inode);
@@ -1645,12 +1645,12 @@ const SHORT_LINK: usize = 128;
 /// `inode` is a new symlink of a mounted superblock of `T`, `I_NEW`.
 unsafe fn page_link<T: VfsTables>(inode: *mut bindings::inode, target: &[u8]) -> Result {
     const { assert!(bindings::PATH_MAX as usize <= kernel::page::PAGE_SIZE) };
-    // SAFETY: As the caller promises: the superblock is mounted, and the
-    // inode `I_NEW`, its `link_charge` and `link_folio` ours to write (the
-    // type invariant of `INodeWithData`) and its tables and mapping ours
-    // to set up; the new folio is locked, ours until it is unlocked, and
-    // of order 0 (the mapping has no large folios): one page, which the
-    // target (at most `PATH_MAX` bytes, checked by `symlink`) fits.
+    // The inode is `I_NEW`: its `link_charge` and `link_folio` are ours to
+    // write (the type invariant of `INodeWithData`), its tables and mapping
+    // ours to set up. The new folio is locked, ours until unlocked, of
+    // order 0 (no large folios here): one page, which the target (at most
+    // `PATH_MAX` bytes, checked by `symlink`) fits.
+    // SAFETY: As the caller promises, and as said above.
     unsafe {
         let p = INodeWithData::<T>::from_inode(inode);
         if T::HAS_CHARGE_XATTR {
